@@ -1,0 +1,260 @@
+"""The `ticketserve` command line: sample data, training, evaluation and prediction.
+
+User errors print one line and exit 1 (2 for bad arguments); only bugs show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from training.config import BUNDLED_BASE_MODEL, ConfigError, TrainConfig
+from training.data import Columns, DataError, DataReport, TicketData, load_tickets
+from training.export import ExportError
+
+USER_ERRORS = (DataError, ConfigError, ExportError, FileNotFoundError)
+DEFAULTS = TrainConfig()
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse that reports a bad argument in one line instead of the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]:
+    parser = OneLineParser(prog="ticketserve", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser
+    )
+
+    sample = commands.add_parser("sample-data", help="write generated labelled tickets (CSV)")
+    sample.add_argument("out", metavar="OUT", type=Path, help="CSV file to write")
+    sample.add_argument("--rows", type=int, default=600, help="number of tickets (default 600)")
+    sample.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    sample.set_defaults(handler=cmd_sample_data)
+
+    train = commands.add_parser("train", help="fine-tune a model on a CSV/JSON/JSONL file")
+    train.add_argument("data", metavar="DATA", type=Path, help="labelled tickets")
+    train.add_argument("--out", required=True, type=Path, help="model directory to write")
+    train.add_argument(
+        "--base-model",
+        default=DEFAULTS.base_model,
+        metavar="PATH_OR_NAME",
+        help=f"encoder directory or hub name (default {BUNDLED_BASE_MODEL})",
+    )
+    train.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
+    train.add_argument(
+        "--max-length",
+        type=int,
+        default=DEFAULTS.max_length,
+        help="tokens per ticket, longer ones are truncated",
+    )
+    train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    train.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate)
+    train.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    _add_column_options(train)
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a trained model on labelled tickets")
+    evaluate.add_argument("model_dir", metavar="DIR", type=Path, help="trained model directory")
+    evaluate.add_argument("data", metavar="DATA", type=Path, help="labelled tickets")
+    evaluate.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    _add_column_options(evaluate)
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser("predict", help="classify one or more ticket texts")
+    predict.add_argument("model_dir", metavar="DIR", type=Path, help="trained model directory")
+    predict.add_argument("texts", metavar="TEXT", nargs="+", help="ticket text(s)")
+    predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    predict.set_defaults(handler=cmd_predict)
+    return parser, commands
+
+
+def _add_column_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("input columns (detected by name when not given)")
+    group.add_argument("--text-column", help="column holding the whole ticket text")
+    group.add_argument("--queue-column", help="column holding the queue label")
+    group.add_argument("--priority-column", help="column holding the priority label")
+    group.add_argument("--delimiter", default=",", help="CSV field separator (default ',')")
+
+
+def _load(
+    args: argparse.Namespace, min_class_examples: int = DEFAULTS.min_class_examples
+) -> TicketData:
+    columns = Columns(text=args.text_column, queue=args.queue_column, priority=args.priority_column)
+    data = load_tickets(args.data, columns, min_class_examples, delimiter=args.delimiter)
+    print_report(data.report)
+    return data
+
+
+def print_report(report: DataReport, limit: int = 10) -> None:
+    print(
+        f"rows read {report.rows_read}, accepted {report.rows_accepted}, "
+        f"rejected {len(report.rejected)}, duplicates dropped {len(report.duplicates_dropped)}",
+        file=sys.stderr,
+    )
+    for rejected in report.rejected[:limit]:
+        print(f"  rejected row {rejected.row}: {rejected.reason}", file=sys.stderr)
+    if len(report.rejected) > limit:
+        print(f"  ... and {len(report.rejected) - limit} more rejected rows", file=sys.stderr)
+    for line in [*report.conflicts, *report.warnings][:limit]:
+        print(f"  warning: {line}", file=sys.stderr)
+
+
+def cmd_sample_data(args: argparse.Namespace) -> None:
+    from training.sample_data import write_sample_csv
+
+    if args.out.suffix.lower() != ".csv":
+        raise ConfigError(f"sample data is written as CSV; use a .csv file name, not {args.out}")
+    if args.rows < 1:
+        raise ConfigError(f"--rows must be at least 1, got {args.rows}")
+    count = write_sample_csv(args.out, rows=args.rows, seed=args.seed)
+    print(f"wrote {count} tickets to {args.out}")
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    from training.export import check_output_dir
+    from training.train import train
+
+    config = TrainConfig(
+        base_model=args.base_model,
+        epochs=args.epochs,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+    check_output_dir(args.out)  # fail before minutes of training, not after
+    data = _load(args, config.min_class_examples)
+    result = train(data, config, args.out, progress_bar=True)
+    print(
+        f"model written to {result.model_dir} "
+        f"({result.metrics['train_seconds']}s, best epoch {result.metrics['best_epoch']})"
+    )
+    print_metrics(result.metrics["test"], "test split")
+
+
+def cmd_evaluate(args: argparse.Namespace) -> None:
+    from training.evaluate import evaluate_heads
+    from training.predict import Predictor
+
+    predictor = Predictor.load(args.model_dir)
+    data = _load(args)
+    heads = [h for h in data.heads if h in predictor.labels]
+    if not heads:
+        raise DataError(
+            f"{args.data} has none of the model's label columns ({', '.join(predictor.labels)})"
+        )
+    probs = predictor.predict_proba(data.frame["text"].tolist())
+    targets = {head: data.frame[head].tolist() for head in heads}
+    labels, probs = _with_unknown_labels(targets, probs, predictor.labels)
+    metrics = evaluate_heads(targets, probs, labels)
+    if args.json:
+        print(json.dumps(metrics, indent=2))
+    else:
+        print_metrics(metrics, str(args.data), per_class=True)
+
+
+def _with_unknown_labels(
+    targets: dict[str, list[str]], probs: dict[str, Any], labels: dict[str, list[str]]
+) -> tuple[dict[str, list[str]], dict]:
+    """Labels the model never saw count as errors: add them as never-predicted classes."""
+    import numpy as np
+
+    out_labels, out_probs = {}, {}
+    for head, truth in targets.items():
+        unknown = sorted(set(truth) - set(labels[head]))
+        if unknown:
+            print(
+                f"  warning: {head} labels unknown to the model count as errors: {unknown}",
+                file=sys.stderr,
+            )
+        out_labels[head] = labels[head] + unknown
+        out_probs[head] = np.pad(probs[head], ((0, 0), (0, len(unknown))))
+    return out_labels, out_probs
+
+
+def print_metrics(metrics: dict[str, dict[str, Any]], title: str, per_class: bool = False) -> None:
+    print(f"{title}:")
+    for head, m in metrics.items():
+        print(
+            f"  {head:<9} accuracy {m['accuracy']:.3f}  macro-F1 {m['macro_f1']:.3f}  "
+            f"weighted-F1 {m['weighted_f1']:.3f}  ECE {m['ece']:.3f}  "
+            f"(majority class {m['majority_rate']:.3f}, {m['examples']} tickets)"
+        )
+        if per_class:
+            for name, c in m["per_class"].items():
+                print(
+                    f"    {name:<32} P {c['precision']:.2f}  R {c['recall']:.2f}  "
+                    f"F1 {c['f1']:.2f}  n={c['support']}"
+                )
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from training.predict import Predictor
+
+    texts = list(args.texts)
+    empty = [i for i, t in enumerate(texts, 1) if not t.strip()]
+    if empty:
+        raise DataError(f"TEXT {empty[0]} is empty")
+    results = Predictor.load(args.model_dir).predict(texts)
+    if args.json:
+        print(
+            json.dumps(
+                [{"text": t, **r} for t, r in zip(texts, results, strict=True)],
+                indent=2,
+                ensure_ascii=False,
+            )
+        )
+        return
+    for text, result in zip(texts, results, strict=True):
+        print(text)
+        for head, answer in result.items():
+            others = ", ".join(f"{label} {p:.2f}" for label, p in answer["top_k"][1:])
+            print(
+                f"  {head + ':':<10} {answer['label']} ({answer['confidence']:.2f})"
+                + (f"   next: {others}" if others else "")
+            )
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    build: Callable[[], tuple[argparse.ArgumentParser, Any]] = build_parser,
+) -> int:
+    parser, _ = build()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    _quiet_transformers()
+    try:
+        args.handler(args)
+    except USER_ERRORS as exc:
+        print(f"ticketserve {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"ticketserve {args.command}: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _quiet_transformers() -> None:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

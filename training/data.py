@@ -1,0 +1,395 @@
+"""Read labelled tickets from CSV, JSON or JSON Lines, validate them and split them.
+
+Every rule reports where it applies: a file-level problem raises one `DataError` naming it, a
+row-level problem rejects that row (row numbers count records from 1, header excluded) and
+goes into the `DataReport`, so a user can fix the export and upload again.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+from training.labels import display_forms, label_key
+
+Format = Literal["csv", "json", "jsonl"]
+
+SUFFIX_FORMATS: dict[str, Format] = {
+    ".csv": "csv",
+    ".json": "json",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+TEXT_ALIASES = ("text", "ticket_text")
+HEAD_ALIASES: dict[str, tuple[str, ...]] = {
+    "queue": ("queue", "label", "category", "department"),
+    "priority": ("priority",),
+}
+OTHER_DELIMITERS = (";", "\t", "|")
+
+
+class DataError(ValueError):
+    """The input cannot be used at all; the message says what and where."""
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Which input columns hold the text and the labels; None means: detect by alias."""
+
+    text: str | None = None
+    subject: str = "subject"
+    body: str = "body"
+    queue: str | None = None
+    priority: str | None = None
+
+
+@dataclass
+class RejectedRow:
+    row: int
+    reason: str
+
+
+@dataclass
+class DataReport:
+    """What happened to each input row, in a form the CLI and the API both print."""
+
+    rows_read: int = 0
+    rejected: list[RejectedRow] = field(default_factory=list)
+    duplicates_dropped: list[int] = field(default_factory=list)
+    conflicts: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def rows_accepted(self) -> int:
+        return self.rows_read - len(self.rejected) - len(self.duplicates_dropped)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "rows_read": self.rows_read,
+            "rows_accepted": self.rows_accepted,
+            "rows_rejected": len(self.rejected),
+            "rejected": [{"row": r.row, "reason": r.reason} for r in self.rejected],
+            "duplicates_dropped": len(self.duplicates_dropped),
+            "conflicts": self.conflicts,
+            "warnings": self.warnings,
+            "label_counts": self.label_counts,
+        }
+
+
+@dataclass
+class TicketData:
+    """Validated tickets: a frame with `text` and one column per head, display-form labels."""
+
+    frame: pd.DataFrame
+    heads: tuple[str, ...]
+    report: DataReport
+
+
+def load_tickets(
+    path: str | Path,
+    columns: Columns | None = None,
+    min_class_examples: int = 5,
+    delimiter: str = ",",
+) -> TicketData:
+    """Read and validate a ticket file; the format comes from its suffix."""
+    path = Path(path)
+    fmt = SUFFIX_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        raise DataError(
+            f"{path}: unsupported file type {path.suffix or '(none)'!r}; "
+            "use .csv, .json (array of objects) or .jsonl"
+        )
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read file: {exc.strerror}") from exc
+    return parse_tickets(
+        raw,
+        fmt,
+        source=str(path),
+        columns=columns,
+        min_class_examples=min_class_examples,
+        delimiter=delimiter,
+    )
+
+
+def parse_tickets(
+    raw: bytes,
+    fmt: Format,
+    source: str = "input",
+    columns: Columns | None = None,
+    min_class_examples: int = 5,
+    delimiter: str = ",",
+) -> TicketData:
+    """Validate tickets given as bytes (an uploaded body or a file's content)."""
+    table = read_table(raw, fmt, source, delimiter)
+    return validate(table, source, columns or Columns(), min_class_examples)
+
+
+def read_table(
+    raw: bytes, fmt: Format, source: str = "input", delimiter: str = ","
+) -> pd.DataFrame:
+    """Decode and parse bytes into a frame of strings; raise DataError on unusable input."""
+    if not raw.strip():
+        raise DataError(f"{source}: the file is empty")
+    if b"\x00" in raw[:8192]:
+        raise DataError(f"{source}: this looks like a binary file, not {fmt.upper()} text")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"{source}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+            "export the file as UTF-8"
+        ) from exc
+    if fmt == "csv":
+        return _read_csv(text, source, delimiter)
+    records = _read_json(text, source) if fmt == "json" else _read_jsonl(text, source)
+    if not records:
+        raise DataError(f"{source}: no tickets in the file")
+    return pd.DataFrame.from_records(records)
+
+
+def _read_csv(text: str, source: str, delimiter: str) -> pd.DataFrame:
+    try:
+        frame = pd.read_csv(
+            io.StringIO(text),
+            sep=delimiter,
+            dtype=str,
+            keep_default_na=False,
+            skipinitialspace=True,
+        )
+    except pd.errors.EmptyDataError as exc:
+        raise DataError(f"{source}: the file is empty") from exc
+    except pd.errors.ParserError as exc:
+        raise DataError(f"{source}: malformed CSV: {exc}".strip()) from exc
+    if len(frame.columns) == 1:
+        header = str(frame.columns[0])
+        for other in OTHER_DELIMITERS:
+            if other in header and other != delimiter:
+                raise DataError(
+                    f"{source}: the header has a single column {header[:60]!r}; the file seems "
+                    f"to be separated by {other!r}, not {delimiter!r} (set the delimiter)"
+                )
+    if frame.empty:
+        raise DataError(f"{source}: the file has a header but no rows")
+    return frame
+
+
+def _read_json(text: str, source: str) -> list[dict[str, Any]]:
+    try:
+        items = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise DataError(
+            f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+        ) from exc
+    if not isinstance(items, list):
+        raise DataError(
+            f"{source}: expected a JSON array of ticket objects, got a {type(items).__name__}"
+        )
+    return [_as_record(item, f"{source}: item {i}") for i, item in enumerate(items, 1)]
+
+
+def _read_jsonl(text: str, source: str) -> list[dict[str, Any]]:
+    records = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise DataError(f"{source}: line {lineno}: invalid JSON: {exc.msg}") from exc
+        records.append(_as_record(item, f"{source}: line {lineno}"))
+    return records
+
+
+def _as_record(item: Any, where: str) -> dict[str, Any]:
+    if not isinstance(item, dict):
+        raise DataError(f"{where} is a {type(item).__name__}, expected an object")
+    return item
+
+
+def validate(
+    table: pd.DataFrame, source: str, columns: Columns, min_class_examples: int = 5
+) -> TicketData:
+    """Turn a raw frame into clean tickets, rejecting and reporting unusable rows."""
+    texts = _texts(table, source, columns)
+    head_columns = _head_columns(table, source, columns)
+    report = DataReport(rows_read=len(table))
+    labels = {head: table[column].map(_cell) for head, column in head_columns.items()}
+
+    keep = []
+    for i in range(len(table)):
+        row = i + 1
+        if not texts.iat[i]:
+            report.rejected.append(RejectedRow(row, "empty text"))
+            continue
+        missing = [head_columns[h] for h in head_columns if not labels[h].iat[i]]
+        if missing:
+            names = ", ".join(repr(m) for m in missing)
+            report.rejected.append(RejectedRow(row, f"missing label in column {names}"))
+            continue
+        keep.append(i)
+    if not keep:
+        reasons = "; ".join(f"row {r.row}: {r.reason}" for r in report.rejected[:5])
+        raise DataError(f"{source}: no usable rows ({reasons})")
+
+    frame = pd.DataFrame({"text": texts.iloc[keep].to_numpy()})
+    frame["row"] = [i + 1 for i in keep]
+    for head in head_columns:
+        values = labels[head].iloc[keep]
+        forms = display_forms(values)
+        frame[head] = [forms[label_key(v)] for v in values]
+
+    heads = tuple(head_columns)
+    frame = _drop_duplicates(frame, heads, report)
+    _report_conflicts(frame, heads, report)
+    for head in heads:
+        counts = frame[head].value_counts()
+        if len(counts) < 2:
+            raise DataError(
+                f"{source}: column {head_columns[head]!r} has a single label "
+                f"{counts.index[0]!r}; a classifier needs at least two"
+            )
+        report.label_counts[head] = {str(k): int(v) for k, v in counts.items()}
+        for label, count in counts.items():
+            if count < min_class_examples:
+                report.warnings.append(
+                    f"{head} label {label!r} has only {count} example(s) "
+                    f"(fewer than {min_class_examples}); it will be learned poorly"
+                )
+    return TicketData(frame=frame.reset_index(drop=True), heads=heads, report=report)
+
+
+def _cell(value: Any) -> str:
+    """A cell as stripped text; None/NaN become "". Literal '\\n' from exports become newlines."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    text = str(value).replace("\\r\\n", "\n").replace("\\n", "\n").replace("\\t", "\t")
+    return text.strip()
+
+
+def _texts(table: pd.DataFrame, source: str, columns: Columns) -> pd.Series:
+    if columns.text is not None:
+        _require_columns(table, source, [columns.text], "text")
+        return table[columns.text].map(_cell)
+    for alias in TEXT_ALIASES:
+        if alias in table.columns:
+            return table[alias].map(_cell)
+    if columns.subject in table.columns and columns.body in table.columns:
+        subjects = table[columns.subject].map(_cell)
+        bodies = table[columns.body].map(_cell)
+        return pd.Series(
+            [f"{s}\n{b}" if s and b else s or b for s, b in zip(subjects, bodies, strict=True)]
+        )
+    expected = " or ".join(repr(a) for a in TEXT_ALIASES)
+    raise DataError(
+        f"{source}: no text column: expected {expected}, or "
+        f"{columns.subject!r} + {columns.body!r}; found {_found(table)}"
+    )
+
+
+def _head_columns(table: pd.DataFrame, source: str, columns: Columns) -> dict[str, str]:
+    """Map each head present to its input column, in the canonical head order."""
+    chosen: dict[str, str] = {}
+    for head, aliases in HEAD_ALIASES.items():
+        configured = getattr(columns, head)
+        if configured is not None:
+            _require_columns(table, source, [configured], f"{head} label")
+            chosen[head] = configured
+            continue
+        found = [a for a in aliases if a in table.columns]
+        if len(found) > 1:
+            raise DataError(
+                f"{source}: columns {found} could all be the {head} label; choose one explicitly"
+            )
+        if found:
+            chosen[head] = found[0]
+    if not chosen:
+        expected = ", ".join(a for aliases in HEAD_ALIASES.values() for a in aliases)
+        raise DataError(
+            f"{source}: no label column: expected one of {expected}; found {_found(table)}"
+        )
+    return chosen
+
+
+def _require_columns(table: pd.DataFrame, source: str, names: list[str], what: str) -> None:
+    missing = [n for n in names if n not in table.columns]
+    if missing:
+        raise DataError(f"{source}: missing {what} column {missing[0]!r}; found {_found(table)}")
+
+
+def _found(table: pd.DataFrame) -> str:
+    names = [str(c) for c in table.columns]
+    shown = ", ".join(repr(n) for n in names[:12])
+    return f"columns {shown}" + (" ..." if len(names) > 12 else "")
+
+
+def _drop_duplicates(
+    frame: pd.DataFrame, heads: tuple[str, ...], report: DataReport
+) -> pd.DataFrame:
+    duplicated = frame.duplicated(subset=["text", *heads], keep="first")
+    report.duplicates_dropped = frame.loc[duplicated, "row"].tolist()
+    if report.duplicates_dropped:
+        rows = _rows(report.duplicates_dropped)
+        report.warnings.append(
+            f"dropped {len(report.duplicates_dropped)} exact duplicate(s): row {rows}"
+        )
+    return frame.loc[~duplicated]
+
+
+def _report_conflicts(frame: pd.DataFrame, heads: tuple[str, ...], report: DataReport) -> None:
+    for _, group in frame[frame.duplicated("text", keep=False)].groupby("text", sort=False):
+        for head in heads:
+            labels = sorted(group[head].unique())
+            if len(labels) > 1:
+                report.conflicts.append(
+                    f"rows {_rows(group['row'].tolist())}: identical text with conflicting "
+                    f"{head} labels {labels}"
+                )
+
+
+def _rows(rows: list[int], limit: int = 10) -> str:
+    shown = ", ".join(str(r) for r in rows[:limit])
+    return shown + (f" and {len(rows) - limit} more" if len(rows) > limit else "")
+
+
+def split_tickets(
+    frame: pd.DataFrame,
+    stratify_on: str,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 42,
+) -> dict[str, pd.DataFrame]:
+    """Deterministic train/validation/test split, stratified where the class sizes allow."""
+    parts = {"train": frame}
+    for name, fraction in (("test", test_fraction), ("validation", val_fraction)):
+        rest = parts["train"]
+        # Fractions are of the whole dataset, so rescale for what is left.
+        share = fraction * len(frame) / len(rest)
+        count = round(share * len(rest))
+        if count == 0:
+            parts[name] = rest.iloc[0:0]
+            continue
+        parts["train"], parts[name] = _split(rest, count, rest[stratify_on], seed)
+    return {name: parts[name].reset_index(drop=True) for name in ("train", "validation", "test")}
+
+
+def _split(
+    frame: pd.DataFrame, count: int, labels: pd.Series, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    strata = labels.where(labels.map(labels.value_counts()) >= 2, "__rare__")
+    if (strata == "__rare__").sum() == 1:
+        # A lone rare example cannot form a stratum; let it join the largest class.
+        strata = strata.replace("__rare__", labels.value_counts().index[0])
+    try:
+        return train_test_split(frame, test_size=count, random_state=seed, stratify=strata)
+    except ValueError:
+        # Too few rows per class for the requested size: fall back to a plain shuffle split.
+        return train_test_split(frame, test_size=count, random_state=seed)

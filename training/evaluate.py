@@ -1,0 +1,125 @@
+"""Per-head metrics (scikit-learn), calibration error, and the human-readable report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+from sklearn.metrics import (
+    ConfusionMatrixDisplay,
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    precision_recall_fscore_support,
+)
+
+METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
+
+
+def expected_calibration_error(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 10
+) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    if len(confidence) == 0:
+        return 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            error += in_bin.mean() * abs(correct[in_bin].mean() - confidence[in_bin].mean())
+    return float(error)
+
+
+def head_metrics(y_true: list[str], probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Accuracy, macro/weighted F1, per-class P/R/F1, confusion matrix and ECE for one head."""
+    index = {name: i for i, name in enumerate(labels)}
+    truth = np.asarray([index[y] for y in y_true], dtype=np.int64)
+    predicted = probs.argmax(axis=1)
+    ids = list(range(len(labels)))
+    precision, recall, f1, support = precision_recall_fscore_support(
+        truth, predicted, labels=ids, zero_division=0
+    )
+    return {
+        "examples": len(truth),
+        "accuracy": float(accuracy_score(truth, predicted)),
+        "macro_f1": float(f1_score(truth, predicted, labels=ids, average="macro", zero_division=0)),
+        "weighted_f1": float(
+            f1_score(truth, predicted, labels=ids, average="weighted", zero_division=0)
+        ),
+        "majority_rate": float(np.bincount(truth, minlength=len(labels)).max() / len(truth)),
+        "ece": expected_calibration_error(probs.max(axis=1), predicted == truth),
+        "per_class": {
+            name: {
+                "precision": float(precision[i]),
+                "recall": float(recall[i]),
+                "f1": float(f1[i]),
+                "support": int(support[i]),
+            }
+            for i, name in enumerate(labels)
+        },
+        "labels": list(labels),
+        "confusion_matrix": confusion_matrix(truth, predicted, labels=ids).tolist(),
+    }
+
+
+def evaluate_heads(
+    targets: dict[str, list[str]], probs: dict[str, np.ndarray], labels: dict[str, list[str]]
+) -> dict[str, dict[str, Any]]:
+    """`head_metrics` for every head that has targets."""
+    return {head: head_metrics(targets[head], probs[head], labels[head]) for head in targets}
+
+
+def mean_macro_f1(metrics: dict[str, dict[str, Any]]) -> float:
+    """The model-selection score: macro-F1 averaged over heads."""
+    return float(np.mean([m["macro_f1"] for m in metrics.values()]))
+
+
+def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> None:
+    """Write metrics.json, report.md and one confusion-matrix PNG per head of metrics['test']."""
+    directory = Path(directory)
+    (directory / METRICS_FILE).write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    lines = [f"# {title}", ""]
+    for key in ("base_model", "train_seconds", "best_epoch", "epochs_run", "splits"):
+        if key in metrics:
+            lines.append(f"- {key.replace('_', ' ')}: {metrics[key]}")
+    for head, m in metrics["test"].items():
+        picture = f"confusion_{head}.png"
+        plot_confusion(m, directory / picture, f"{head} (test split)")
+        lines += [
+            "",
+            f"## {head}",
+            "",
+            f"accuracy {m['accuracy']:.3f} · macro-F1 {m['macro_f1']:.3f} · "
+            f"weighted-F1 {m['weighted_f1']:.3f} · ECE {m['ece']:.3f} · "
+            f"majority-class rate {m['majority_rate']:.3f} · {m['examples']} examples",
+            "",
+            "| class | precision | recall | F1 | support |",
+            "|---|---|---|---|---|",
+        ]
+        lines += [
+            f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} "
+            f"| {c['support']} |"
+            for name, c in m["per_class"].items()
+        ]
+        lines += ["", f"![{head} confusion matrix]({picture})"]
+    (directory / REPORT_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def plot_confusion(metrics: dict[str, Any], path: Path, title: str) -> None:
+    labels = metrics["labels"]
+    size = max(4.0, 0.7 * len(labels) + 2)
+    # A bare Figure renders with Agg and never needs a display or pyplot's global state.
+    fig = Figure(figsize=(size, size))
+    ax = fig.subplots()
+    ConfusionMatrixDisplay(np.asarray(metrics["confusion_matrix"]), display_labels=labels).plot(
+        ax=ax, xticks_rotation=45, colorbar=False
+    )
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)

@@ -1,0 +1,49 @@
+"""Load an exported model directory and classify texts in process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
+
+from training.export import is_model_dir
+from training.model import TicketClassifier, format_predictions, predict_proba
+
+
+class Predictor:
+    """Classify texts with a trained model: one dict per text, head -> label/confidence/top_k."""
+
+    def __init__(
+        self, model: TicketClassifier, tokenizer: PreTrainedTokenizerBase, top_k: int = 3
+    ) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.top_k = top_k
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str | None = None, top_k: int = 3) -> Predictor:
+        if not is_model_dir(model_dir):
+            raise FileNotFoundError(
+                f"{model_dir} is not a trained model directory "
+                "(no model.safetensors and labels.json)"
+            )
+        model = TicketClassifier.load(model_dir)
+        model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+        return cls(model, AutoTokenizer.from_pretrained(model_dir), top_k)
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        return self.model.labels
+
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> dict[str, Any]:
+        return predict_proba(self.model, self.tokenizer, list(texts), batch_size)
+
+    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict[str, dict[str, Any]]]:
+        """One dict per text mapping each head to {label, confidence, top_k}."""
+        if isinstance(texts, str):
+            raise TypeError("predict takes a list of strings, not a single string")
+        if not texts:
+            return []
+        return format_predictions(self.predict_proba(texts, batch_size), self.labels, self.top_k)
