@@ -29,6 +29,7 @@ class TrainConfig:
     epochs: int = 4
     batch_size: int = 32
     learning_rate: float = 1e-4
+    head_learning_rate: float | None = None  # None: same as learning_rate
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -39,6 +40,7 @@ class TrainConfig:
     test_fraction: float = 0.1
     min_class_examples: int = 5
     class_weighting: bool = False
+    freeze_embeddings: bool = False
     head_weights: dict[str, float] = field(default_factory=dict)
     top_k: int = 3
     num_threads: int = 0  # 0: let torch decide
@@ -50,6 +52,13 @@ class TrainConfig:
         for name in ("patience", "seed", "min_class_examples", "num_threads"):
             value = getattr(self, name)
             _require(name, value, _is_int(value) and value >= 0, "a non-negative integer")
+        if self.head_learning_rate is not None:
+            _require(
+                "head_learning_rate",
+                self.head_learning_rate,
+                _is_number(self.head_learning_rate) and 0 < self.head_learning_rate < 1,
+                "a number in (0, 1) or null",
+            )
         _require(
             "learning_rate",
             self.learning_rate,
@@ -71,12 +80,9 @@ class TrainConfig:
             isinstance(self.base_model, str) and self.base_model.strip() != "",
             "a model directory or name",
         )
-        _require(
-            "class_weighting",
-            self.class_weighting,
-            isinstance(self.class_weighting, bool),
-            "true or false",
-        )
+        for name in ("class_weighting", "freeze_embeddings"):
+            value = getattr(self, name)
+            _require(name, value, isinstance(value, bool), "true or false")
         _require(
             "head_weights",
             self.head_weights,

@@ -70,6 +70,12 @@ class DataReport:
     def rows_accepted(self) -> int:
         return self.rows_read - len(self.rejected) - len(self.duplicates_dropped)
 
+    def rejection_summary(self, limit: int = 5) -> str:
+        """The first rejected rows and why, on one line."""
+        shown = "; ".join(f"row {r.row}: {r.reason}" for r in self.rejected[:limit])
+        more = len(self.rejected) - limit
+        return shown + (f"; and {more} more" if more > 0 else "")
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "rows_read": self.rows_read,
@@ -237,8 +243,7 @@ def validate(
             continue
         keep.append(i)
     if not keep:
-        reasons = "; ".join(f"row {r.row}: {r.reason}" for r in report.rejected[:5])
-        raise DataError(f"{source}: no usable rows ({reasons})")
+        raise DataError(f"{source}: no usable rows ({report.rejection_summary()})")
 
     frame = pd.DataFrame({"text": texts.iloc[keep].to_numpy()})
     frame["row"] = [i + 1 for i in keep]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from sklearn.utils.class_weight import compute_class_weight
 from tqdm.auto import tqdm
@@ -26,6 +27,7 @@ from training.data import TicketData, split_tickets
 from training.evaluate import evaluate_heads, mean_macro_f1
 from training.export import export_model
 from training.model import TicketClassifier, predict_proba
+from training.predict import Predictor
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +55,7 @@ ProgressCallback = Callable[[Progress], None]
 class TrainResult:
     model_dir: Path
     metrics: dict[str, Any]
+    predictor: Predictor  # the in-memory model as it was exported
 
 
 @dataclass
@@ -77,16 +80,22 @@ def train(
     out_dir: str | Path,
     progress: ProgressCallback | None = None,
     progress_bar: bool = False,
+    splits: dict[str, pd.DataFrame] | None = None,
 ) -> TrainResult:
-    """Fine-tune on `data` and export a model directory to `out_dir`."""
+    """Fine-tune on `data` and export a model directory to `out_dir`.
+
+    `splits` (train/validation/test frames of `data`) replaces the configured random split, for
+    benchmarks with a fixed test set.
+    """
     started = time.monotonic()
     set_seed(config.seed)
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = pick_device()
-    splits = split_tickets(
-        data.frame, data.heads[0], config.val_fraction, config.test_fraction, config.seed
-    )
+    if splits is None:
+        splits = split_tickets(
+            data.frame, data.heads[0], config.val_fraction, config.test_fraction, config.seed
+        )
     labels = {head: sorted(data.frame[head].unique().tolist()) for head in data.heads}
     tokenizer, model = load_base(config, labels)
     model.to(device)
@@ -119,7 +128,7 @@ def train(
         # A dataset too small for a test split still gets a report, from validation.
         metrics["test"] = metrics.get("validation", {})
     path = export_model(model.cpu(), tokenizer, config, metrics, out_dir)
-    return TrainResult(model_dir=path, metrics=metrics)
+    return TrainResult(path, metrics, Predictor(model, tokenizer, config.top_k))
 
 
 def load_base(
@@ -267,16 +276,21 @@ def fit(
 
 
 def build_optimizer(model: TicketClassifier, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases and LayerNorm weights."""
-    decay, no_decay = [], []
+    """AdamW with its own learning rate for the heads; no decay on biases and LayerNorm."""
+    if config.freeze_embeddings:
+        # The embedding matrix is most of a small encoder's weights: freezing it saves its
+        # gradient and optimizer update every step, and keeps rare-token vectors pretrained.
+        model.encoder.get_input_embeddings().weight.requires_grad_(False)
+    head_lr = config.head_learning_rate or config.learning_rate
+    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
-        (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+        if not param.requires_grad:
+            continue
+        lr = head_lr if name.startswith("heads.") else config.learning_rate
+        decay = 0.0 if param.ndim < 2 or "LayerNorm" in name else config.weight_decay
+        groups.setdefault((lr, decay), []).append(param)
     return torch.optim.AdamW(
-        [
-            {"params": decay, "weight_decay": config.weight_decay},
-            {"params": no_decay, "weight_decay": 0.0},
-        ],
-        lr=config.learning_rate,
+        [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
     )
 
 

@@ -1,0 +1,110 @@
+"""The `ticketserve` command line: help, one-line errors with non-zero exits, the happy path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "training.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str]) -> str:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", ["sample-data", "train", "evaluate", "predict"])
+def test_every_subcommand_has_help(command):
+    result = run(command, "--help")
+    assert result.returncode == 0
+    assert "usage: ticketserve " + command in result.stdout
+
+
+def test_sample_data_writes_csv(tmp_path):
+    result = run("sample-data", str(tmp_path / "s.csv"), "--rows", "50", "--seed", "3")
+    assert result.returncode == 0, result.stderr
+    assert "wrote 50 tickets" in result.stdout
+    assert (tmp_path / "s.csv").read_text().startswith("subject,body,queue,priority,language")
+
+
+def test_missing_label_column(tmp_path):
+    (tmp_path / "t.csv").write_text("subject,body\nPrinter,jams\n")
+    line = one_line_error(run("train", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m")))
+    assert line.startswith("ticketserve train: error: ")
+    assert "no label column: expected one of queue, label, category, department, priority" in line
+    assert not (tmp_path / "m").exists()
+
+
+def test_bad_rows_are_named_by_row_number(tmp_path):
+    (tmp_path / "t.csv").write_text(
+        "subject,body,queue,priority\nA,b,X,high\n,,X,low\nC,d,,low\nE,f,Y,low\n"
+    )
+    line = one_line_error(run("train", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m")))
+    assert (
+        "2 row(s) cannot be used: row 2: empty text; row 3: missing label in column "
+        "'queue' (fix them, or pass --skip-bad-rows)"
+    ) in line
+
+
+def test_binary_file(tmp_path):
+    (tmp_path / "t.csv").write_bytes(bytes(range(256)) * 4)
+    line = one_line_error(run("train", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m")))
+    assert "looks like a binary file" in line
+
+
+def test_bad_argument_value(tmp_path):
+    (tmp_path / "t.csv").write_text("text,queue\na,X\nb,Y\n")
+    line = one_line_error(
+        run("train", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m"), "--epochs", "0")
+    )
+    assert line == "ticketserve train: error: epochs must be a positive integer, got 0"
+
+
+def test_missing_argument():
+    line = one_line_error(run("train"))
+    assert "the following arguments are required: DATA, --out (see --help)" in line
+
+
+def test_predict_on_a_directory_without_a_model(tmp_path):
+    line = one_line_error(run("predict", str(tmp_path), "hello"))
+    assert "is not a trained model directory" in line
+
+
+def test_unknown_base_model_directory(tmp_path):
+    (tmp_path / "t.csv").write_text("text,queue\na,X\nb,Y\n")
+    line = one_line_error(
+        run(
+            "train",
+            str(tmp_path / "t.csv"),
+            "--out",
+            str(tmp_path / "m"),
+            "--base-model",
+            str(tmp_path / "nope"),
+        )
+    )
+    assert "is not a model directory (no config.json)" in line
+
+
+def test_predict_and_evaluate_print_labels(trained_model):
+    result = run(
+        "predict", str(trained_model.model_dir), "Mein Drucker druckt seit dem Update nicht mehr"
+    )
+    assert result.returncode == 0, result.stderr
+    assert "queue:" in result.stdout and "priority:" in result.stdout
+    result = run("evaluate", str(trained_model.model_dir), str(trained_model.data_path))
+    assert result.returncode == 0, result.stderr
+    assert "queue" in result.stdout and "macro-F1" in result.stdout
