@@ -7,15 +7,28 @@ VAR    ?= var
 DATA   ?= $(VAR)/demo/tickets.csv
 MODEL  ?= $(VAR)/models/latest
 EPOCHS ?= 4
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+STORE  ?= model_store
+# `make archive` packs MODEL when given (command line or environment), else the newest trained
+# model under $(VAR): make train -> $(VAR)/models/<name>, the service -> $(VAR)/models/v<N>,
+# make demo -> $(VAR)/demo/model.
+NEWEST_MODEL   = $(patsubst %/model.safetensors,%,$(firstword $(shell ls -t \
+                 $(VAR)/models/*/model.safetensors $(VAR)/demo/model/model.safetensors 2>/dev/null)))
+ARCHIVE_MODEL  = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(NEWEST_MODEL))
 
-.PHONY: help install test lint format demo train clean
+.PHONY: help install test lint format demo serve train archive torchserve torchserve-stop bench clean
 
 help:
 	@echo "make install   create $(VENV) and install the project with its dev tools"
 	@echo "make test      run the test suite (real training, real TorchServe)"
 	@echo "make lint      ruff check + format check"
-	@echo "make demo      sample data -> train -> classify"
+	@echo "make demo      sample data -> service -> upload -> train -> classify (through the API)"
+	@echo "make serve     run TorchServe + the /api/v1 service on $(HOST):$(PORT), data in $(VAR)/"
 	@echo "make train     train DATA=file.csv into MODEL=dir (EPOCHS=$(EPOCHS))"
+	@echo "make archive   pack the newest trained model (or MODEL=dir) into $(STORE)/ticket-vN.mar"
+	@echo "make torchserve / torchserve-stop   start / stop TorchServe with config.properties"
+	@echo "make bench     TorchServe vs in-process forward pass vs pipeline() (MODEL=dir optional)"
 
 $(BIN)/ticketserve: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +54,23 @@ train: install
 
 demo: install
 	bash scripts/demo.sh
+
+serve: install
+	$(BIN)/ticketserve serve --host $(HOST) --port $(PORT) --data-dir $(VAR)
+
+archive: install
+	@test -n "$(ARCHIVE_MODEL)" || { echo "no trained model under $(VAR)/models or" \
+	  "$(VAR)/demo/model: run make demo or make train, or pass MODEL=dir" >&2; exit 1; }
+	$(BIN)/ticketserve archive $(ARCHIVE_MODEL) --store $(STORE) $(if $(VERSION),--version $(VERSION))
+
+torchserve: install
+	$(BIN)/torchserve --start --ncs --ts-config config.properties
+
+torchserve-stop: install
+	$(BIN)/torchserve --stop
+
+bench: install
+	$(BIN)/python bench/serve.py $(if $(filter command line environment,$(origin MODEL)),--model $(MODEL))
 
 clean:
 	rm -rf $(VAR) .pytest_cache .ruff_cache

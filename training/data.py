@@ -16,6 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from training.config import UserError
 from training.labels import display_forms, label_key
 
 Format = Literal["csv", "json", "jsonl"]
@@ -34,7 +35,7 @@ HEAD_ALIASES: dict[str, tuple[str, ...]] = {
 OTHER_DELIMITERS = (";", "\t", "|")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """The input cannot be used at all; the message says what and where."""
 
 

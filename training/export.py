@@ -9,14 +9,15 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
-from training.config import TrainConfig
+from training.base_models import make_readable
+from training.config import TrainConfig, UserError
 from training.evaluate import write_report
 from training.model import LABELS_FILE, WEIGHTS_FILE, TicketClassifier
 
 CONFIG_FILE = "training_config.json"
 
 
-class ExportError(ValueError):
+class ExportError(UserError):
     """The output directory cannot be (re)written."""
 
 
@@ -46,6 +47,7 @@ def export_model(
         tokenizer.save_pretrained(staging)
         config.to_json(staging / CONFIG_FILE)
         write_report(staging, metrics, f"Ticket classifier: {out_dir.name}")
+        make_readable(staging)
         if out_dir.exists():
             retired = out_dir.with_name(f".{out_dir.name}.old")
             shutil.rmtree(retired, ignore_errors=True)

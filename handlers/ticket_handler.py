@@ -1,0 +1,137 @@
+"""TorchServe handler for the two-head ticket classifier.
+
+Packed into every .mar with `ticket_model.py` (a verbatim copy of training/model.py) and
+`ticket_requests.py`; it imports nothing else from the project, so an old archive keeps working.
+
+One call of `handle` serves one dynamic batch (up to the archive's batchSize requests): every
+request is parsed, the tickets of all good requests are tokenized together (padded to the longest,
+sorted by length), run through the model in one forward pass under `torch.inference_mode()` and
+brought to the host once; each request then gets its own answer, a bad one its own 400.
+
+Settings come from the `handler:` section of the archive's model-config.yaml:
+    top_k               labels listed per head (default 3)
+    forward_batch_size  most tickets per forward pass; larger batches are split (default 128)
+    num_threads         CPU threads for torch; 0 keeps the worker's default (default 0)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import ticket_model
+import ticket_requests
+import torch
+from transformers import AutoTokenizer
+from ts.torch_handler.base_handler import BaseHandler
+
+logger = logging.getLogger(__name__)
+
+WARM_UP_TEXT = "warm-up"
+
+
+class TicketHandler(BaseHandler):
+    """Parse requests, classify all their tickets in one forward pass, answer each request."""
+
+    def initialize(self, context: Any) -> None:
+        """Load the model, tokenizer and settings from the unpacked archive."""
+        properties = context.system_properties
+        model_dir = properties["model_dir"]
+        settings = dict((context.model_yaml_config or {}).get("handler") or {})
+        self.top_k = int(settings.get("top_k", 3))
+        self.forward_batch_size = int(settings.get("forward_batch_size", 128))
+        gpu_id = properties.get("gpu_id")
+        if gpu_id is not None and torch.cuda.is_available():
+            self.device = torch.device(f"cuda:{gpu_id}")
+            torch.cuda.set_device(self.device)
+        else:
+            self.device = torch.device("cpu")
+            if int(settings.get("num_threads", 0)) > 0:
+                torch.set_num_threads(int(settings["num_threads"]))
+        on_gpu = self.device.type == "cuda"
+        # On a GPU: SDPA kernels and half precision; on a CPU the exact model training used, fp32.
+        model = ticket_model.TicketClassifier.load(
+            model_dir, attn_implementation="sdpa" if on_gpu else None
+        )
+        if on_gpu:
+            model = model.half()
+        self.model = model.to(self.device).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.manifest = context.manifest
+        self.model_version = str(context.manifest["model"].get("modelVersion", ""))
+        # Pay lazy initialisation (kernels, allocator) now, not in the first client's request.
+        ticket_model.predict_proba(self.model, self.tokenizer, [WARM_UP_TEXT])
+        self.initialized = True
+        logger.info(
+            "ticket model %s version %s loaded on %s (heads %s, torch threads %d, batch size %s)",
+            context.model_name,
+            self.model_version,
+            self.device,
+            ", ".join(self.model.labels),
+            torch.get_num_threads(),
+            properties.get("batch_size"),
+        )
+
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
+        """Answer one batch of requests; the list holds one JSON body per request."""
+        started = time.perf_counter()
+        plan = self.preprocess(data, context)
+        probs = self.inference(plan.texts)
+        answers = self.postprocess(plan, probs, context)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        # The batch size is logged (model_log.log) and counted, so batching can be observed.
+        logger.info(
+            "batch size %d: %d tickets, %d bad requests, %.1f ms",
+            len(data),
+            len(plan.texts),
+            plan.bad,
+            elapsed_ms,
+        )
+        metrics = context.metrics
+        if metrics is not None:
+            metrics.add_counter("TicketBatches", 1, None, [])
+            metrics.add_counter("TicketBatchRequests", len(data), None, [])
+            metrics.add_counter("TicketsClassified", len(plan.texts), None, [])
+        return answers
+
+    def preprocess(self, data: list[dict[str, Any]], context: Any) -> ticket_requests.BatchPlan:
+        """Parse every request of the batch; bad ones are kept as their error."""
+        rows = [(row, _content_type(context, idx, row)) for idx, row in enumerate(data)]
+        return ticket_requests.plan_batch(rows)
+
+    def inference(self, texts: list[str]) -> dict[str, Any]:
+        """Class probabilities per head for all tickets, in forward passes of forward_batch_size."""
+        if not texts:
+            return {}
+        return ticket_model.predict_proba(
+            self.model, self.tokenizer, texts, batch_size=self.forward_batch_size
+        )
+
+    def postprocess(
+        self, plan: ticket_requests.BatchPlan, probs: dict[str, Any], context: Any
+    ) -> list[bytes]:
+        """One JSON body per request, with its HTTP status and content type set on the context."""
+        predictions = (
+            ticket_model.format_predictions(probs, self.model.labels, self.top_k) if probs else []
+        )
+        bodies = []
+        for idx, (status, answer) in enumerate(
+            ticket_requests.batch_answers(plan, predictions, self.model_version)
+        ):
+            context.set_response_content_type(idx, "application/json")
+            if status != 200:
+                context.set_response_status(status, "Bad Request", idx)
+            bodies.append(json.dumps(answer, ensure_ascii=False).encode("utf-8"))
+        return bodies
+
+
+def _content_type(context: Any, idx: int, row: dict[str, Any]) -> str | None:
+    """The content type of this request's body, else of the request (form data arrives parsed)."""
+    for key in ticket_requests.BODY_KEYS:
+        if key in row:
+            header = context.get_request_header(idx, key)
+            if isinstance(header, dict) and header.get("content-type"):
+                return header["content-type"]
+    return context.get_request_header(idx, "Content-Type")

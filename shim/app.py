@@ -1,0 +1,168 @@
+"""`create_app(settings)`: the /api/v1 service as a FastAPI app (OpenAPI at /docs).
+
+The factory builds every component for one app instance (no module-level singletons), so tests
+can create as many apps as they like. TorchServe is started by `shim.serve` and handed in as
+`TorchServeEndpoints`; without it the app still serves uploads, jobs and versions, and classify
+answers 503. Every error, FastAPI's own 404/405/422 included, has one JSON shape:
+`{"error": {"code", "message", "details"}}`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from shim.classifier import Classifier
+from shim.deps import Services, require_api_key
+from shim.errors import ApiError
+from shim.jobs import JobRunner
+from shim.metrics import ApiMetrics
+from shim.routes import classify, models, ops, train, train_data
+from shim.settings import Settings
+from shim.store import Store
+from shim.torchserve import AsyncTorchServeClient, TorchServeClient, TorchServeError
+from shim.versions import ModelVersions
+
+logger = logging.getLogger(__name__)
+
+API_PREFIX = "/api/v1"
+DESCRIPTION = """Upload labelled help-desk tickets, train a classifier in the background, and
+classify new tickets by queue and priority. Every /api/v1 route takes `Authorization: Bearer
+<key>` when the service has an API key."""
+
+
+@dataclass(frozen=True)
+class TorchServeEndpoints:
+    """Where the running TorchServe answers (both on loopback)."""
+
+    inference_url: str
+    management_url: str
+
+
+def create_app(settings: Settings, torchserve: TorchServeEndpoints | None = None) -> FastAPI:
+    """Build one service instance on `settings.data_dir`, talking to `torchserve` if given."""
+    services = build_services(settings, torchserve)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        recovered = services.runner.recover()
+        for job in recovered:
+            logger.warning("job %s was unfinished at start: marked failed (interrupted)", job.id)
+        services.store.remove_orphans()
+        # Loading the model takes seconds: answer /healthz meanwhile, /readyz says when it is done.
+        threading.Thread(
+            target=services.versions.load_at_start, name="load-default", daemon=True
+        ).start()
+        try:
+            yield
+        finally:
+            services.runner.shutdown()
+            if services.classifier.client is not None:
+                await services.classifier.client.aclose()
+            if services.versions.client is not None:
+                services.versions.client.close()
+
+    app = FastAPI(
+        title="ticketserve",
+        version="1.0",
+        summary="Support-ticket classifier: upload, train, classify, model versions",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.services = services
+    app.middleware("http")(services.metrics.middleware)
+    add_error_handlers(app)
+
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_api_key)])
+    for module in (train_data, train, classify, models):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(ops.router)
+    return app
+
+
+def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -> Services:
+    """Store, runner, versions and classifier of one app instance."""
+    store = Store(settings.data_dir)
+    sync_client = async_client = None
+    if torchserve is not None:
+        timeout = settings.torchserve_timeout_s
+        sync_client = TorchServeClient(
+            torchserve.inference_url, torchserve.management_url, timeout=timeout
+        )
+        async_client = AsyncTorchServeClient(
+            torchserve.inference_url, torchserve.management_url, timeout=timeout
+        )
+    metrics = ApiMetrics()
+    versions = ModelVersions(store, settings, sync_client, settings.max_loaded_versions)
+    return Services(
+        settings=settings,
+        api_key=settings.resolved_api_key(),
+        store=store,
+        runner=JobRunner(store, settings, versions.publish),
+        versions=versions,
+        classifier=Classifier(settings, store, versions, async_client, metrics),
+        metrics=metrics,
+    )
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    """Map every failure to the one error shape, once."""
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+            for e in exc.errors()
+        ]
+        if any(p["type"] == "json_invalid" for p in problems):
+            error = ApiError("the request body is not valid JSON", problems, code="invalid_json")
+            return JSONResponse(error.body(), status_code=400)
+        first = problems[0] if problems else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        message = f"{where}: {first['msg']}" if where else str(first["msg"])
+        error = ApiError(message, jsonable_encoder(problems), code="validation_error")
+        return JSONResponse(error.body(), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed"}
+        code = codes.get(exc.status_code, f"http_{exc.status_code}")
+        message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            message = f"no route {request.method} {request.url.path}"
+        error = ApiError(message, code=code)
+        return JSONResponse(error.body(), status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(TorchServeError)
+    async def torchserve_error(request: Request, exc: TorchServeError) -> JSONResponse:
+        status = 503 if exc.status in (503, 507) else 502
+        error = ApiError(f"TorchServe: {exc.message}", code="torchserve_error")
+        headers = {"Retry-After": str(app.state.services.settings.retry_after_s)}
+        return JSONResponse(error.body(), status_code=status, headers=headers)
+
+    @app.exception_handler(httpx.TransportError)
+    async def torchserve_down(request: Request, exc: httpx.TransportError) -> JSONResponse:
+        error = ApiError("TorchServe does not answer; try again shortly", code="torchserve_down")
+        headers = {"Retry-After": str(app.state.services.settings.retry_after_s)}
+        return JSONResponse(error.body(), status_code=503, headers=headers)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error in %s %s", request.method, request.url.path)
+        error = ApiError("internal error; see the service log", code="internal_error")
+        return JSONResponse(error.body(), status_code=500)

@@ -1,0 +1,177 @@
+"""Classify tickets through TorchServe and apply the per-head confidence thresholds.
+
+The handler in the archive answers each ticket with every head's {label, confidence, top_k},
+`predicted_label`/`confidence` and the `model_version` that served it. Here each head gains
+`model_label` (the model's own guess) and `low_confidence`; below a head's threshold its `label`
+becomes the configured fallback (e.g. queue "Unclassified") when one is set.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+from starlette.concurrency import run_in_threadpool
+
+from shim.errors import BadRequest, Unavailable, Unprocessable, UpstreamError
+from shim.metrics import ApiMetrics
+from shim.schemas import (
+    ClassifyBatchPublic,
+    ClassifyRequest,
+    HeadPredictionPublic,
+    TicketPredictionPublic,
+)
+from shim.settings import Settings
+from shim.store import Store
+from shim.torchserve import AsyncTorchServeClient
+from shim.versions import ModelVersions
+
+logger = logging.getLogger(__name__)
+
+PRIMARY_HEAD = "queue"
+HEADS = ("queue", "priority")
+PROBE = {"ticket_data": "readiness probe"}
+
+
+class Classifier:
+    """The classify use case: validate, route to a version, post-process the answers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        versions: ModelVersions,
+        client: AsyncTorchServeClient | None,
+        metrics: ApiMetrics,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.versions = versions
+        self.client = client
+        self.metrics = metrics
+
+    async def classify(
+        self, request: ClassifyRequest, version: int | None = None
+    ) -> TicketPredictionPublic | ClassifyBatchPublic:
+        """Classify one ticket or a batch; `version` None asks the default version."""
+        tickets = request.items()
+        if len(tickets) > self.settings.max_batch:
+            raise Unprocessable(
+                f"{len(tickets)} tickets in one request; at most {self.settings.max_batch}",
+                code="too_many_tickets",
+            )
+        for i, ticket in enumerate(tickets):
+            if len(ticket.text()) > self.settings.max_ticket_chars:
+                raise Unprocessable(
+                    f"ticket {i} has {len(ticket.text())} characters; "
+                    f"at most {self.settings.max_ticket_chars}",
+                    {"ticket": i},
+                    code="ticket_too_long",
+                )
+        if version is not None:
+            await run_in_threadpool(self.versions.ensure_loaded, version)
+        elif self.store.default_version() is None:
+            raise self._unavailable(
+                "no model version is trained yet: upload data and POST /api/v1/train",
+                "no_model",
+            )
+        payload: Any = (
+            {"tickets": [t.payload() for t in tickets]}
+            if request.tickets is not None
+            else tickets[0].payload()
+        )
+        answer = await self._predict(payload, version)
+        if request.tickets is None:
+            result = self._ticket(answer)
+            return result
+        predictions = [self._ticket(p) for p in answer["predictions"]]
+        served = predictions[0].model_version if predictions else version
+        return ClassifyBatchPublic(predictions=predictions, model_version=served)
+
+    async def probe(self) -> tuple[bool, int | None, str | None]:
+        """(answers, version, why not): the default model classifies a probe ticket."""
+        if self.store.default_version() is None:
+            return False, None, "no model version is trained yet"
+        try:
+            answer = await self._predict(PROBE, None)
+        except (Unavailable, UpstreamError, BadRequest) as exc:
+            return False, None, exc.message
+        return True, _version(answer.get("model_version")), None
+
+    async def _predict(self, payload: Any, version: int | None) -> dict[str, Any]:
+        if self.client is None:
+            raise self._unavailable("TorchServe is not running", "torchserve_unavailable")
+        try:
+            response = await self.client.predict(
+                self.settings.model_name,
+                payload,
+                version=str(version) if version is not None else None,
+            )
+        except httpx.TransportError as exc:
+            logger.warning("TorchServe does not answer: %s", exc)
+            raise self._unavailable(
+                "TorchServe does not answer; try again shortly", "torchserve_unavailable"
+            ) from exc
+        if response.status_code == 200:
+            self.versions.touch(version or self.store.default_version() or 0)
+            return response.json()
+        message = _message(response)
+        if response.status_code == 400:
+            raise BadRequest(message, code="invalid_ticket")
+        if response.status_code in (404, 503, 507):
+            # 404: the version is not (yet) registered, e.g. while loading at start-up.
+            raise self._unavailable(f"no model loaded to answer: {message}", "model_unavailable")
+        raise UpstreamError(f"TorchServe answered {response.status_code}: {message}")
+
+    def _ticket(self, answer: dict[str, Any]) -> TicketPredictionPublic:
+        heads: dict[str, HeadPredictionPublic] = {}
+        for head in HEADS:
+            raw = answer.get(head)
+            if isinstance(raw, dict):
+                heads[head] = self._head(head, raw)
+        if not heads:
+            raise UpstreamError("TorchServe answered without any head", {"answer": answer})
+        primary = heads.get(PRIMARY_HEAD) or next(iter(heads.values()))
+        self.metrics.tickets_classified.inc()
+        return TicketPredictionPublic(
+            predicted_label=primary.label,
+            confidence=primary.confidence,
+            low_confidence=primary.low_confidence,
+            model_version=_version(answer.get("model_version")),
+            **heads,
+        )
+
+    def _head(self, head: str, raw: dict[str, Any]) -> HeadPredictionPublic:
+        confidence = float(raw["confidence"])
+        threshold = self.settings.confidence_thresholds.get(head)
+        low = threshold is not None and confidence < threshold
+        label = raw["label"]
+        if low:
+            self.metrics.low_confidence.labels(head=head).inc()
+            label = self.settings.fallback_labels.get(head, label)
+        return HeadPredictionPublic(
+            label=label,
+            confidence=confidence,
+            top_k=[(str(name), float(p)) for name, p in raw.get("top_k", [])],
+            model_label=raw["label"],
+            low_confidence=low,
+        )
+
+    def _unavailable(self, message: str, code: str) -> Unavailable:
+        error = Unavailable(message, retry_after_s=self.settings.retry_after_s)
+        error.code = code
+        return error
+
+
+def _message(response: httpx.Response) -> str:
+    try:
+        body = response.json()
+        return str(body.get("message") or body)
+    except ValueError:
+        return response.text.strip()[:500] or response.reason_phrase
+
+
+def _version(value: Any) -> int | None:
+    text = str(value) if value is not None else ""
+    return int(text) if text.isdigit() else None

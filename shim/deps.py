@@ -1,0 +1,79 @@
+"""The service's components, and `Annotated` dependency aliases that hand them to routes."""
+
+from __future__ import annotations
+
+import hmac
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from shim.classifier import Classifier
+from shim.errors import Unauthorized
+from shim.jobs import JobRunner
+from shim.metrics import ApiMetrics
+from shim.settings import Settings
+from shim.store import Store
+from shim.versions import ModelVersions
+
+
+@dataclass
+class Services:
+    """Everything one app instance uses; built by `create_app`, kept on `app.state`."""
+
+    settings: Settings
+    api_key: str | None
+    store: Store
+    runner: JobRunner
+    versions: ModelVersions
+    classifier: Classifier
+    metrics: ApiMetrics
+
+
+def get_services(request: Request) -> Services:
+    return request.app.state.services
+
+
+def get_settings(request: Request) -> Settings:
+    return get_services(request).settings
+
+
+def get_store(request: Request) -> Store:
+    return get_services(request).store
+
+
+def get_runner(request: Request) -> JobRunner:
+    return get_services(request).runner
+
+
+def get_versions(request: Request) -> ModelVersions:
+    return get_services(request).versions
+
+
+def get_classifier(request: Request) -> Classifier:
+    return get_services(request).classifier
+
+
+ServicesDep = Annotated[Services, Depends(get_services)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+RunnerDep = Annotated[JobRunner, Depends(get_runner)]
+VersionsDep = Annotated[ModelVersions, Depends(get_versions)]
+ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+
+
+def require_api_key(request: Request) -> None:
+    """401 unless `Authorization: Bearer <key>` matches the configured key (when there is one)."""
+    expected = get_services(request).api_key
+    if expected is None:
+        return
+    scheme, _, given = request.headers.get("authorization", "").partition(" ")
+    # compare_digest: the time taken does not reveal how much of the key was right.
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode(), expected.encode()
+    ):
+        raise Unauthorized(
+            "missing or wrong API key: send 'Authorization: Bearer <key>'",
+            code="unauthorized",
+            headers={"WWW-Authenticate": "Bearer"},
+        )

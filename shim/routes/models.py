@@ -1,0 +1,52 @@
+"""`/api/v1/models`: list versions, switch the default (rollback), delete a version."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from shim.deps import StoreDep, VersionsDep
+from shim.schemas import ErrorPublic, ModelDeletedPublic, ModelVersionListPublic, ModelVersionPublic
+
+router = APIRouter(prefix="/models", tags=["model versions"])
+
+NOT_FOUND = {404: {"model": ErrorPublic, "description": "unknown version"}}
+
+
+@router.get("", response_model=ModelVersionListPublic, summary="Every model version")
+async def list_versions(store: StoreDep, versions: VersionsDep) -> ModelVersionListPublic:
+    """Every version with its metrics, data size, creation time and whether it is default."""
+    loaded = await run_in_threadpool(versions.loaded_versions)
+    default = store.default_version()
+    return ModelVersionListPublic(
+        default_version=default,
+        versions=[
+            ModelVersionPublic(**versions.public(r, default, loaded)) for r in store.versions()
+        ],
+    )
+
+
+@router.post(
+    "/{version}/activate",
+    response_model=ModelVersionPublic,
+    responses=NOT_FOUND,
+    summary="Make a version the default",
+)
+def activate_version(version: int, store: StoreDep, versions: VersionsDep) -> ModelVersionPublic:
+    """Load the version if needed and switch TorchServe's default to it (also a rollback)."""
+    record = versions.activate(version)
+    return ModelVersionPublic(
+        **versions.public(record, store.default_version(), versions.loaded_versions())
+    )
+
+
+@router.delete(
+    "/{version}",
+    response_model=ModelDeletedPublic,
+    responses={**NOT_FOUND, 409: {"model": ErrorPublic, "description": "it is the default"}},
+    summary="Delete a version",
+)
+def delete_version(version: int, versions: VersionsDep) -> ModelDeletedPublic:
+    """Unload it and remove its archive; the default only when it is the last version."""
+    default = versions.delete(version)
+    return ModelDeletedPublic(version=version, default_version=default)

@@ -1,0 +1,55 @@
+"""Operations: liveness, readiness and Prometheus metrics (outside /api/v1, no API key)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shim.deps import Services, ServicesDep
+from shim.schemas import HealthPublic, ReadyPublic
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", response_model=HealthPublic, summary="The process answers")
+def healthz() -> HealthPublic:
+    """Liveness: the process answers."""
+    return HealthPublic()
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadyPublic,
+    responses={503: {"model": ReadyPublic, "description": "not ready"}},
+    summary="A model is loaded and answers",
+)
+async def readyz(services: ServicesDep, response: Response) -> ReadyPublic:
+    """Readiness: the default model version classifies a probe ticket (else 503)."""
+    answers, version, detail = await services.classifier.probe()
+    if not answers:
+        response.status_code = 503
+        response.headers["Retry-After"] = str(services.settings.retry_after_s)
+        if services.versions.starting:
+            detail = f"loading the default model; {detail}"
+        elif services.versions.startup_error:
+            detail = services.versions.startup_error
+    return ReadyPublic(
+        ready=answers,
+        model_version=version,
+        torchserve=answers or await _ping(services),
+        training=services.runner.is_busy(),
+        detail=detail,
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics of the API", response_class=Response)
+def metrics(services: ServicesDep) -> Response:
+    """Prometheus text format: request counts and latencies of this API."""
+    services.metrics.training_active.set(1 if services.runner.is_busy() else 0)
+    services.metrics.default_version.set(services.store.default_version() or 0)
+    return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _ping(services: Services) -> bool:
+    client = services.classifier.client
+    return client is not None and await client.ping()

@@ -1,0 +1,245 @@
+"""The whole /api/v1 contract as pydantic models; names say the direction (`...Public` goes out).
+
+`TrainRequest` is derived from `training.config.TrainConfig`, so a hyper-parameter and its
+default are defined once, in the training package; here every field is optional.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from datetime import datetime
+from typing import Any, Literal, get_type_hints
+
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+from training.config import TrainConfig
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed"]
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(examples=["invalid_data"])
+    message: str
+    details: Any = None
+
+
+class ErrorPublic(BaseModel):
+    """Every error answer: `{"error": {"code", "message", "details"}}`."""
+
+    error: ErrorBody
+
+
+# -- training data ---------------------------------------------------------------------------
+
+
+class RejectedRowPublic(BaseModel):
+    row: int = Field(description="record number in the upload, from 1, header excluded")
+    reason: str
+
+
+class TrainDataUploadPublic(BaseModel):
+    """What one upload did: per-row outcome, labels found, and what is stored now."""
+
+    dataset_id: str
+    replaced: bool = Field(description="whether earlier uploads were replaced")
+    rows_read: int
+    rows_accepted: int
+    rows_rejected: int
+    rejected: list[RejectedRowPublic]
+    duplicates_dropped: int
+    conflicts: list[str]
+    warnings: list[str]
+    label_counts: dict[str, dict[str, int]]
+    stored_rows: int = Field(description="rows stored over all datasets after this upload")
+    stored_datasets: int
+
+
+class DatasetPublic(BaseModel):
+    id: str
+    format: Literal["csv", "json", "jsonl"]
+    bytes: int
+    rows: int
+    heads: list[str]
+    label_counts: dict[str, dict[str, int]]
+    created_at: datetime
+
+
+class TrainDataSummaryPublic(BaseModel):
+    """What is stored: total rows, label distribution and each dataset."""
+
+    rows: int
+    heads: list[str]
+    label_counts: dict[str, dict[str, int]]
+    datasets: list[DatasetPublic]
+
+
+# -- training jobs ---------------------------------------------------------------------------
+
+
+def _train_request_model() -> type[BaseModel]:
+    hints = get_type_hints(TrainConfig)
+    optional: dict[str, Any] = {
+        f.name: (hints[f.name] | None, Field(None, description=f"default: {f.default!r}"))
+        if not callable(f.default_factory)
+        else (hints[f.name] | None, None)
+        for f in fields(TrainConfig)
+    }
+    return create_model(
+        "TrainRequest",
+        __config__=ConfigDict(extra="forbid", strict=True),
+        __doc__="Hyper-parameters for this run; omitted ones use the service's defaults.",
+        **optional,
+    )
+
+
+TrainRequest = _train_request_model()
+
+
+class TrainProgressPublic(BaseModel):
+    epoch: int
+    epochs: int
+    step: int
+    total_steps: int
+    loss: float
+    elapsed_s: float
+    eta_s: float
+
+
+class TrainJobPublic(BaseModel):
+    """A training job: its status, live progress, and the resulting version or the error."""
+
+    job_id: str
+    status: JobStatusName
+    phase: str = Field(description="queued, loading data, training, evaluating, publishing, done")
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    data_rows: int | None = Field(description="tickets used, after validation")
+    progress: TrainProgressPublic | None
+    params: dict[str, Any] = Field(description="the full training configuration")
+    metrics: dict[str, Any] | None = Field(description="validation/test macro-F1 and per head")
+    model_version: int | None
+    is_default: bool | None
+    note: str | None = Field(description="why the new version is or is not the default")
+    error: str | None
+
+
+# -- classification --------------------------------------------------------------------------
+
+
+class TicketIn(BaseModel):
+    """One ticket: `ticket_data`, or `subject` and/or `body`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticket_data: str | None = Field(None, examples=["My printer is broken"])
+    subject: str | None = None
+    body: str | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> TicketIn:
+        if self.ticket_data is not None and (self.subject is not None or self.body is not None):
+            raise ValueError("send 'ticket_data' or 'subject'/'body', not both")
+        if self.ticket_data is None and self.subject is None and self.body is None:
+            raise ValueError("a ticket needs 'ticket_data' or 'subject'/'body'")
+        if not self.text():
+            raise ValueError("the ticket text is empty")
+        return self
+
+    def text(self) -> str:
+        if self.ticket_data is not None:
+            return self.ticket_data.strip()
+        return "\n".join(p.strip() for p in (self.subject, self.body) if p and p.strip())
+
+    def payload(self) -> dict[str, str]:
+        return self.model_dump(exclude_none=True)
+
+
+class ClassifyRequest(BaseModel):
+    """One ticket (`ticket_data`, or `subject` + `body`) or several (`tickets`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ticket_data: str | None = Field(None, examples=["My printer is broken"])
+    subject: str | None = None
+    body: str | None = None
+    tickets: list[TicketIn] | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_form(self) -> ClassifyRequest:
+        single = self.ticket_data is not None or self.subject is not None or self.body is not None
+        if self.tickets is not None and single:
+            raise ValueError("'tickets' cannot be combined with 'ticket_data'/'subject'/'body'")
+        if self.tickets is None:
+            TicketIn(ticket_data=self.ticket_data, subject=self.subject, body=self.body)
+        return self
+
+    def items(self) -> list[TicketIn]:
+        if self.tickets is not None:
+            return self.tickets
+        return [TicketIn(ticket_data=self.ticket_data, subject=self.subject, body=self.body)]
+
+
+class HeadPredictionPublic(BaseModel):
+    label: str = Field(description="the answer: the model's label, or the fallback")
+    confidence: float = Field(description="the model's probability for model_label")
+    top_k: list[tuple[str, float]]
+    model_label: str = Field(description="the model's own best guess")
+    low_confidence: bool = Field(description="confidence below this head's threshold")
+
+
+class TicketPredictionPublic(BaseModel):
+    """Per head label/confidence/top-k, plus the queue as `predicted_label`/`confidence`."""
+
+    predicted_label: str
+    confidence: float
+    low_confidence: bool
+    queue: HeadPredictionPublic | None = None
+    priority: HeadPredictionPublic | None = None
+    model_version: int | None
+
+
+class ClassifyBatchPublic(BaseModel):
+    predictions: list[TicketPredictionPublic]
+    model_version: int | None
+
+
+# -- model versions --------------------------------------------------------------------------
+
+
+class ModelVersionPublic(BaseModel):
+    version: int
+    is_default: bool
+    loaded: bool = Field(description="registered with TorchServe right now")
+    created_at: datetime
+    job_id: str | None
+    data_rows: int
+    validation_macro_f1: float | None
+    test_macro_f1: float | None
+    metrics: dict[str, Any]
+
+
+class ModelVersionListPublic(BaseModel):
+    default_version: int | None
+    versions: list[ModelVersionPublic]
+
+
+class ModelDeletedPublic(BaseModel):
+    version: int
+    deleted: Literal[True] = True
+    default_version: int | None
+
+
+# -- operations ------------------------------------------------------------------------------
+
+
+class HealthPublic(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class ReadyPublic(BaseModel):
+    ready: bool
+    model_version: int | None
+    torchserve: bool
+    training: bool
+    detail: str | None = None

@@ -1,0 +1,109 @@
+"""`ticketserve serve`: start a private TorchServe, then the API; stop both on Ctrl-C / SIGTERM.
+
+TorchServe runs with its own TMPDIR, ports and logs under `<data-dir>/torchserve/`, on loopback.
+Its JVM pid is recorded there, so a service that was killed (and could not stop its TorchServe)
+is cleaned up by the next start on the same data directory before a new one starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import signal
+from pathlib import Path
+from types import FrameType
+
+import psutil
+import uvicorn
+
+from shim.app import TorchServeEndpoints, create_app
+from shim.settings import Settings
+from shim.store import Store
+from shim.torchserve import DEFAULT_CONFIG, TorchServe
+
+logger = logging.getLogger(__name__)
+
+PID_FILE = "torchserve.pid.json"
+
+
+class Stop(Exception):
+    """SIGTERM arrived outside uvicorn's own handling (while TorchServe starts)."""
+
+
+def serve(settings: Settings) -> None:
+    """Run until interrupted; TorchServe is always stopped on the way out."""
+    settings.check_exposure()
+    store = Store(settings.data_dir)
+    workdir = store.root / "torchserve"
+    workdir.mkdir(exist_ok=True)
+    stop_stale_torchserve(workdir)
+
+    previous = signal.signal(signal.SIGTERM, _raise_stop)
+    torchserve = TorchServe(
+        store.model_store,
+        workdir,
+        config_file=settings.ts_config or DEFAULT_CONFIG,
+        load_models="",  # the service registers its versions itself
+    )
+    try:
+        torchserve.start(timeout=settings.torchserve_start_timeout_s)
+        _write_pid(workdir, torchserve.pid)
+        logger.info("TorchServe ready on %s", torchserve.inference_url)
+        endpoints = TorchServeEndpoints(torchserve.inference_url, torchserve.management_url)
+        app = create_app(settings, endpoints)
+        # uvicorn handles SIGINT/SIGTERM itself: it finishes requests, runs the app's shutdown
+        # (which stops a training job), then returns here.
+        config = uvicorn.Config(
+            app, host=settings.host, port=settings.port, log_level="info", access_log=False
+        )
+        uvicorn.Server(config).run()
+    except (Stop, KeyboardInterrupt):
+        logger.info("stopping")
+    finally:
+        # A second signal must not cut the clean-up short and leave TorchServe running.
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        torchserve.stop()
+        (workdir / PID_FILE).unlink(missing_ok=True)
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        logger.info("service stopped")
+
+
+def stop_stale_torchserve(workdir: Path) -> None:
+    """Stop a TorchServe left running by a killed service on this data directory."""
+    path = workdir / PID_FILE
+    try:
+        pid = int(json.loads(path.read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return
+    config = str(workdir / "config.properties")
+    try:
+        jvm = psutil.Process(pid)
+        # The pid may have been reused: only a JVM started with this workdir's config is ours.
+        if config not in jvm.cmdline():
+            path.unlink(missing_ok=True)
+            return
+        processes = [jvm, *jvm.children(recursive=True)]
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        path.unlink(missing_ok=True)
+        return
+    logger.warning("stopping TorchServe %d left by a previous service", pid)
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _, alive = psutil.wait_procs(processes, timeout=30)
+    for process in alive:
+        process.kill()
+    psutil.wait_procs(alive, timeout=10)
+    path.unlink(missing_ok=True)
+
+
+def _write_pid(workdir: Path, pid: int | None) -> None:
+    if pid is not None:
+        (workdir / PID_FILE).write_text(json.dumps({"pid": pid}))
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop()

@@ -1,0 +1,156 @@
+"""Service settings: one pydantic model, filled from `TICKETSERVE_*` environment variables.
+
+Each field's default is defined here once. `Settings.from_env()` reads the environment (so the
+CLI, `make serve` and tests configure the service the same way); command-line flags override it.
+Nothing is read at import time.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+ENV_PREFIX = "TICKETSERVE_"
+LOOPBACK_NAMES = ("localhost",)
+
+Promotion = Literal["not_worse", "always", "never"]
+
+
+class SettingsError(ValueError):
+    """A setting is missing or unusable; the message names it."""
+
+
+class Settings(BaseModel):
+    """Everything the /api/v1 service can be configured with."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = Field("127.0.0.1", description="address the API listens on")
+    port: int = Field(8000, ge=0, le=65535, description="API port (0: any free port)")
+    data_dir: Path = Field(Path("var"), description="registry, datasets, models and archives")
+    api_key: str | None = Field(None, description="Bearer key for /api/v1 (None: no auth)")
+    api_key_file: Path | None = Field(None, description="file holding the API key")
+    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1, description="largest upload body")
+    max_ticket_chars: int = Field(50_000, ge=1, description="longest ticket text accepted")
+    max_batch: int = Field(64, ge=1, description="most tickets in one classify request")
+    model_name: str = Field("ticket", description="model name inside TorchServe")
+    max_loaded_versions: int = Field(
+        2, ge=1, description="versions kept registered with TorchServe (the rest load on use)"
+    )
+    promotion: Promotion = Field(
+        "not_worse",
+        description="make a new version the default: when its validation macro-F1 is not "
+        "lower than the default's, always, or never",
+    )
+    confidence_thresholds: dict[str, float] = Field(
+        default_factory=dict, description="head -> minimum confidence, e.g. queue=0.4"
+    )
+    fallback_labels: dict[str, str] = Field(
+        default_factory=lambda: {"queue": "Unclassified"},
+        description="head -> label shown instead of a guess below the threshold (a head "
+        "without one keeps the guess, marked low-confidence)",
+    )
+    train_defaults: dict[str, Any] = Field(
+        default_factory=dict,
+        description="TrainConfig values used when POST /train does not give them",
+    )
+    train_nice: int = Field(
+        0, ge=0, le=19, description="niceness of the training process (raise to favour serving)"
+    )
+    torchserve_timeout_s: float = Field(30.0, gt=0, description="timeout of one TorchServe call")
+    torchserve_start_timeout_s: float = Field(180.0, gt=0, description="TorchServe start-up")
+    ts_config: Path | None = Field(
+        None, description="TorchServe config.properties (None: the project's one)"
+    )
+    retry_after_s: int = Field(10, ge=1, description="Retry-After on 503 answers")
+
+    @field_validator("confidence_thresholds")
+    @classmethod
+    def _thresholds_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for head, threshold in value.items():
+            if not 0.0 <= threshold <= 1.0:
+                raise ValueError(f"threshold for {head!r} must be in [0, 1], got {threshold}")
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `TICKETSERVE_<FIELD>` variables, then `overrides` (None = not given)."""
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for name in cls.model_fields:
+            raw = env.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values[name] = _parse_env(name, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+            )
+            raise SettingsError(f"invalid settings: {problems}") from exc
+
+    def resolved_api_key(self) -> str | None:
+        """The key from `api_key`, else from `api_key_file` (first line, stripped)."""
+        if self.api_key:
+            return self.api_key
+        if self.api_key_file is None:
+            return None
+        try:
+            key = self.api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SettingsError(f"cannot read api_key_file {self.api_key_file}: {exc}") from exc
+        if not key:
+            raise SettingsError(f"api_key_file {self.api_key_file} is empty")
+        return key
+
+    def check_exposure(self) -> None:
+        """Refuse a non-loopback address without an API key."""
+        if not is_loopback(self.host) and not self.resolved_api_key():
+            raise SettingsError(
+                f"refusing to listen on {self.host} without an API key: set "
+                f"{ENV_PREFIX}API_KEY or --api-key-file, or listen on 127.0.0.1"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is a loopback address (or `localhost`)."""
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _parse_env(name: str, raw: str) -> Any:
+    """Mapping settings accept JSON or `key=value,key=value`; scalars are left to pydantic."""
+    field = Settings.model_fields[name]
+    if not (field.annotation is not None and "dict" in str(field.annotation)):
+        return raw
+    text = raw.strip()
+    if text.startswith("{"):
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()}: invalid JSON: {exc.msg}") from exc
+    pairs: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SettingsError(f"{ENV_PREFIX}{name.upper()}: expected key=value, got {item!r}")
+        pairs[key.strip()] = _scalar(value.strip())
+    return pairs
+
+
+def _scalar(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text

@@ -1,0 +1,345 @@
+"""The registry under the data directory: SQLite for datasets, jobs and versions, plus files.
+
+Layout of the data directory:
+
+    registry.sqlite3        datasets, jobs, versions, and which version is the default
+    datasets/<id>.jsonl     one upload's normalised tickets (`text` + one key per head)
+    jobs/<id>/              a job's spec, its data (hard links), its log, its model while training
+    models/v<N>/            a published model directory
+    model_store/            the .mar archives TorchServe loads
+
+A dataset file is written to a temporary name, fsynced and renamed before its row is committed,
+so a crash never shows half a dataset; an orphan file left by a crash is removed at start-up.
+SQLite runs in WAL mode with synchronous=FULL: a committed upload survives a kill.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from shim.errors import NotFound
+from shim.jobs import Job, JobStatus
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS datasets (
+    id TEXT PRIMARY KEY,
+    file TEXT NOT NULL,
+    format TEXT NOT NULL,
+    bytes INTEGER NOT NULL,
+    rows INTEGER NOT NULL,
+    heads TEXT NOT NULL,
+    label_counts TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    record TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS versions (
+    version INTEGER PRIMARY KEY,
+    job_id TEXT,
+    created_at TEXT NOT NULL,
+    model_dir TEXT NOT NULL,
+    archive TEXT NOT NULL,
+    metrics TEXT NOT NULL,
+    score REAL NOT NULL,
+    data_rows INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class DatasetRecord:
+    id: str
+    file: Path
+    format: str  # csv, json or jsonl: how it was uploaded
+    bytes: int
+    rows: int
+    heads: list[str]
+    label_counts: dict[str, dict[str, int]]
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class VersionRecord:
+    version: int
+    job_id: str | None
+    created_at: datetime
+    model_dir: Path
+    archive: Path
+    metrics: dict[str, Any]
+    score: float  # validation macro-F1, mean over heads
+    data_rows: int
+
+
+class Store:
+    """SQLite registry plus the files it points to; safe to use from several threads."""
+
+    def __init__(self, data_dir: str | Path) -> None:
+        self.root = Path(data_dir).resolve()
+        self.datasets_dir = self.root / "datasets"
+        self.jobs_dir = self.root / "jobs"
+        self.models_dir = self.root / "models"
+        self.model_store = self.root / "model_store"
+        for directory in (self.datasets_dir, self.jobs_dir, self.models_dir, self.model_store):
+            directory.mkdir(parents=True, exist_ok=True)
+        self.db_path = self.root / "registry.sqlite3"
+        # Held by uploads around "check the stored heads, then add": two never interleave.
+        self.upload_lock = threading.Lock()
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        # A connection per operation keeps threads apart; SQLite's own locking serialises writes.
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        try:
+            db.execute("PRAGMA synchronous=FULL")
+            yield db
+        finally:
+            db.close()
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        with self._connect() as db:
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+
+    # -- datasets ---------------------------------------------------------------------------
+
+    def write_dataset_file(self, content: bytes) -> tuple[str, Path]:
+        """Write a new dataset file atomically; returns (dataset id, path)."""
+        dataset_id = uuid.uuid4().hex[:16]
+        path = self.datasets_dir / f"{dataset_id}.jsonl"
+        write_atomic(path, content)
+        return dataset_id, path
+
+    def add_dataset(self, record: DatasetRecord, replace: bool) -> list[DatasetRecord]:
+        """Commit a dataset row (its file already written); returns the datasets it replaced."""
+        with self._transaction() as db:
+            replaced = self._datasets(db) if replace else []
+            if replace:
+                db.execute("DELETE FROM datasets")
+            db.execute(
+                "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.file.name,
+                    record.format,
+                    record.bytes,
+                    record.rows,
+                    json.dumps(record.heads),
+                    json.dumps(record.label_counts),
+                    record.created_at.isoformat(),
+                ),
+            )
+        for old in replaced:
+            # Running jobs hold hard links to their data, so removing the file is safe.
+            old.file.unlink(missing_ok=True)
+        return replaced
+
+    def datasets(self) -> list[DatasetRecord]:
+        with self._connect() as db:
+            return self._datasets(db)
+
+    def _datasets(self, db: sqlite3.Connection) -> list[DatasetRecord]:
+        rows = db.execute(
+            "SELECT id, file, format, bytes, rows, heads, label_counts, created_at "
+            "FROM datasets ORDER BY created_at, rowid"
+        ).fetchall()
+        return [
+            DatasetRecord(
+                id=r[0],
+                file=self.datasets_dir / r[1],
+                format=r[2],
+                bytes=r[3],
+                rows=r[4],
+                heads=json.loads(r[5]),
+                label_counts=json.loads(r[6]),
+                created_at=datetime.fromisoformat(r[7]),
+            )
+            for r in rows
+        ]
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    def save_job(self, job: Job) -> None:
+        """Insert or update a job record (the whole record is one JSON document)."""
+        record = json.dumps(job.to_dict())
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO jobs (id, record) VALUES (?, ?) "
+                "ON CONFLICT(id) DO UPDATE SET record = excluded.record",
+                (job.id, record),
+            )
+
+    def get_job(self, job_id: str) -> Job:
+        with self._connect() as db:
+            row = db.execute("SELECT record FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        if row is None:
+            raise NotFound(f"no training job {job_id!r}", code="job_not_found")
+        return Job.from_dict(json.loads(row[0]))
+
+    def latest_job(self) -> Job | None:
+        with self._connect() as db:
+            row = db.execute("SELECT record FROM jobs ORDER BY seq DESC LIMIT 1").fetchone()
+        return Job.from_dict(json.loads(row[0])) if row else None
+
+    def unfinished_jobs(self) -> list[Job]:
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT record FROM jobs WHERE json_extract(record, '$.status') IN (?, ?) "
+                "ORDER BY seq",
+                (JobStatus.QUEUED.value, JobStatus.RUNNING.value),
+            ).fetchall()
+        return [Job.from_dict(json.loads(r[0])) for r in rows]
+
+    # -- versions ---------------------------------------------------------------------------
+
+    def next_version(self) -> int:
+        """Reserve a version number; numbers are never reused, even after a delete."""
+        with self._transaction() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'last_version'").fetchone()
+            top = db.execute("SELECT MAX(version) FROM versions").fetchone()[0] or 0
+            version = max(int(row[0]) if row else 0, top) + 1
+            db.execute(
+                "INSERT INTO meta VALUES ('last_version', ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (str(version),),
+            )
+        return version
+
+    def add_version(self, record: VersionRecord, make_default: bool) -> None:
+        with self._transaction() as db:
+            db.execute(
+                "INSERT INTO versions VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.version,
+                    record.job_id,
+                    record.created_at.isoformat(),
+                    str(record.model_dir),
+                    str(record.archive),
+                    json.dumps(record.metrics),
+                    record.score,
+                    record.data_rows,
+                ),
+            )
+            if make_default:
+                _set_meta(db, "default_version", str(record.version))
+
+    def versions(self) -> list[VersionRecord]:
+        with self._connect() as db:
+            rows = db.execute("SELECT * FROM versions ORDER BY version").fetchall()
+        return [_version(r) for r in rows]
+
+    def get_version(self, version: int) -> VersionRecord:
+        with self._connect() as db:
+            row = db.execute("SELECT * FROM versions WHERE version = ?", (version,)).fetchone()
+        if row is None:
+            raise NotFound(f"no model version {version}", code="version_not_found")
+        return _version(row)
+
+    def default_version(self) -> int | None:
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = 'default_version'").fetchone()
+        return int(row[0]) if row else None
+
+    def set_default_version(self, version: int | None) -> None:
+        with self._transaction() as db:
+            if version is None:
+                db.execute("DELETE FROM meta WHERE key = 'default_version'")
+            else:
+                _set_meta(db, "default_version", str(version))
+
+    def delete_version(self, version: int) -> None:
+        with self._transaction() as db:
+            db.execute("DELETE FROM versions WHERE version = ?", (version,))
+
+    # -- housekeeping -----------------------------------------------------------------------
+
+    def remove_orphans(self) -> list[Path]:
+        """Delete what a crash left half-done: unreferenced datasets, model dirs and archives.
+
+        Call only while no upload or training job runs (at start-up).
+        """
+        versions = self.versions()
+        keep = {d.file for d in self.datasets()}
+        keep |= {v.model_dir.resolve() for v in versions} | {v.archive.resolve() for v in versions}
+        removed = []
+        for directory in (self.datasets_dir, self.models_dir, self.model_store):
+            for path in directory.iterdir():
+                if path.resolve() in keep:
+                    continue
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path, ignore_errors=True)
+                else:
+                    path.unlink(missing_ok=True)
+                removed.append(path)
+        return removed
+
+
+def write_atomic(path: Path, content: bytes) -> None:
+    """Write `content` to `path` so that readers see the old file or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(content)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename in `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (key, value),
+    )
+
+
+def _version(row: tuple[Any, ...]) -> VersionRecord:
+    return VersionRecord(
+        version=row[0],
+        job_id=row[1],
+        created_at=datetime.fromisoformat(row[2]),
+        model_dir=Path(row[3]),
+        archive=Path(row[4]),
+        metrics=json.loads(row[5]),
+        score=row[6],
+        data_rows=row[7],
+    )

@@ -1,0 +1,282 @@
+"""HTTP clients of TorchServe's inference and management APIs (httpx; sync and asyncio).
+
+    client = TorchServeClient(inference_url, management_url, timeout=30.0)
+      .predict(model, body, content_type="application/json", version=None) -> httpx.Response
+          never raises for an HTTP status: a 400 carries the handler's message for the client
+      .register(mar_file_name, initial_workers=1) -> dict   (version comes from the MANIFEST)
+      .wait_ready(model, version=None, timeout=120.0) -> dict   (the described version)
+      .set_default(model, version) -> dict
+      .unregister(model, version=None) -> dict
+      .describe(model, version=None) -> list[dict]   (version="all": every version)
+      .list_models() -> list[dict]
+      .ping() -> bool
+    AsyncTorchServeClient has the same methods as coroutines (and `aclose`).
+
+Management errors raise TorchServeError(status, message) with TorchServe's own message;
+`TorchServeError.from_response(resp)` does the same for a predict answer. Where TorchServe's token
+authorization is on, pass `inference_token` / `management_token` (from its key_file.json).
+Everything here is also importable from `shim.torchserve`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import httpx
+
+READY = "READY"
+
+
+class TorchServeError(RuntimeError):
+    """TorchServe answered with an error status; `message` is TorchServe's (or the handler's)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(f"TorchServe {status}: {message}")
+        self.status = status
+        self.message = message
+
+    @classmethod
+    def from_response(cls, response: httpx.Response) -> TorchServeError:
+        try:
+            message = str(response.json().get("message") or response.text)
+        except (ValueError, AttributeError):
+            message = response.text.strip() or response.reason_phrase
+        return cls(response.status_code, message)
+
+
+def has_ready_worker(description: dict[str, Any]) -> bool:
+    """Whether a model version's description (GET /models/<name>) lists a READY worker."""
+    return any(w.get("status") == READY for w in description.get("workers", []))
+
+
+class _Requests:
+    """The HTTP requests of both clients: (method, url, params, content, headers) per call."""
+
+    def __init__(
+        self,
+        inference_url: str,
+        management_url: str,
+        inference_token: str | None = None,
+        management_token: str | None = None,
+    ) -> None:
+        self.inference_url = inference_url.rstrip("/")
+        self.management_url = management_url.rstrip("/")
+        self._inference_headers = _auth(inference_token)
+        self._management_headers = _auth(management_token)
+
+    def predict(
+        self, model: str, body: Any, content_type: str, version: str | None
+    ) -> dict[str, Any]:
+        if isinstance(body, dict | list):
+            body = json.dumps(body, ensure_ascii=False)
+        content = body.encode("utf-8") if isinstance(body, str) else body
+        path = f"/predictions/{model}" + (f"/{version}" if version else "")
+        return {
+            "method": "POST",
+            "url": self.inference_url + path,
+            "content": content,
+            "headers": {**self._inference_headers, "Content-Type": content_type},
+        }
+
+    def management(
+        self, method: str, path: str, params: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return {
+            "method": method,
+            "url": self.management_url + path,
+            "params": params,
+            "headers": self._management_headers,
+        }
+
+    def register(self, mar_file_name: str, initial_workers: int) -> dict[str, Any]:
+        params = {"url": mar_file_name, "initial_workers": initial_workers, "synchronous": "true"}
+        return self.management("POST", "/models", params)
+
+    def describe(self, model: str, version: str | None) -> dict[str, Any]:
+        return self.management("GET", f"/models/{model}" + (f"/{version}" if version else ""))
+
+    def set_default(self, model: str, version: str) -> dict[str, Any]:
+        return self.management("PUT", f"/models/{model}/{version}/set-default")
+
+    def unregister(self, model: str, version: str | None) -> dict[str, Any]:
+        return self.management("DELETE", f"/models/{model}" + (f"/{version}" if version else ""))
+
+    def list_models(self, page_token: str | None) -> dict[str, Any]:
+        params = {"limit": 100, **({"next_page_token": page_token} if page_token else {})}
+        return self.management("GET", "/models", params)
+
+    def ping(self) -> dict[str, Any]:
+        return {"method": "GET", "url": self.inference_url + "/ping",
+                "headers": self._inference_headers}  # fmt: skip
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def _json_or_raise(response: httpx.Response) -> Any:
+    if response.status_code >= 400:
+        raise TorchServeError.from_response(response)
+    return response.json()
+
+
+class TorchServeClient:
+    """Synchronous client of TorchServe's inference and management APIs."""
+
+    def __init__(
+        self,
+        inference_url: str,
+        management_url: str,
+        timeout: float = 30.0,
+        inference_token: str | None = None,
+        management_token: str | None = None,
+    ) -> None:
+        self._requests = _Requests(inference_url, management_url, inference_token,
+                                   management_token)  # fmt: skip
+        self._http = httpx.Client(timeout=timeout)
+        # Registering unpacks the archive and starts a worker: far slower than a prediction.
+        self._slow = httpx.Timeout(max(timeout, 300.0))
+
+    def __enter__(self) -> TorchServeClient:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def predict(
+        self,
+        model: str,
+        body: Any,
+        content_type: str = "application/json",
+        version: str | None = None,
+    ) -> httpx.Response:
+        """POST one request body (dict/list as JSON, str, bytes) to /predictions/<model>."""
+        return self._http.request(**self._requests.predict(model, body, content_type, version))
+
+    def register(self, mar_file_name: str, initial_workers: int = 1) -> dict[str, Any]:
+        """Register an archive of the model store; returns once its workers have started."""
+        call = self._requests.register(mar_file_name, initial_workers)
+        return _json_or_raise(self._http.request(**call, timeout=self._slow))
+
+    def wait_ready(
+        self, model: str, version: str | None = None, timeout: float = 120.0
+    ) -> dict[str, Any]:
+        """Poll until the version (default: the default version) has a READY worker."""
+        deadline = time.monotonic() + timeout
+        while True:
+            description = self.describe(model, version)[0]
+            if has_ready_worker(description):
+                return description
+            if time.monotonic() > deadline:
+                raise TorchServeError(503, f"{model} has no READY worker after {timeout:.0f}s")
+            time.sleep(0.25)
+
+    def set_default(self, model: str, version: str) -> dict[str, Any]:
+        return _json_or_raise(self._http.request(**self._requests.set_default(model, version)))
+
+    def unregister(self, model: str, version: str | None = None) -> dict[str, Any]:
+        call = self._requests.unregister(model, version)
+        return _json_or_raise(self._http.request(**call, timeout=self._slow))
+
+    def describe(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
+        return _json_or_raise(self._http.request(**self._requests.describe(model, version)))
+
+    def list_models(self) -> list[dict[str, Any]]:
+        models, token = [], None
+        while True:
+            page = _json_or_raise(self._http.request(**self._requests.list_models(token)))
+            models += page.get("models", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return models
+
+    def ping(self) -> bool:
+        try:
+            return self._http.request(**self._requests.ping()).status_code == 200
+        except httpx.TransportError:
+            return False
+
+
+class AsyncTorchServeClient:
+    """The same client for asyncio code (the /api/v1 service's request handlers)."""
+
+    def __init__(
+        self,
+        inference_url: str,
+        management_url: str,
+        timeout: float = 30.0,
+        inference_token: str | None = None,
+        management_token: str | None = None,
+    ) -> None:
+        self._requests = _Requests(inference_url, management_url, inference_token,
+                                   management_token)  # fmt: skip
+        self._http = httpx.AsyncClient(timeout=timeout)
+        self._slow = httpx.Timeout(max(timeout, 300.0))
+
+    async def __aenter__(self) -> AsyncTorchServeClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def predict(
+        self,
+        model: str,
+        body: Any,
+        content_type: str = "application/json",
+        version: str | None = None,
+    ) -> httpx.Response:
+        call = self._requests.predict(model, body, content_type, version)
+        return await self._http.request(**call)
+
+    async def register(self, mar_file_name: str, initial_workers: int = 1) -> dict[str, Any]:
+        call = self._requests.register(mar_file_name, initial_workers)
+        return _json_or_raise(await self._http.request(**call, timeout=self._slow))
+
+    async def wait_ready(
+        self, model: str, version: str | None = None, timeout: float = 120.0
+    ) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            description = (await self.describe(model, version))[0]
+            if has_ready_worker(description):
+                return description
+            if time.monotonic() > deadline:
+                raise TorchServeError(503, f"{model} has no READY worker after {timeout:.0f}s")
+            await asyncio.sleep(0.25)
+
+    async def set_default(self, model: str, version: str) -> dict[str, Any]:
+        call = self._requests.set_default(model, version)
+        return _json_or_raise(await self._http.request(**call))
+
+    async def unregister(self, model: str, version: str | None = None) -> dict[str, Any]:
+        call = self._requests.unregister(model, version)
+        return _json_or_raise(await self._http.request(**call, timeout=self._slow))
+
+    async def describe(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
+        return _json_or_raise(await self._http.request(**self._requests.describe(model, version)))
+
+    async def list_models(self) -> list[dict[str, Any]]:
+        models, token = [], None
+        while True:
+            call = self._requests.list_models(token)
+            page = _json_or_raise(await self._http.request(**call))
+            models += page.get("models", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return models
+
+    async def ping(self) -> bool:
+        try:
+            return (await self._http.request(**self._requests.ping())).status_code == 200
+        except httpx.TransportError:
+            return False

@@ -1,0 +1,257 @@
+"""Model versions: publish a trained model, keep TorchServe's registrations and default in step.
+
+The registry (SQLite) is the truth about which versions exist and which is the default;
+TorchServe holds the ones currently loaded. Every version keeps its model directory and .mar
+archive until it is deleted, so any version can be (re)loaded for a rollback. To spare memory,
+at most `max_loaded` versions stay registered: the default, plus the most recently used others.
+
+TorchServe calls are serialised by one lock: register, set-default and unregister of different
+requests never interleave. Classification does not take the lock, so it keeps answering while a
+version loads or the default changes (TorchServe switches the default atomically).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from shim.errors import Conflict, Unavailable, UpstreamError
+from shim.jobs import Job, PublishResult, selection_score, summarize
+from shim.settings import Settings
+from shim.store import Store, VersionRecord
+from shim.torchserve import TorchServeClient, TorchServeError
+from training.archive import build_archive
+
+logger = logging.getLogger(__name__)
+
+HTTP_CONFLICT = 409
+HTTP_NOT_FOUND = 404
+
+
+class ModelVersions:
+    """Publishes, loads, activates and deletes model versions."""
+
+    def __init__(
+        self, store: Store, settings: Settings, client: TorchServeClient | None, max_loaded: int = 2
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.client = client
+        self.max_loaded = max(1, max_loaded)
+        self.name = settings.model_name
+        self._lock = threading.RLock()
+        self._last_used: dict[int, float] = {}
+        self.startup_error: str | None = None
+        self.starting = False
+
+    # -- publishing -------------------------------------------------------------------------
+
+    def publish(self, job: Job, model_dir: Path, metrics: dict[str, Any]) -> PublishResult:
+        """Archive a trained model as the next version, load it, and promote it if not worse."""
+        client = self._require_client()
+        version = self.store.next_version()
+        final_dir = self.store.models_dir / f"v{version}"
+        archive: Path | None = None
+        try:
+            os.replace(model_dir, final_dir)
+            archive = build_archive(
+                final_dir, self.store.model_store, str(version), self.name, update_latest=False
+            )
+            with self._lock:
+                self._register(client, version, archive)
+                score = selection_score(metrics)
+                promote, note = self._decide(version, score)
+                if promote:
+                    client.set_default(self.name, str(version))
+                record = VersionRecord(
+                    version=version,
+                    job_id=job.id,
+                    created_at=datetime.now(UTC),
+                    model_dir=final_dir,
+                    archive=archive,
+                    metrics=metrics,
+                    score=score,
+                    data_rows=job.data_rows or 0,
+                )
+                self.store.add_version(record, make_default=promote)
+                self._evict(client)
+        except BaseException:
+            self._discard(client, version, final_dir, archive)
+            raise
+        logger.info("published version %d (default: %s): %s", version, promote, note)
+        return PublishResult(version, promote, note)
+
+    def _decide(self, version: int, score: float) -> tuple[bool, str]:
+        current = self.store.default_version()
+        if current is None:
+            return True, f"version {version} is the first model version: made default"
+        policy = self.settings.promotion
+        if policy == "always":
+            return True, f"made default (promotion policy 'always'; replaced version {current})"
+        if policy == "never":
+            return False, f"version {current} stays default (promotion policy 'never')"
+        best = self.store.get_version(current).score
+        if score >= best:
+            return True, (
+                f"made default: validation macro-F1 {score:.4f} is not lower than "
+                f"{best:.4f} of version {current}"
+            )
+        return False, (
+            f"version {current} stays default: validation macro-F1 {score:.4f} is lower than "
+            f"its {best:.4f}; activate version {version} to use it anyway"
+        )
+
+    def _discard(
+        self, client: TorchServeClient, version: int, model_dir: Path, archive: Path | None
+    ) -> None:
+        """Undo a half-published version (registration, archive, model directory)."""
+        try:
+            client.unregister(self.name, str(version))
+        except Exception:  # not registered, or TorchServe gone: nothing to undo there
+            logger.debug("version %d was not registered", version)
+        if archive is not None:
+            archive.unlink(missing_ok=True)
+        shutil.rmtree(model_dir, ignore_errors=True)
+
+    # -- loading ----------------------------------------------------------------------------
+
+    def load_at_start(self) -> None:
+        """Load the default version (or, if none is recorded, the newest) into TorchServe."""
+        self.starting = True
+        try:
+            versions = self.store.versions()
+            if not versions or self.client is None:
+                return
+            default = self.store.default_version() or versions[-1].version
+            self.activate(default)
+            logger.info("loaded model version %d at start", default)
+        except Exception as exc:
+            self.startup_error = f"cannot load the default model at start: {exc}"
+            logger.exception("cannot load the default model at start")
+        finally:
+            self.starting = False
+
+    def ensure_loaded(self, version: int) -> None:
+        """Register `version` with TorchServe unless it is loaded; 404 for an unknown one."""
+        record = self.store.get_version(version)
+        client = self._require_client()
+        with self._lock:
+            if version not in self.loaded_versions():
+                self._register(client, version, record.archive)
+                self._evict(client, keep=version)
+            self._last_used[version] = time.monotonic()
+
+    def loaded_versions(self) -> set[int]:
+        """Versions TorchServe has registered (empty when it does not answer)."""
+        if self.client is None:
+            return set()
+        try:
+            described = self.client.describe(self.name, "all")
+        except TorchServeError as exc:
+            if exc.status == HTTP_NOT_FOUND:
+                return set()
+            raise UpstreamError(f"TorchServe: {exc.message}") from exc
+        except Exception:
+            return set()
+        return {int(d["modelVersion"]) for d in described if str(d["modelVersion"]).isdigit()}
+
+    def touch(self, version: int) -> None:
+        self._last_used[version] = time.monotonic()
+
+    def _register(self, client: TorchServeClient, version: int, archive: Path) -> None:
+        if not archive.is_file():
+            raise Unavailable(
+                f"the archive of version {version} is missing ({archive.name})",
+                retry_after_s=self.settings.retry_after_s,
+            )
+        try:
+            client.register(archive.name)
+        except TorchServeError as exc:
+            if exc.status != HTTP_CONFLICT:  # 409: already registered, which is what we want
+                raise
+        client.wait_ready(self.name, str(version), timeout=self.settings.torchserve_timeout_s * 4)
+        self._last_used[version] = time.monotonic()
+
+    def _evict(self, client: TorchServeClient, keep: int | None = None) -> None:
+        """Unregister the least recently used versions beyond `max_loaded` (never the default)."""
+        default = self.store.default_version()
+        loaded = self.loaded_versions()
+        spare = sorted(
+            (v for v in loaded if v not in (default, keep)),
+            key=lambda v: self._last_used.get(v, 0.0),
+        )
+        while len(loaded) > self.max_loaded and spare:
+            victim = spare.pop(0)
+            try:
+                client.unregister(self.name, str(victim))
+            except (TorchServeError, httpx.HTTPError) as exc:
+                # Memory housekeeping only: never fail a publish or an activation over it.
+                logger.warning("could not unload model version %d: %s", victim, exc)
+                continue
+            loaded.discard(victim)
+            logger.info("unloaded model version %d (kept on disk)", victim)
+
+    # -- the API's operations ---------------------------------------------------------------
+
+    def activate(self, version: int) -> VersionRecord:
+        """Make `version` the default: load it, switch TorchServe's default, record it."""
+        record = self.store.get_version(version)
+        client = self._require_client()
+        with self._lock:
+            self.ensure_loaded(version)
+            client.set_default(self.name, str(version))
+            self.store.set_default_version(version)
+            self._evict(client)
+        return record
+
+    def delete(self, version: int) -> int | None:
+        """Remove a version (not the default while others exist); returns the default after."""
+        record = self.store.get_version(version)
+        with self._lock:
+            default = self.store.default_version()
+            others = [v.version for v in self.store.versions() if v.version != version]
+            if version == default and others:
+                raise Conflict(
+                    f"version {version} is the default; activate another version first",
+                    {"default_version": default, "other_versions": others},
+                    code="version_is_default",
+                )
+            if self.client is not None and version in self.loaded_versions():
+                self.client.unregister(self.name, str(version))
+            if version == default:
+                self.store.set_default_version(None)
+            self.store.delete_version(version)
+            self._last_used.pop(version, None)
+        record.archive.unlink(missing_ok=True)
+        shutil.rmtree(record.model_dir, ignore_errors=True)
+        return self.store.default_version()
+
+    def public(self, record: VersionRecord, default: int | None, loaded: set[int]) -> dict:
+        """The API view of one version."""
+        summary = summarize(record.metrics)
+        return {
+            "version": record.version,
+            "is_default": record.version == default,
+            "loaded": record.version in loaded,
+            "created_at": record.created_at,
+            "job_id": record.job_id,
+            "data_rows": record.data_rows,
+            "validation_macro_f1": summary["validation_macro_f1"],
+            "test_macro_f1": summary["test_macro_f1"],
+            "metrics": summary,
+        }
+
+    def _require_client(self) -> TorchServeClient:
+        if self.client is None:
+            raise Unavailable(
+                "TorchServe is not running", retry_after_s=self.settings.retry_after_s
+            )
+        return self.client

@@ -1,0 +1,158 @@
+"""Run the real `ticketserve serve` (TorchServe + API) as a subprocess for the API tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from shim.serve import stop_stale_torchserve
+from training.sample_data import generate_tickets
+
+TICKETSERVE = str(Path(sys.executable).with_name("ticketserve"))
+# Training in these tests checks mechanics, not accuracy: keep it tiny.
+TINY_TRAINING = '{"epochs": 1, "max_length": 32, "batch_size": 16, "seed": 1}'
+TERMINAL = ("succeeded", "failed")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def tickets_csv(rows: int, seed: int) -> bytes:
+    return generate_tickets(rows, seed=seed).to_csv(index=False).encode("utf-8")
+
+
+@dataclass
+class Service:
+    """One `ticketserve serve` process on a data directory; restartable on the same one."""
+
+    data_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+    api_key: str | None = None
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+    starts: int = 0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.parent / f"{self.data_dir.name}-serve-{self.starts}.log"
+
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+
+    def start(self, timeout: float = 240.0) -> Service:
+        """Start the service and wait until /healthz answers (TorchServe is up by then)."""
+        self.starts += 1
+        env = {
+            **os.environ,
+            "TICKETSERVE_TRAIN_DEFAULTS": TINY_TRAINING,
+            "TICKETSERVE_TRAIN_NICE": "0",
+            **self.env,
+        }
+        env.pop("TICKETSERVE_API_KEY", None)
+        if self.api_key:
+            env["TICKETSERVE_API_KEY"] = self.api_key
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen(
+                [TICKETSERVE, "serve", "--port", str(self.port), "--data-dir", str(self.data_dir)],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"service exited ({self.process.returncode}):\n{self.log()}")
+            try:
+                if requests.get(f"{self.base}/healthz", timeout=2).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"service did not answer within {timeout}s:\n{self.log()}")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 120.0) -> int | None:
+        """Send `sig` and wait for the process; returns its exit code."""
+        if self.process is None:
+            return None
+        process, self.process = self.process, None
+        if process.poll() is None:
+            process.send_signal(sig)
+        try:
+            return process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            return process.wait()
+
+    def cleanup(self) -> None:
+        """Stop the service and anything a killed one left behind (its TorchServe)."""
+        self.stop()
+        stop_stale_torchserve(self.data_dir / "torchserve")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-6000:]
+        except OSError:
+            return "(no log)"
+
+    # -- HTTP helpers ----------------------------------------------------------------------
+
+    def get(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("headers", self.headers())
+        return requests.get(self.base + path, timeout=120, **kwargs)
+
+    def post(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs["headers"] = {**self.headers(), **kwargs.get("headers", {})}
+        return requests.post(self.base + path, timeout=300, **kwargs)
+
+    def delete(self, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("headers", self.headers())
+        return requests.delete(self.base + path, timeout=120, **kwargs)
+
+    def upload_csv(self, content: bytes, **params: Any) -> requests.Response:
+        return self.post(
+            "/api/v1/train-data", data=content, headers={"Content-Type": "text/csv"}, params=params
+        )
+
+    def wait_ready(self, timeout: float = 240.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            answer = requests.get(f"{self.base}/readyz", timeout=30)
+            if answer.status_code == 200:
+                return answer.json()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"not ready after {timeout}s: {answer.text}\n{self.log()}")
+            time.sleep(0.5)
+
+    def wait_job(
+        self, job_id: str, until: tuple[str, ...] = TERMINAL, timeout: float = 600.0
+    ) -> dict[str, Any]:
+        """Poll a job until its status is in `until` (or, for "training", it has progress)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            job = self.get(f"/api/v1/train/{job_id}").json()
+            if job["status"] in until or (
+                "progress" in until and job["progress"] and job["status"] == "running"
+            ):
+                return job
+            if job["status"] in TERMINAL:
+                raise AssertionError(f"job ended as {job['status']}: {job}\n{self.log()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s")
+            time.sleep(0.5)

@@ -1,0 +1,388 @@
+"""The /api/v1 service over real HTTP: `ticketserve serve` with a real TorchServe and real training.
+
+One service per module; the tests run in file order and build on each other: upload, the first
+training (version 1), classify, a second training (version 2), activate and roll back, then the
+bad inputs, after which the service must still work.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from api_service import Service, tickets_csv
+
+from training.sample_data import generate_tickets
+
+QUEUE_THRESHOLD = 0.99  # a one-epoch model is never this sure: every queue answer is "low"
+MAX_UPLOAD = 300_000
+QUEUES = {
+    "Technical Support",
+    "Billing and Payments",
+    "Account Access",
+    "Hardware",
+    "Returns and Exchanges",
+    "Sales and Pre-Sales",
+    "Human Resources",
+}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = Service(
+        tmp_path_factory.mktemp("api") / "var",
+        env={
+            "TICKETSERVE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+            "TICKETSERVE_CONFIDENCE_THRESHOLDS": f"queue={QUEUE_THRESHOLD}",
+            "TICKETSERVE_MAX_TICKET_CHARS": "20000",
+        },
+    )
+    service.start()
+    try:
+        yield service
+    finally:
+        code = service.stop()
+        service.cleanup()
+    assert code == 0, service.log()
+
+
+@pytest.fixture(scope="module")
+def state() -> dict[str, Any]:
+    """Facts one test hands to the next (job ids, row counts)."""
+    return {"rows": 0}
+
+
+def assert_error(answer: requests.Response, status: int, code: str | None = None) -> dict:
+    assert answer.status_code == status, answer.text
+    assert answer.headers["content-type"].startswith("application/json")
+    error = answer.json()["error"]
+    assert error["message"]
+    if code is not None:
+        assert error["code"] == code, error
+    return error
+
+
+# -- before any model ----------------------------------------------------------------------------
+
+
+def test_health_docs_and_not_ready_without_a_model(service: Service) -> None:
+    assert requests.get(f"{service.base}/healthz").json() == {"status": "ok"}
+    assert requests.get(f"{service.base}/docs").status_code == 200
+    paths = requests.get(f"{service.base}/openapi.json").json()["paths"]
+    assert {"/api/v1/train-data", "/api/v1/train/{job_id}", "/api/v1/classify"} <= set(paths)
+    ready = requests.get(f"{service.base}/readyz")
+    assert ready.status_code == 503 and ready.json()["ready"] is False
+    assert ready.json()["torchserve"] is True
+
+
+def test_classify_without_a_model_is_503_with_retry_after(service: Service) -> None:
+    answer = service.post("/api/v1/classify", json={"ticket_data": "My printer is broken"})
+    assert_error(answer, 503, "no_model")
+    assert int(answer.headers["retry-after"]) > 0
+
+
+def test_train_without_data_is_400(service: Service) -> None:
+    assert_error(service.post("/api/v1/train"), 400, "no_training_data")
+
+
+# -- the tutorial's three calls ------------------------------------------------------------------
+
+
+def test_tutorial_upload_csv(service: Service, tmp_path: Path, state: dict) -> None:
+    path = tmp_path / "tickets.csv"
+    path.write_bytes(tickets_csv(120, seed=11))
+    with open(path, "rb") as body:
+        r = requests.post(
+            f"{service.base}/api/v1/train-data", data=body, headers={"Content-Type": "text/csv"}
+        )
+    assert r.status_code == 201, r.text
+    report = r.json()
+    assert report["rows_read"] == 120 and report["rows_accepted"] == 120
+    assert report["rows_rejected"] == 0 and report["rejected"] == []
+    assert set(report["label_counts"]) == {"queue", "priority"}
+    assert report["stored_rows"] == 120
+    state["rows"] = 120
+
+
+def test_upload_json_and_ndjson_append_with_row_errors(service: Service, state: dict) -> None:
+    records = generate_tickets(40, seed=12).to_dict("records")
+    records[3]["body"] = records[3]["subject"] = ""  # no text: rejected as row 4
+    records[7]["priority"] = ""  # no label: rejected as row 8
+    r = service.post("/api/v1/train-data", json=records)
+    assert r.status_code == 201, r.text
+    report = r.json()
+    assert report["rows_read"] == 40 and report["rows_rejected"] == 2
+    assert [(x["row"], x["reason"]) for x in report["rejected"]] == [
+        (4, "empty text"),
+        (8, "missing label in column 'priority'"),
+    ]
+    state["rows"] += report["rows_accepted"]
+
+    # Labels spelled differently are accepted; training unifies them with the stored ones.
+    lines = [
+        json.dumps({"text": f"VPN ticket {i}", "queue": "technical support", "priority": "HIGH"})
+        for i in range(6)
+    ] + [json.dumps({"text": "Invoice wrong", "queue": "Billing and Payments", "priority": "low"})]
+    r = service.post(
+        "/api/v1/train-data",
+        data="\n".join(lines).encode(),
+        headers={"Content-Type": "application/x-ndjson"},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["rows_accepted"] == 7
+    state["rows"] += 7
+
+    summary = service.get("/api/v1/train-data").json()
+    assert summary["rows"] == state["rows"] == r.json()["stored_rows"]
+    assert len(summary["datasets"]) == 3
+    assert summary["heads"] == ["queue", "priority"]
+    assert sum(summary["label_counts"]["queue"].values()) == state["rows"]
+
+
+def test_tutorial_train_reports_progress_and_refuses_a_second_job(
+    service: Service, state: dict
+) -> None:
+    r = requests.post(f"{service.base}/api/v1/train")
+    assert r.status_code == 202, r.text
+    job = r.json()
+    assert job["status"] in ("queued", "running")
+    assert r.headers["location"] == f"/api/v1/train/{job['job_id']}"
+
+    assert_error(service.post("/api/v1/train"), 409, "job_running")
+    running = service.wait_job(job["job_id"], until=("progress",))
+    progress = running["progress"]
+    assert 1 <= progress["step"] <= progress["total_steps"]
+    assert progress["epoch"] == 1 and progress["loss"] > 0 and progress["eta_s"] >= 0
+
+    done = service.wait_job(job["job_id"])
+    assert done["status"] == "succeeded", done
+    assert done["model_version"] == 1 and done["is_default"] is True
+    assert done["data_rows"] == state["rows"]
+    assert 0 <= done["metrics"]["validation_macro_f1"] <= 1
+    assert service.get("/api/v1/train").json()["job_id"] == job["job_id"]
+    assert service.wait_ready()["model_version"] == 1
+
+
+def test_tutorial_classify(service: Service) -> None:
+    r = requests.post(
+        f"{service.base}/api/v1/classify", json={"ticket_data": "My printer is broken"}
+    )
+    assert r.status_code == 200, r.text
+    answer = r.json()
+    predicted_label, confidence = answer["predicted_label"], answer["confidence"]
+    assert isinstance(predicted_label, str) and 0 < confidence <= 1
+    assert answer["model_version"] == 1
+    queue = answer["queue"]
+    assert queue["model_label"] in QUEUES
+    assert queue["confidence"] == confidence
+    # Below the queue threshold the answer is the fallback; the model's guess stays visible.
+    assert queue["low_confidence"] is (confidence < QUEUE_THRESHOLD)
+    assert predicted_label == ("Unclassified" if queue["low_confidence"] else queue["model_label"])
+    assert answer["priority"]["low_confidence"] is False  # no threshold for priority
+    assert answer["priority"]["label"] in {"high", "medium", "low"}
+    assert len(queue["top_k"]) == 3 and queue["top_k"][0][0] == queue["model_label"]
+
+
+def test_classify_subject_body_and_batches(service: Service) -> None:
+    r = service.post("/api/v1/classify", json={"subject": "Rechnung", "body": "doppelt belastet"})
+    assert r.status_code == 200 and r.json()["model_version"] == 1
+    tickets = [
+        {"ticket_data": "VPN keeps dropping"},
+        {"subject": "Drucker", "body": "Mein Drucker druckt nicht"},
+        {"body": "Please send a quote for 20 licences"},
+    ]
+    r = service.post("/api/v1/classify", json={"tickets": tickets})
+    assert r.status_code == 200, r.text
+    batch = r.json()
+    assert len(batch["predictions"]) == 3 and batch["model_version"] == 1
+    assert all(p["queue"]["model_label"] in QUEUES for p in batch["predictions"])
+
+
+# -- versions ------------------------------------------------------------------------------------
+
+
+def test_second_training_creates_version_2_while_classify_keeps_answering(
+    service: Service, state: dict
+) -> None:
+    r = service.post("/api/v1/train", json={"learning_rate": 0.0002, "seed": 2})
+    assert r.status_code == 202, r.text
+    job_id = r.json()["job_id"]
+    assert r.json()["params"]["learning_rate"] == 0.0002
+    service.wait_job(job_id, until=("progress",))
+    during = service.post("/api/v1/classify", json={"ticket_data": "Password reset please"})
+    assert during.status_code == 200 and during.json()["model_version"] == 1
+
+    done = service.wait_job(job_id)
+    assert done["status"] == "succeeded", done
+    assert done["model_version"] == 2
+    listing = service.get("/api/v1/models").json()
+    versions = {v["version"]: v for v in listing["versions"]}
+    assert set(versions) == {1, 2}
+    promoted = versions[2]["validation_macro_f1"] >= versions[1]["validation_macro_f1"]
+    assert done["is_default"] is promoted and done["note"]
+    assert listing["default_version"] == (2 if promoted else 1)
+    assert versions[2]["data_rows"] == state["rows"] and versions[2]["loaded"] is True
+    assert versions[1]["metrics"]["validation"]["queue"]["macro_f1"] >= 0
+
+
+def test_activate_and_roll_back_without_interrupting_classify(service: Service) -> None:
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def keep_classifying() -> None:
+        while not stop.is_set():
+            r = service.post("/api/v1/classify", json={"ticket_data": "Laptop screen broken"})
+            if r.status_code != 200:
+                failures.append(r.text)
+
+    worker = threading.Thread(target=keep_classifying)
+    worker.start()
+    try:
+        for version in (2, 1, 2):
+            r = service.post(f"/api/v1/models/{version}/activate")
+            assert r.status_code == 200, r.text
+            assert r.json()["is_default"] is True
+            answer = service.post("/api/v1/classify", json={"ticket_data": "Refund my order"})
+            assert answer.json()["model_version"] == version
+    finally:
+        stop.set()
+        worker.join()
+    assert failures == []
+
+    # Roll back to 1; an explicit version still reaches 2.
+    assert service.post("/api/v1/models/1/activate").status_code == 200
+    assert service.get("/api/v1/models").json()["default_version"] == 1
+    r = service.post("/api/v1/classify", params={"version": 2}, json={"ticket_data": "Invoice"})
+    assert r.status_code == 200 and r.json()["model_version"] == 2
+    assert service.wait_ready()["model_version"] == 1
+
+
+def test_delete_refuses_the_default_then_removes_a_version(service: Service) -> None:
+    assert_error(service.delete("/api/v1/models/1"), 409, "version_is_default")
+    r = service.delete("/api/v1/models/2")
+    assert r.status_code == 200
+    assert r.json() == {"version": 2, "deleted": True, "default_version": 1}
+    assert [v["version"] for v in service.get("/api/v1/models").json()["versions"]] == [1]
+    assert_error(service.delete("/api/v1/models/2"), 404, "version_not_found")
+
+
+# -- bad input -----------------------------------------------------------------------------------
+
+CSV = "text/csv"
+JSON = "application/json"
+GOOD_CSV = tickets_csv(30, seed=13)
+
+BAD_INPUTS = [
+    # (name, method, path, request kwargs, status, error code)
+    ("wrong content type", "post", "/api/v1/train-data",
+     {"data": b"text,queue\na,b\n", "headers": {"Content-Type": "text/plain"}}, 415,
+     "unsupported_media_type"),
+    ("no content type", "post", "/api/v1/train-data", {"data": GOOD_CSV}, 415,
+     "unsupported_media_type"),
+    ("empty body", "post", "/api/v1/train-data", {"data": b"", "headers": {"Content-Type": CSV}},
+     400, "unreadable_body"),
+    ("header only", "post", "/api/v1/train-data",
+     {"data": b"subject,body,queue,priority\n", "headers": {"Content-Type": CSV}}, 400,
+     "unreadable_body"),
+    ("missing label column", "post", "/api/v1/train-data",
+     {"data": b"subject,body\nPrinter,broken\n", "headers": {"Content-Type": CSV}}, 422,
+     "invalid_data"),
+    ("missing text column", "post", "/api/v1/train-data",
+     {"data": b"title,queue\nPrinter,Hardware\n", "headers": {"Content-Type": CSV}}, 422,
+     "invalid_data"),
+    ("non-UTF-8 bytes", "post", "/api/v1/train-data",
+     {"data": "text,queue\nDrucker kaputt \u2013 gro\u00dfe Not,Hardware\n".encode("cp1252"),
+      "headers": {"Content-Type": CSV}}, 400, "unreadable_body"),
+    ("oversize body", "post", "/api/v1/train-data",
+     {"data": GOOD_CSV * (MAX_UPLOAD // len(GOOD_CSV) + 1), "headers": {"Content-Type": CSV}},
+     413, "payload_too_large"),
+    ("invalid JSON upload", "post", "/api/v1/train-data",
+     {"data": b'[{"text": "a", ', "headers": {"Content-Type": JSON}}, 400, "unreadable_body"),
+    ("JSON object, not array", "post", "/api/v1/train-data",
+     {"data": b'{"text": "a", "queue": "b"}', "headers": {"Content-Type": JSON}}, 400,
+     "unreadable_body"),
+    ("bad NDJSON line", "post", "/api/v1/train-data",
+     {"data": b'{"text": "a", "queue": "b"}\nnot json\n',
+      "headers": {"Content-Type": "application/x-ndjson"}}, 400, "unreadable_body"),
+    ("no usable rows", "post", "/api/v1/train-data",
+     {"data": b"text,queue,priority\n,Hardware,high\n ,Billing,low\n",
+      "headers": {"Content-Type": CSV}}, 422, "invalid_data"),
+    ("other label columns than stored", "post", "/api/v1/train-data",
+     {"data": b"text,queue\n" + b"".join(b"t%d,%s\n" % (i, b"ab"[i % 2:i % 2 + 1])
+                                         for i in range(12)),
+      "headers": {"Content-Type": CSV}}, 409, "heads_mismatch"),
+    ("invalid hyper-parameter", "post", "/api/v1/train", {"json": {"epochs": 0}}, 422,
+     "invalid_parameters"),
+    ("unknown hyper-parameter", "post", "/api/v1/train", {"json": {"epochz": 2}}, 422,
+     "validation_error"),
+    ("hyper-parameter of the wrong type", "post", "/api/v1/train", {"json": {"epochs": "2"}},
+     422, "validation_error"),
+    ("invalid JSON to train", "post", "/api/v1/train",
+     {"data": b"{epochs: 2}", "headers": {"Content-Type": JSON}}, 400, "invalid_json"),
+    ("unknown job", "get", "/api/v1/train/nosuchjob", {}, 404, "job_not_found"),
+    ("classify empty text", "post", "/api/v1/classify", {"json": {"ticket_data": "   "}}, 422,
+     "validation_error"),
+    ("classify very long text", "post", "/api/v1/classify",
+     {"json": {"ticket_data": "printer " * 5000}}, 422, "ticket_too_long"),
+    ("classify without ticket", "post", "/api/v1/classify", {"json": {"text": "hello"}}, 422,
+     "validation_error"),
+    ("classify two forms at once", "post", "/api/v1/classify",
+     {"json": {"ticket_data": "a", "tickets": [{"ticket_data": "b"}]}}, 422, "validation_error"),
+    ("classify empty ticket list", "post", "/api/v1/classify", {"json": {"tickets": []}}, 422,
+     "validation_error"),
+    ("classify too many tickets", "post", "/api/v1/classify",
+     {"json": {"tickets": [{"ticket_data": "x"}] * 65}}, 422, "too_many_tickets"),
+    ("classify a number", "post", "/api/v1/classify", {"json": {"ticket_data": 5}}, 422,
+     "validation_error"),
+    ("classify invalid JSON", "post", "/api/v1/classify",
+     {"data": b'{"ticket_data": ', "headers": {"Content-Type": JSON}}, 400, "invalid_json"),
+    ("classify empty body", "post", "/api/v1/classify",
+     {"data": b"", "headers": {"Content-Type": JSON}}, 422, "validation_error"),
+    ("classify unknown version", "post", "/api/v1/classify?version=99",
+     {"json": {"ticket_data": "x"}}, 404, "version_not_found"),
+    ("classify version 0", "post", "/api/v1/classify?version=0",
+     {"json": {"ticket_data": "x"}}, 422, "validation_error"),
+    ("activate unknown version", "post", "/api/v1/models/42/activate", {}, 404,
+     "version_not_found"),
+    ("version that is not a number", "post", "/api/v1/models/latest/activate", {}, 422,
+     "validation_error"),
+    ("unknown route", "get", "/api/v1/nothing", {}, 404, "not_found"),
+    ("wrong method", "put", "/api/v1/classify", {"json": {}}, 405, "method_not_allowed"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [case[1:] for case in BAD_INPUTS],
+    ids=[case[0] for case in BAD_INPUTS],
+)
+def test_bad_input_gets_a_json_error(
+    service: Service, method: str, path: str, kwargs: dict, status: int, code: str
+) -> None:
+    answer = requests.request(method, service.base + path, timeout=120, **kwargs)
+    assert_error(answer, status, code)
+
+
+def test_service_still_works_after_the_bad_inputs(service: Service, state: dict) -> None:
+    # Nothing the bad uploads sent was stored.
+    assert service.get("/api/v1/train-data").json()["rows"] == state["rows"]
+    long_but_fine = "My laptop does not start. " * 700  # 18,200 characters: truncated, answered
+    r = service.post("/api/v1/classify", json={"ticket_data": long_but_fine})
+    assert r.status_code == 200, r.text
+    assert r.json()["model_version"] == 1
+    assert requests.get(f"{service.base}/readyz").status_code == 200
+
+
+def test_metrics_count_requests_per_route(service: Service) -> None:
+    text = requests.get(f"{service.base}/metrics").text
+    counter = 'ticketserve_http_requests_total{method="POST",route="/api/v1/classify",status="200"}'
+    assert counter in text
+    assert 'route="/api/v1/train/{job_id}"' in text  # templates, not raw paths
+    assert "ticketserve_http_request_duration_seconds_bucket" in text
+    assert "ticketserve_tickets_classified_total" in text
+    assert 'ticketserve_low_confidence_total{head="queue"}' in text

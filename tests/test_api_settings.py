@@ -1,0 +1,122 @@
+"""Settings, the request schemas, auth and the error shape, on an in-process app (no TorchServe).
+
+The real service with TorchServe is tested over HTTP in test_api.py and test_api_restart.py.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
+
+from shim.app import create_app
+from shim.metrics import route_template
+from shim.schemas import ClassifyRequest, TrainRequest
+from shim.settings import Settings, SettingsError, is_loopback
+
+
+def test_settings_come_from_the_environment(tmp_path: Path) -> None:
+    env = {
+        "TICKETSERVE_PORT": "9001",
+        "TICKETSERVE_DATA_DIR": str(tmp_path),
+        "TICKETSERVE_CONFIDENCE_THRESHOLDS": "queue=0.4, priority=0.3",
+        "TICKETSERVE_FALLBACK_LABELS": '{"queue": "Triage"}',
+        "TICKETSERVE_TRAIN_DEFAULTS": "epochs=2,max_length=64",
+        "TICKETSERVE_PROMOTION": "always",
+        "UNRELATED": "x",
+    }
+    settings = Settings.from_env(env, port=9002)
+    assert settings.port == 9002  # a flag beats the environment
+    assert settings.data_dir == tmp_path
+    assert settings.confidence_thresholds == {"queue": 0.4, "priority": 0.3}
+    assert settings.fallback_labels == {"queue": "Triage"}
+    assert settings.train_defaults == {"epochs": 2, "max_length": 64}
+    assert settings.promotion == "always"
+    assert Settings.from_env({}).max_upload_bytes == 50 * 1024 * 1024
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TICKETSERVE_PORT": "eighty"}, "port"),
+        ({"TICKETSERVE_PROMOTION": "sometimes"}, "promotion"),
+        ({"TICKETSERVE_CONFIDENCE_THRESHOLDS": "queue=1.5"}, "threshold for 'queue'"),
+        ({"TICKETSERVE_TRAIN_DEFAULTS": "epochs"}, "expected key=value"),
+    ],
+)
+def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_a_public_address_needs_an_api_key(tmp_path: Path) -> None:
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("example.org")
+    with pytest.raises(SettingsError, match="refusing to listen on 0.0.0.0"):
+        Settings(host="0.0.0.0").check_exposure()
+    key_file = tmp_path / "key"
+    key_file.write_text("s3cret\n")
+    settings = Settings(host="0.0.0.0", api_key_file=key_file)
+    settings.check_exposure()
+    assert settings.resolved_api_key() == "s3cret"
+
+
+def test_classify_request_forms() -> None:
+    assert ClassifyRequest(ticket_data=" printer ").items()[0].text() == "printer"
+    assert ClassifyRequest(subject="Drucker", body="kaputt").items()[0].text() == "Drucker\nkaputt"
+    batch = ClassifyRequest.model_validate({"tickets": [{"ticket_data": "a"}, {"body": "b"}]})
+    assert [t.payload() for t in batch.items()] == [{"ticket_data": "a"}, {"body": "b"}]
+    for bad in ({}, {"ticket_data": ""}, {"subject": " ", "body": ""}, {"tickets": []},
+                {"ticket_data": "a", "subject": "b"}, {"ticket_data": "a", "tickets": []},
+                {"tickets": [{"text": "a"}]}):  # fmt: skip
+        with pytest.raises(ValidationError):
+            ClassifyRequest.model_validate(bad)
+
+
+def test_train_request_mirrors_the_training_config() -> None:
+    assert TrainRequest(epochs=2).model_dump(exclude_none=True) == {"epochs": 2}
+    schema = TrainRequest.model_json_schema()["properties"]
+    assert {"epochs", "max_length", "learning_rate", "base_model"} <= set(schema)
+    with pytest.raises(ValidationError):
+        TrainRequest.model_validate({"epochs": "2"})
+
+
+def test_route_template_keeps_the_mount_prefix() -> None:
+    class Route:
+        path = "/train/{job_id}"
+
+    scope = {"route": Route(), "path": "/api/v1/train/abc", "path_params": {"job_id": "abc"}}
+    assert route_template(scope) == "/api/v1/train/{job_id}"
+    assert route_template({"path": "/nothing"}) == "unmatched"
+
+
+def test_api_key_guards_every_api_route_but_not_operations(tmp_path: Path) -> None:
+    app = create_app(Settings(data_dir=tmp_path, api_key="k3y"))
+    with TestClient(app) as client:
+        for headers in ({}, {"Authorization": "Bearer nope"}, {"Authorization": "Basic k3y"}):
+            answer = client.get("/api/v1/train-data", headers=headers)
+            assert answer.status_code == 401
+            assert answer.json()["error"]["code"] == "unauthorized"
+        ok = client.get("/api/v1/train-data", headers={"Authorization": "Bearer k3y"})
+        assert ok.status_code == 200 and ok.json()["rows"] == 0
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/metrics").status_code == 200
+
+
+def test_every_error_has_the_same_shape(tmp_path: Path) -> None:
+    with TestClient(create_app(Settings(data_dir=tmp_path))) as client:
+        answers = {
+            404: client.get("/api/v1/nope"),
+            405: client.delete("/api/v1/classify"),
+            422: client.post("/api/v1/classify", json={"ticket_data": ""}),
+            400: client.post("/api/v1/train"),  # no data yet
+            503: client.post("/api/v1/classify", json={"ticket_data": "printer"}),
+        }
+        for status, answer in answers.items():
+            assert answer.status_code == status
+            assert set(answer.json()) == {"error"}
+            assert set(answer.json()["error"]) == {"code", "message", "details"}
+        assert answers[503].headers["retry-after"] == "10"
+        assert client.get("/readyz").status_code == 503

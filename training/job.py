@@ -1,0 +1,158 @@
+"""Run one training job as a child process: `python -m training.job SPEC.json`.
+
+The spec is a JSON object `{"data_files": [...], "config": {...TrainConfig...}, "out_dir": ...}`
+(optionally `"nice"`: a niceness increment, so serving stays responsive during training).
+Every data file holds normalised tickets as JSON Lines (`text` plus one column per head); they
+are concatenated and validated again, so label spellings from different uploads are unified.
+
+The process talks back through stdout, one JSON event per line:
+
+    {"event": "started", "rows": ..., "heads": [...], "report": {...}}
+    {"event": "progress", "epoch": ..., "step": ..., "total_steps": ..., "loss": ..., ...}
+    {"event": "done", "model_dir": ..., "metrics": {...}}
+    {"event": "error", "kind": ..., "message": ...}
+
+and exits 0 after `done`, non-zero after `error`. Anything else that would reach stdout (library
+prints) is sent to stderr so the event stream stays parseable. This module imports nothing from
+`shim`: the service depends on training, never the other way round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
+
+import pandas as pd
+
+from training.config import ConfigError, TrainConfig
+from training.data import Columns, DataError, TicketData, read_table, validate
+from training.export import ExportError
+
+logger = logging.getLogger(__name__)
+
+USER_ERRORS = (DataError, ConfigError, ExportError, FileNotFoundError)
+
+
+class JobSpec:
+    """What to train on, with which hyper-parameters, and where to write the model."""
+
+    def __init__(
+        self, data_files: list[Path], config: TrainConfig, out_dir: Path, nice: int = 0
+    ) -> None:
+        self.data_files = data_files
+        self.config = config
+        self.out_dir = out_dir
+        self.nice = nice
+
+    @classmethod
+    def from_json(cls, path: str | Path) -> JobSpec:
+        """Read and validate a spec file written by the service."""
+        try:
+            raw = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ConfigError(f"cannot read job spec {path}: {exc}") from exc
+        if not isinstance(raw, dict) or not raw.get("data_files") or not raw.get("out_dir"):
+            raise ConfigError(f"job spec {path} needs 'data_files' and 'out_dir'")
+        return cls(
+            data_files=[Path(p) for p in raw["data_files"]],
+            config=TrainConfig.from_dict(raw.get("config") or {}),
+            out_dir=Path(raw["out_dir"]),
+            nice=int(raw.get("nice", 0)),
+        )
+
+
+class EventWriter:
+    """Writes one flushed JSON line per event to the stream the parent reads."""
+
+    def __init__(self, stream: IO[str]) -> None:
+        self.stream = stream
+        self.lock = threading.Lock()
+
+    def emit(self, event: str, **fields: Any) -> None:
+        """Write one event as a JSON line and flush it."""
+        line = json.dumps({"event": event, **fields}, ensure_ascii=False, default=str)
+        with self.lock:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+
+
+def load_job_data(files: list[Path], min_class_examples: int) -> TicketData:
+    """Concatenate the stored datasets and validate them as one table."""
+    frames = []
+    for path in files:
+        try:
+            raw = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"cannot read stored dataset {path.name}: {exc.strerror}") from exc
+        frames.append(read_table(raw, "jsonl", source=path.name))
+    table = pd.concat(frames, ignore_index=True)
+    return validate(table, "stored training data", Columns(text="text"), min_class_examples)
+
+
+def run(spec: JobSpec, events: EventWriter) -> None:
+    """Load, train and export; progress and the result go out as events."""
+    from training.train import train  # torch and transformers load here, after the spec is ok
+
+    data = load_job_data(spec.data_files, spec.config.min_class_examples)
+    events.emit(
+        "started",
+        pid=os.getpid(),
+        rows=len(data.frame),
+        heads=list(data.heads),
+        report=data.report.to_dict(),
+    )
+    result = train(
+        data,
+        spec.config,
+        spec.out_dir,
+        progress=lambda p: events.emit("progress", **p.to_dict()),
+    )
+    events.emit("done", model_dir=str(result.model_dir), metrics=result.metrics)
+
+
+def watch_parent(parent_pid: int, interval_s: float = 1.0) -> None:
+    """Exit when the service that started this job dies, so no orphan keeps training."""
+    while True:
+        time.sleep(interval_s)
+        if os.getppid() != parent_pid:
+            os._exit(3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the job named by the spec path in `argv`; returns the exit status."""
+    args = sys.argv[1:] if argv is None else argv
+    # Events go to the real stdout; stray prints from libraries go to stderr instead.
+    events = EventWriter(sys.stdout)
+    sys.stdout = sys.stderr
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if len(args) != 1:
+        events.emit("error", kind="usage", message="usage: python -m training.job SPEC.json")
+        return 2
+    threading.Thread(target=watch_parent, args=(os.getppid(),), daemon=True).start()
+    try:
+        spec = JobSpec.from_json(args[0])
+        if spec.nice:
+            os.nice(spec.nice)
+        run(spec, events)
+    except USER_ERRORS as exc:
+        events.emit("error", kind=type(exc).__name__, message=str(exc))
+        return 1
+    except KeyboardInterrupt:
+        events.emit("error", kind="interrupted", message="training was interrupted")
+        return 130
+    except Exception as exc:  # a bug: report it, with the traceback on stderr
+        logger.exception("training failed")
+        events.emit("error", kind=type(exc).__name__, message=f"{type(exc).__name__}: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
