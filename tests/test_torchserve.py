@@ -150,9 +150,9 @@ def test_json_sent_as_form_data_is_refused_with_a_hint(served: Served) -> None:
 
 def test_second_instance_on_the_same_host_does_not_collide(served: Served, tmp_path: Path) -> None:
     other = TorchServe(served.store, tmp_path / "other", load_models="")
-    with other:
+    with other, other.client() as client:
         assert other.ports != served.server.ports
-        assert other.client().list_models() == []
+        assert client.list_models() == []
         assert served.client.describe(MODEL)[0]["workers"][0]["status"] == "READY"
         jvm = psutil.Process(other.pid)
     assert not jvm.is_running() or jvm.status() == psutil.STATUS_ZOMBIE
