@@ -17,19 +17,12 @@ import pytest
 import requests
 from api_service import Service, tickets_csv
 
+from training import sample_data
 from training.sample_data import generate_tickets
 
 QUEUE_THRESHOLD = 0.99  # a one-epoch model is never this sure: every queue answer is "low"
 MAX_UPLOAD = 300_000
-QUEUES = {
-    "Technical Support",
-    "Billing and Payments",
-    "Account Access",
-    "Hardware",
-    "Returns and Exchanges",
-    "Sales and Pre-Sales",
-    "Human Resources",
-}
+QUEUES = set(sample_data.QUEUES)
 
 
 @pytest.fixture(scope="module")
