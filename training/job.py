@@ -25,30 +25,28 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 import pandas as pd
 
-from training.config import ConfigError, TrainConfig
+from training.config import ConfigError, TrainConfig, UserError
 from training.data import Columns, DataError, TicketData, read_table, validate
-from training.export import ExportError
 
 logger = logging.getLogger(__name__)
 
-USER_ERRORS = (DataError, ConfigError, ExportError, FileNotFoundError)
+USER_ERRORS = (UserError, FileNotFoundError)
 
 
+@dataclass
 class JobSpec:
     """What to train on, with which hyper-parameters, and where to write the model."""
 
-    def __init__(
-        self, data_files: list[Path], config: TrainConfig, out_dir: Path, nice: int = 0
-    ) -> None:
-        self.data_files = data_files
-        self.config = config
-        self.out_dir = out_dir
-        self.nice = nice
+    data_files: list[Path]
+    config: TrainConfig
+    out_dir: Path
+    nice: int = 0
 
     @classmethod
     def from_json(cls, path: str | Path) -> JobSpec:
