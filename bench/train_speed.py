@@ -1,0 +1,185 @@
+"""Training time and macro-F1: the tutorial's recipe against ours, same encoder, data and epochs.
+
+    .venv/bin/python bench/train_speed.py [DATA] [--rows N] [--epochs E] [--max-length L] ...
+
+tutorial: Hugging Face `Trainer`, `padding="max_length"`, one sequence-classification model per
+          head (queue, then priority).
+ours:     `training.train.train`: one shared encoder with two heads, dynamic padding and
+          length-grouped batches.
+
+Both train on the same rows (a stratified 80 % of a seeded subset of DATA) for the same epochs
+with the same base encoder, batch size and learning rate, and are scored on the same 20 %. DATA
+defaults to the shared multilingual dataset; where it is absent, generated sample tickets are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from datasets import Dataset, disable_progress_bars
+from sklearn.metrics import f1_score
+from sklearn.model_selection import train_test_split
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    Trainer,
+    TrainingArguments,
+)
+from transformers.utils import logging as hf_logging
+
+from training.base_models import resolve_base_model
+from training.config import TrainConfig
+from training.data import TicketData, load_tickets, parse_tickets
+from training.sample_data import generate_tickets
+from training.train import train
+
+DEFAULT_DATA = (
+    Path(__file__).resolve().parents[2]
+    / "shared/data/bueck_v3_4k/dataset-tickets-multi-lang3-4k.csv"
+)
+HEADS = ("queue", "priority")
+
+
+def load(path: Path, rows: int, seed: int) -> tuple[TicketData, str]:
+    if path.is_file():
+        data, name = load_tickets(path), path.name
+    else:
+        frame = generate_tickets(max(rows, 200), seed=seed)
+        data, name = parse_tickets(frame.to_csv(index=False).encode(), "csv"), "generated tickets"
+    if rows < len(data.frame):
+        data.frame, _ = train_test_split(
+            data.frame, train_size=rows, random_state=seed, stratify=data.frame["queue"]
+        )
+    return data, name
+
+
+def tutorial(
+    train_frame: pd.DataFrame, test_frame: pd.DataFrame, config: TrainConfig, work: Path
+) -> dict[str, np.ndarray]:
+    """One AutoModelForSequenceClassification per head, Trainer, padding to max_length."""
+    base = resolve_base_model(config.base_model)
+    tokenizer = AutoTokenizer.from_pretrained(base)
+
+    def encode(frame: pd.DataFrame, labels: list[int] | None) -> Dataset:
+        columns = {"text": frame["text"].tolist()}
+        if labels is not None:
+            columns["label"] = labels
+        return Dataset.from_dict(columns).map(
+            lambda b: tokenizer(
+                b["text"], padding="max_length", truncation=True, max_length=config.max_length
+            ),
+            batched=True,
+            remove_columns=["text"],
+        )
+
+    steps = -(-len(train_frame) // config.batch_size) * config.epochs
+    predictions = {}
+    for head in HEADS:
+        names = sorted(train_frame[head].unique())
+        model = AutoModelForSequenceClassification.from_pretrained(base, num_labels=len(names))
+        args = TrainingArguments(
+            output_dir=str(work / head),
+            num_train_epochs=config.epochs,
+            per_device_train_batch_size=config.batch_size,
+            per_device_eval_batch_size=64,
+            learning_rate=config.learning_rate,
+            weight_decay=config.weight_decay,
+            warmup_steps=int(config.warmup_ratio * steps),
+            seed=config.seed,
+            save_strategy="no",
+            logging_strategy="no",
+            report_to=[],
+            bf16=torch.cuda.is_available(),
+            disable_tqdm=True,
+        )
+        index = {name: i for i, name in enumerate(names)}
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=encode(train_frame, [index[v] for v in train_frame[head]]),
+        )
+        trainer.train()
+        logits = trainer.predict(encode(test_frame, None)).predictions
+        predictions[head] = np.asarray(names)[logits.argmax(axis=1)]
+    return predictions
+
+
+def ours(
+    data: TicketData,
+    train_frame: pd.DataFrame,
+    test_frame: pd.DataFrame,
+    config: TrainConfig,
+    work: Path,
+) -> dict[str, np.ndarray]:
+    """One two-head model; no validation split, so both recipes see exactly the same rows."""
+    splits = {"train": train_frame, "validation": train_frame.iloc[0:0], "test": test_frame}
+    result = train(data, config, work / "ours", splits=splits)
+    answers = result.predictor.predict(test_frame["text"].tolist())
+    return {head: np.asarray([a[head]["label"] for a in answers]) for head in HEADS}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--rows", type=int, default=800, help="subset size (default 800)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--learning-rate", type=float, default=1e-4)
+    parser.add_argument("--base-model", default=TrainConfig().base_model)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    config = TrainConfig(
+        base_model=args.base_model,
+        epochs=args.epochs,
+        max_length=args.max_length,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+    )
+    hf_logging.set_verbosity_error()
+    disable_progress_bars()
+    data, name = load(args.data, args.rows, args.seed)
+    train_frame, test_frame = train_test_split(
+        data.frame, test_size=0.2, random_state=args.seed, stratify=data.frame["queue"]
+    )
+    print(
+        f"{name}: {len(train_frame)} training / {len(test_frame)} test tickets, "
+        f"{config.epochs} epoch(s), max_length {config.max_length}, batch {config.batch_size}, "
+        f"{config.base_model}, torch threads {torch.get_num_threads()}"
+    )
+    rows = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for recipe, run in (
+            ("tutorial (Trainer, max_length padding, 2 models)", lambda: tutorial(
+                train_frame, test_frame, config, Path(tmp))),
+            ("ours (1 two-head model, dynamic padding)", lambda: ours(
+                data, train_frame, test_frame, config, Path(tmp))),
+        ):  # fmt: skip
+            started = time.monotonic()
+            predicted = run()
+            seconds = time.monotonic() - started
+            f1 = {
+                h: f1_score(test_frame[h], predicted[h], average="macro", zero_division=0)
+                for h in HEADS
+            }
+            rows[recipe] = (seconds, f1)
+            print(f"  {recipe}: {seconds:.0f}s", flush=True)
+
+    print(f"\n{'recipe':<52} {'seconds':>8} {'queue F1':>9} {'prio F1':>9}")
+    for recipe, (seconds, f1) in rows.items():
+        print(f"{recipe:<52} {seconds:>8.0f} {f1['queue']:>9.3f} {f1['priority']:>9.3f}")
+    (slow, _), (fast, _) = rows.values()
+    print(f"speed-up ours vs tutorial: {slow / fast:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
