@@ -6,7 +6,7 @@ VAR    ?= var
 
 DATA   ?= $(VAR)/demo/tickets.csv
 MODEL  ?= $(VAR)/models/latest
-EPOCHS ?= 4
+EPOCHS ?=
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STORE  ?= model_store
@@ -25,7 +25,7 @@ help:
 	@echo "make lint      ruff check + format check"
 	@echo "make demo      sample data -> service -> upload -> train -> classify (through the API)"
 	@echo "make serve     run TorchServe + the /api/v1 service on $(HOST):$(PORT), data in $(VAR)/"
-	@echo "make train     train DATA=file.csv into MODEL=dir (EPOCHS=$(EPOCHS))"
+	@echo "make train     train DATA=file.csv into MODEL=dir (EPOCHS=n to override the default)"
 	@echo "make archive   pack the newest trained model (or MODEL=dir) into $(STORE)/ticket-vN.mar"
 	@echo "make torchserve / torchserve-stop   start / stop TorchServe with config.properties"
 	@echo "make bench     TorchServe vs in-process forward pass vs pipeline() (MODEL=dir optional)"
@@ -50,7 +50,7 @@ format: install
 	$(BIN)/ruff format .
 
 train: install
-	$(BIN)/ticketserve train $(DATA) --out $(MODEL) --epochs $(EPOCHS)
+	$(BIN)/ticketserve train $(DATA) --out $(MODEL) $(if $(EPOCHS),--epochs $(EPOCHS))
 
 demo: install
 	bash scripts/demo.sh

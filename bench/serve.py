@@ -247,7 +247,10 @@ def quick_model(work: Path) -> Path:
     print("no --model given: training a small one (1 epoch, 300 tickets) ...", flush=True)
     data_path = work / "train.csv"
     write_sample_csv(data_path, rows=300, seed=1)
-    config = TrainConfig(epochs=1, batch_size=16, learning_rate=2e-4, seed=1)  # max_length 256
+    # MiniLM, as in the numbers of docs/serving.md; --model serves any other model directory.
+    config = TrainConfig(
+        base_model="all-MiniLM-L6-v2", epochs=1, batch_size=16, learning_rate=2e-4, seed=1
+    )
     return train(load_tickets(data_path), config, work / "model").model_dir
 
 

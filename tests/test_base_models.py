@@ -22,9 +22,9 @@ from training.base_models import (
     resolve_base_model,
 )
 from training.cli import main
-from training.config import ConfigError
+from training.config import ConfigError, TrainConfig
 from training.sample_data import generate_tickets
-from training.vocab_trim import TrimResult, trim_vocabulary
+from training.vocab_trim import TrimResult, is_trimmable, trim_vocabulary
 
 NAME = "multilingual-e5-small"
 SENTENCES = [
@@ -191,3 +191,34 @@ def test_trimmed_tokenizer_falls_back_to_pieces_then_unk(trimmed: TrimResult) ->
     assert tokenizer.unk_token_id not in unseen_word
     unseen_script = tokenizer("打印机")["input_ids"]  # characters the corpus never used
     assert tokenizer.unk_token_id in unseen_script
+
+
+def test_training_on_e5_trims_to_the_training_texts_and_reloads(
+    e5_dir: Path, tmp_path: Path
+) -> None:
+    from training.data import parse_tickets
+    from training.predict import Predictor
+    from training.train import train
+
+    frame = generate_tickets(60, seed=11)
+    data = parse_tickets(frame.to_csv(index=False).encode(), "csv")
+    config = TrainConfig(base_model=str(e5_dir), epochs=1, max_length=32, batch_size=16, seed=0)
+    result = train(data, config, tmp_path / "model")
+
+    saved = json.loads((result.model_dir / "config.json").read_text())
+    tokenizer = AutoTokenizer.from_pretrained(str(result.model_dir))
+    assert saved["vocab_size"] == len(tokenizer) < 10_000  # of 250,002
+    weights = (result.model_dir / "model.safetensors").stat().st_size
+    assert weights < 120 * 2**20  # the full encoder alone is ~470 MB
+    # Words the training texts never used still get an answer (split into kept pieces).
+    unseen = "Quittung für Überweisung fehlt, bitte dringend prüfen"
+    assert tokenizer.unk_token_id not in tokenizer(unseen)["input_ids"]
+    [fresh] = Predictor.load(result.model_dir).predict([unseen])
+    [same] = result.predictor.predict([unseen])
+    assert fresh["queue"]["label"] == same["queue"]["label"]
+    assert abs(fresh["queue"]["confidence"] - same["queue"]["confidence"]) < 1e-4
+
+
+def test_wordpiece_encoders_are_not_trimmed() -> None:
+    assert is_trimmable(Path(resolve_base_model("all-MiniLM-L6-v2"))) is False
+    assert is_trimmable(Path("/nonexistent")) is False

@@ -9,13 +9,15 @@ import sys
 import pytest
 import torch
 
+from training.base_models import resolve_base_model
 from training.config import TrainConfig
 from training.data import load_tickets, parse_tickets
 from training.evaluate import evaluate_heads, expected_calibration_error
 from training.export import ExportError, export_model
+from training.model import TicketClassifier
 from training.predict import Predictor
 from training.sample_data import generate_tickets, write_sample_csv
-from training.train import length_grouped_batches, train
+from training.train import build_optimizer, length_grouped_batches, train
 
 
 def test_trained_model_beats_the_majority_class_on_both_heads(trained_model, tmp_path):
@@ -119,7 +121,9 @@ def test_a_dataset_with_only_queue_trains_one_head(tmp_path):
     frame = generate_tickets(60, seed=5)
     body = frame[["subject", "body", "queue"]].to_csv(index=False).encode()
     data = parse_tickets(body, "csv")
-    config = TrainConfig(epochs=1, max_length=32, batch_size=16, seed=0)
+    config = TrainConfig(
+        base_model="all-MiniLM-L6-v2", epochs=1, max_length=32, batch_size=16, seed=0
+    )
     result = train(data, config, tmp_path / "model")
     assert json.loads((result.model_dir / "labels.json").read_text()).keys() == {"queue"}
     [answer] = Predictor.load(result.model_dir).predict(["printer jams"])
@@ -154,3 +158,27 @@ def test_expected_calibration_error():
     assert confident_and_right == pytest.approx(0.05)
     confident_and_wrong = expected_calibration_error(np.array([0.9, 0.9]), np.array([0, 0]))
     assert confident_and_wrong == pytest.approx(0.9)
+
+
+def test_layer_wise_learning_rates_decay_towards_the_embeddings():
+    model = TicketClassifier.from_encoder(
+        resolve_base_model("all-MiniLM-L6-v2"),
+        {"queue": ["a", "b"]},
+        dropout=0.1,
+        max_length=32,
+    )
+    config = TrainConfig(learning_rate=1e-4, head_learning_rate=1e-3, layer_lr_decay=0.5)
+    optimizer = build_optimizer(model, config)
+    lr_of = {id(p): group["lr"] for group in optimizer.param_groups for p in group["params"]}
+    params = dict(model.named_parameters())
+    layers = model.encoder.config.num_hidden_layers  # 6
+    assert lr_of[id(params["heads.queue.weight"])] == pytest.approx(1e-3)
+    assert lr_of[id(params[f"encoder.encoder.layer.{layers - 1}.output.dense.weight"])] == (
+        pytest.approx(1e-4)
+    )
+    assert lr_of[id(params["encoder.encoder.layer.0.output.dense.weight"])] == pytest.approx(
+        1e-4 * 0.5 ** (layers - 1)
+    )
+    assert lr_of[id(params["encoder.embeddings.word_embeddings.weight"])] == pytest.approx(
+        1e-4 * 0.5**layers
+    )

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from training.base_models import PREPARED_MODELS
-from training.config import BUNDLED_BASE_MODEL, ConfigError, TrainConfig, UserError
+from training.config import ConfigError, TrainConfig, UserError
 
 if TYPE_CHECKING:
     from training.data import DataReport, TicketData
@@ -53,7 +53,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
         "--base-model",
         default=DEFAULTS.base_model,
         metavar="PATH_OR_NAME",
-        help=f"encoder directory or hub name (default {BUNDLED_BASE_MODEL})",
+        help=(
+            f"encoder (default {DEFAULTS.base_model}); all-MiniLM-L6-v2 is bundled, about "
+            "twice as fast and less accurate; or a model directory or hub name"
+        ),
     )
     train.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     train.add_argument(

@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 BUNDLED_BASE_MODEL = "bundled:all-MiniLM-L6-v2"
+# Built offline on first use (training/base_models.py). On the multilingual benchmark it beats
+# both MiniLM and the TF-IDF baseline; the bundled MiniLM trains about twice as fast.
+DEFAULT_BASE_MODEL = "multilingual-e5-small"
 DEFAULT_HEADS = ("queue", "priority")
 
 
@@ -31,12 +34,15 @@ class ConfigError(UserError):
 class TrainConfig:
     """Hyper-parameters of one fine-tuning run."""
 
-    base_model: str = BUNDLED_BASE_MODEL
+    base_model: str = DEFAULT_BASE_MODEL
     max_length: int = 256
-    epochs: int = 4
+    epochs: int = 8  # a ceiling: training stops early once validation stops improving
     batch_size: int = 32
     learning_rate: float = 1e-4
     head_learning_rate: float | None = None  # None: same as learning_rate
+    # Layer-wise decay: layer i of L trains at learning_rate * decay**(L - i), embeddings at
+    # decay**L; 1.0 trains every layer at the same rate.
+    layer_lr_decay: float = 1.0
     weight_decay: float = 0.01
     warmup_ratio: float = 0.1
     max_grad_norm: float = 1.0
@@ -48,6 +54,9 @@ class TrainConfig:
     min_class_examples: int = 5
     class_weighting: bool = False
     freeze_embeddings: bool = False
+    # Shrink a SentencePiece encoder's vocabulary to the pieces of the training texts before
+    # fine-tuning (see training/vocab_trim.py); WordPiece encoders such as MiniLM are kept whole.
+    trim_vocabulary: bool = True
     head_weights: dict[str, float] = field(default_factory=dict)
     top_k: int = 3
     num_threads: int = 0  # 0: let torch decide
@@ -75,6 +84,12 @@ class TrainConfig:
         for name in ("weight_decay", "max_grad_norm"):
             value = getattr(self, name)
             _require(name, value, _is_number(value) and value >= 0, "a non-negative number")
+        _require(
+            "layer_lr_decay",
+            self.layer_lr_decay,
+            _is_number(self.layer_lr_decay) and 0 < self.layer_lr_decay <= 1,
+            "a number in (0, 1]",
+        )
         for name in ("warmup_ratio", "dropout"):
             value = getattr(self, name)
             _require(name, value, _is_number(value) and 0 <= value < 1, "a number in [0, 1)")
@@ -87,7 +102,7 @@ class TrainConfig:
             isinstance(self.base_model, str) and self.base_model.strip() != "",
             "a model directory or name",
         )
-        for name in ("class_weighting", "freeze_embeddings"):
+        for name in ("class_weighting", "freeze_embeddings", "trim_vocabulary"):
             value = getattr(self, name)
             _require(name, value, isinstance(value, bool), "true or false")
         _require(

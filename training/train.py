@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import random
+import re
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
@@ -28,8 +30,12 @@ from training.evaluate import evaluate_heads, mean_macro_f1
 from training.export import export_model
 from training.model import TicketClassifier, predict_proba
 from training.predict import Predictor
+from training.vocab_trim import is_trimmable, trim_vocabulary
 
 logger = logging.getLogger(__name__)
+
+# Progress goes out at most this often (and for the first and last step).
+REPORT_INTERVAL_S = 0.5
 
 
 @dataclass
@@ -97,7 +103,8 @@ def train(
             data.frame, data.heads[0], config.val_fraction, config.test_fraction, config.seed
         )
     labels = {head: sorted(data.frame[head].unique().tolist()) for head in data.heads}
-    tokenizer, model = load_base(config, labels)
+    corpus = pd.concat([splits["train"]["text"], splits["validation"]["text"]]).tolist()
+    tokenizer, model = load_base(config, labels, corpus)
     model.to(device)
     train_split = encode_split(tokenizer, splits["train"], labels, config.max_length)
     logger.info(
@@ -132,13 +139,24 @@ def train(
 
 
 def load_base(
-    config: TrainConfig, labels: dict[str, list[str]]
+    config: TrainConfig, labels: dict[str, list[str]], corpus: list[str]
 ) -> tuple[PreTrainedTokenizerBase, TicketClassifier]:
-    """Tokenizer and a fresh classifier on the configured base encoder."""
+    """Tokenizer and a fresh classifier on the configured base encoder, its vocabulary trimmed
+    to the `corpus` texts where the config asks for it and the tokenizer allows it."""
     base = resolve_base_model(config.base_model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(base)
-        model = TicketClassifier.from_encoder(base, labels, config.dropout, config.max_length)
+        with tempfile.TemporaryDirectory(prefix="ticketserve-trim-") as scratch:
+            if config.trim_vocabulary and is_trimmable(Path(base)):
+                trimmed = trim_vocabulary(base, corpus, Path(scratch) / "encoder")
+                logger.info(
+                    "vocabulary trimmed to the training texts: %d of %d pieces",
+                    trimmed.vocab_after,
+                    trimmed.vocab_before,
+                )
+                base = str(trimmed.model_dir)
+            # Both load fully into memory, so the scratch copy can go.
+            tokenizer = AutoTokenizer.from_pretrained(base)
+            model = TicketClassifier.from_encoder(base, labels, config.dropout, config.max_length)
     except OSError as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot load base model {config.base_model!r}: {first_line}") from exc
@@ -210,6 +228,7 @@ def fit(
     validation = splits["validation"]
 
     best_score, best_epoch, best_state, stale, step = -1.0, 0, None, 0, 0
+    reported_at = -REPORT_INTERVAL_S
     started = time.monotonic()
     bar = tqdm(total=total_steps, desc="training", unit="step", disable=not progress_bar)
     for epoch in range(1, config.epochs + 1):
@@ -236,20 +255,23 @@ def fit(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            elapsed = time.monotonic() - started
-            report = Progress(
-                epoch,
-                config.epochs,
-                step,
-                total_steps,
-                round(loss.item(), 4),
-                round(elapsed, 1),
-                round(elapsed / step * (total_steps - step), 1),
-            )
             bar.update(1)
-            bar.set_postfix(epoch=epoch, loss=f"{report.loss:.3f}")
-            if progress:
-                progress(report)
+            elapsed = time.monotonic() - started
+            # Reading the loss waits for the GPU, so it is read only when reported.
+            if step in (1, total_steps) or elapsed - reported_at >= REPORT_INTERVAL_S:
+                reported_at = elapsed
+                report = Progress(
+                    epoch,
+                    config.epochs,
+                    step,
+                    total_steps,
+                    round(loss.item(), 4),
+                    round(elapsed, 1),
+                    round(elapsed / step * (total_steps - step), 1),
+                )
+                bar.set_postfix(epoch=epoch, loss=f"{report.loss:.3f}")
+                if progress:
+                    progress(report)
 
         if not len(validation):
             best_epoch = epoch
@@ -276,22 +298,36 @@ def fit(
 
 
 def build_optimizer(model: TicketClassifier, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with its own learning rate for the heads; no decay on biases and LayerNorm."""
+    """AdamW with its own learning rate for the heads, optionally decaying layer by layer
+    towards the embeddings; no weight decay on biases and LayerNorm."""
     if config.freeze_embeddings:
         # The embedding matrix is most of a small encoder's weights: freezing it saves its
         # gradient and optimizer update every step, and keeps rare-token vectors pretrained.
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
     head_lr = config.head_learning_rate or config.learning_rate
+    layers = model.encoder.config.num_hidden_layers
     groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        lr = head_lr if name.startswith("heads.") else config.learning_rate
+        if name.startswith("heads."):
+            lr = head_lr
+        else:
+            depth = _layer_index(name, layers)
+            lr = config.learning_rate * config.layer_lr_decay ** (layers - depth)
         decay = 0.0 if param.ndim < 2 or "LayerNorm" in name else config.weight_decay
         groups.setdefault((lr, decay), []).append(param)
     return torch.optim.AdamW(
         [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
     )
+
+
+def _layer_index(name: str, layers: int) -> int:
+    """0 for embeddings, i + 1 for encoder layer i, `layers` for anything above them."""
+    match = re.search(r"\.layer\.(\d+)\.", name)
+    if match:
+        return int(match.group(1)) + 1
+    return 0 if ".embeddings." in name else layers
 
 
 def _class_weights(

@@ -55,6 +55,18 @@ class TrimResult:
         return len(self.kept_ids)
 
 
+def is_trimmable(model_dir: Path) -> bool:
+    """Whether `model_dir` is a local encoder with a Unigram tokenizer.json to trim."""
+    try:
+        spec = _read_json(model_dir / "tokenizer.json")
+    except (ConfigError, OSError):
+        return False
+    return (
+        spec.get("model", {}).get("type") == "Unigram"
+        and (model_dir / "model.safetensors").is_file()
+    )
+
+
 def corpus_token_ids(tokenizer_file: Path, texts: Iterable[str]) -> set[int]:
     """Ids of every piece the texts tokenize into (untruncated, with special tokens)."""
     from tokenizers import Tokenizer
