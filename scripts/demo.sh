@@ -8,7 +8,10 @@ cd "$(dirname "$0")/.."
 BIN=.venv/bin
 WORK=${VAR:-var}/demo
 ROWS=${DEMO_ROWS:-600}
-TRAIN=${DEMO_TRAIN:-'{"epochs": 3, "max_length": 64, "batch_size": 16, "learning_rate": 0.0002}'}
+# The bundled MiniLM learns these short generated tickets in 3 epochs; the default encoder
+# (multilingual-e5-small, better on real multilingual tickets) needs more epochs than a demo should
+# take: with these settings it took 6.5 minutes and scored 0.68 test macro-F1 against MiniLM's 0.77.
+TRAIN=${DEMO_TRAIN:-'{"base_model": "all-MiniLM-L6-v2", "epochs": 3, "max_length": 64, "batch_size": 16, "learning_rate": 0.0002}'}
 PORT=${PORT:-$($BIN/python -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 BASE=http://127.0.0.1:$PORT
 JSON=(-H 'Content-Type: application/json')
