@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/bueck_v3_4k/dataset-tickets-multi-lang3-4k.csv}
 
 prepare() {
+  [ -f "$DATA" ] || { echo "dataset $DATA is not here (it lives in ../shared/data; set DATA=)" >&2; exit 1; }
   .venv/bin/python - "$DATA" <<'PY'
 import gzip, shutil, sys
 from pathlib import Path

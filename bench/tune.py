@@ -57,9 +57,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: dataset {args.data} is not here (it lives in ../shared/data)")
         return 0
     shared = config_overrides(args)
-    configs = [
-        TrainConfig.from_dict({**shared, **parse_trial(t)}) for t in args.trial or [""]
-    ]  # every trial is validated before the first one trains
+    try:  # every trial is validated before the first one trains
+        configs = [TrainConfig.from_dict({**shared, **parse_trial(t)}) for t in args.trial or [""]]
+    except ConfigError as exc:
+        parser.error(str(exc))
     data = load_tickets(args.data)
     train_frame, test_frame = fixed_split(data)
 
