@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from training.config import TrainConfig
+from training.config import MODES, TrainConfig
 from training.data import TicketData, split_tickets
 
 DEFAULT_DATA = (
@@ -19,7 +19,8 @@ DEFAULT_DATA = (
 )
 HEADS = ("queue", "priority")
 _SCALARS = {"int": int, "float": float, "str": str, "float | None": float}
-_FLAGS = ("class_weighting", "freeze_embeddings", "trim_vocabulary")
+_FLAGS = ("class_weighting", "freeze_embeddings", "trim_vocabulary", "lexical")
+_LISTS = {"list[float]": float}
 
 
 def fixed_split(data: TicketData) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -40,8 +41,12 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
     """One --flag per scalar TrainConfig field (default: TrainConfig's own)."""
     for f in fields(TrainConfig):
         flag = f"--{f.name.replace('_', '-')}"
-        if f.name in _FLAGS:
+        if f.name == "mode":
+            parser.add_argument(flag, choices=MODES)
+        elif f.name in _FLAGS:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction)
+        elif f.type in _LISTS:
+            parser.add_argument(flag, nargs="+", type=_LISTS[f.type])
         elif f.type in _SCALARS:
             parser.add_argument(flag, type=_SCALARS[f.type])
 

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
-# The training benchmarks (bench/tune.py, bench/accuracy.py, bench/train_speed.py) on a lent
-# H100/H200: a validation-only search, then the test-split comparison with the best trial.
+# The training benchmarks (bench/tune.py, bench/accuracy.py, bench/train_speed.py) for a GPU
+# server without internet (e.g. an H100/H200 box with torch, transformers, pandas and
+# scikit-learn): a validation-only search, then the test-split comparison with the best trial.
 #
-#   bash bench/gpu_accuracy.sh prepare                     # here: var/gpu_e5/, var/gpu_minilm/
-#   bash bench/gpu_accuracy.sh run e5 [TRIAL ...]          # there, carry=["var/gpu_e5"]
-#   bash bench/gpu_accuracy.sh run minilm [TRIAL ...]      # there, carry=["var/gpu_minilm"]
+#   bash bench/gpu_accuracy.sh prepare                     # build machine: var/gpu_e5/, var/gpu_minilm/
+#   bash bench/gpu_accuracy.sh run e5 [TRIAL ...]          # GPU server, with var/gpu_e5 copied over
+#   bash bench/gpu_accuracy.sh run minilm [TRIAL ...]      # GPU server, with var/gpu_minilm
 #
 # TRIAL is bench/tune.py's "field=value,..." (default: "learning_rate=1e-4"). Results land in
 # $OUT: tune_NAME.txt/.jsonl, accuracy_NAME.txt, speed_NAME.txt.
 #
-# The GPU image has torch, transformers, pandas and scikit-learn but no network, and a call may
-# carry 64 MiB: one encoder at a time, stored in fp16 and turned back into fp32 there. e5 is
-# trimmed beforehand to the fixed split's training texts (what training trims it to anyway).
-# Each kit holds a gzipped copy of the shared dataset; var/ is git-ignored, so it is never
-# committed.
+# Each kit is small (under 64 MiB): one encoder, stored in fp16 and turned back into fp32 on the
+# server. e5 is trimmed beforehand to the fixed split's training texts (what training trims it to
+# anyway). Each kit holds a gzipped copy of the benchmark dataset; var/ is git-ignored, so it is
+# never committed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/bueck_v3_4k/dataset-tickets-multi-lang3-4k.csv}

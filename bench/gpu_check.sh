@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# GPU check of the serving benchmark (bench/serve.py) on a lent H100/H200.
+# GPU check of the serving benchmark (bench/serve.py), for a GPU server without internet or
+# Java (e.g. an H100/H200 box that only has Python 3.12, torch and transformers).
 #
-#   bash bench/gpu_check.sh prepare [MODEL_DIR]   # here (CPU machine): builds var/gpu_kit/
-#   bash bench/gpu_check.sh run                   # there (GPU machine, repository root)
+#   bash bench/gpu_check.sh prepare [MODEL_DIR]   # on the build machine: builds var/gpu_kit/
+#   bash bench/gpu_check.sh run                   # on the GPU server, in a copy of the repository
 #
-# With the device tool: run(command="bash bench/gpu_check.sh run", carry=["var/gpu_kit"],
-# timeout_s=540). Results: $OUT/gpu_bench.txt and $OUT/gpu_bench.json (+ TorchServe logs).
-# Goals there: (b) >= 50 % of (c); p50 latency of a single-ticket request <= 15 ms.
+# Copy var/gpu_kit/ along with the repository. Results: $OUT (default var/gpu_out)/gpu_bench.txt
+# and gpu_bench.json (+ TorchServe logs). Goals there: (b) >= 50 % of (c); p50 latency of a
+# single-ticket request <= 15 ms.
 #
-# The GPU image has Python 3.12, torch and transformers, but no Java, no TorchServe and no
-# network; carried paths may hold 64 MiB in all. So `prepare` packs one xz tarball holding:
+# The kit brings what such a server lacks (Java, TorchServe) and stays small enough to copy
+# around (at most 62 MiB). So `prepare` packs one xz tarball holding:
 #   jre/       a jlink-built Java 17 runtime with the modules TorchServe's frontend needs
 #              (log4j needs java.beans, hence java.desktop)
 #   site/      ts (its frontend jar re-stored uncompressed, so xz can shrink it from 41 MB to
@@ -21,14 +22,13 @@
 #              gives the heads their sizes. Speed is measured, not accuracy.
 #   texts.json the benchmark's tickets (the GPU image need not have pandas)
 #
-# Honesty note: this script was dry-run on the CPU machine only (the run step falls back to the
-# CPU there); it has not yet run on a GPU.
+# Without a GPU the run step falls back to the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 KIT_DIR=var/gpu_kit
 KIT=$KIT_DIR/kit.tar.xz
-LIMIT_BYTES=$((62 * 1024 * 1024))  # carry limit 64 MiB, with room to spare
+LIMIT_BYTES=$((62 * 1024 * 1024))  # a kit that is quick to copy
 JRE_MODULES=java.base,java.desktop,java.logging,java.management,java.naming,java.sql,java.xml,jdk.unsupported
 EXTRA_MODULES=(httpx httpcore h11 anyio idna certifi yaml packaging typing_extensions)
 ROWS=${ROWS:-512}      # tickets per round
@@ -96,7 +96,7 @@ EOF
   size=$(stat -c %s "$KIT")
   echo "$KIT: $((size / 1024 / 1024)) MiB"
   if [ "$size" -gt "$LIMIT_BYTES" ]; then
-    echo "kit too large for the 64 MiB carry limit" >&2
+    echo "kit larger than $((LIMIT_BYTES / 1024 / 1024)) MiB" >&2
     exit 1
   fi
 }
@@ -107,7 +107,7 @@ run() {
   local py=${PYTHON:-python3}
   mkdir -p "$out"
   rm -rf "$work" && mkdir -p "$work"
-  [ -f "$KIT" ] || { echo "$KIT missing: run 'bash bench/gpu_check.sh prepare' and carry $KIT_DIR" >&2; exit 1; }
+  [ -f "$KIT" ] || { echo "$KIT missing: run 'bash bench/gpu_check.sh prepare' and copy $KIT_DIR" >&2; exit 1; }
   tar -C "$work" -xJf "$KIT"
 
   export JAVA_HOME=$work/jre

@@ -131,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=800, help="subset size (default 800)")
     add_config_flags(parser)
     args = parser.parse_args(argv)
-    config = TrainConfig(**config_overrides(args))
+    # The recipes compared are fine-tunes: ours in full mode unless --mode says otherwise.
+    config = TrainConfig(**{"mode": "full", **config_overrides(args)})
     hf_logging.set_verbosity_error()
     data, name = load(args.data, args.rows, config.seed)
     train_frame, test_frame = train_test_split(

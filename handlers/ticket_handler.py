@@ -114,7 +114,9 @@ class TicketHandler(BaseHandler):
     ) -> list[bytes]:
         """One JSON body per request, with its HTTP status and content type set on the context."""
         predictions = (
-            ticket_model.format_predictions(probs, self.model.labels, self.top_k) if probs else []
+            ticket_model.format_predictions(probs, self.model.labels, self.top_k, self.model.gate)
+            if probs
+            else []
         )
         bodies = []
         for idx, (status, answer) in enumerate(

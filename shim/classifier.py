@@ -2,8 +2,12 @@
 
 The handler in the archive answers each ticket with every head's {label, confidence, top_k},
 `predicted_label`/`confidence` and the `model_version` that served it. Here each head gains
-`model_label` (the model's own guess) and `low_confidence`; below a head's threshold its `label`
-becomes the configured fallback (e.g. queue "Unclassified") when one is set.
+`model_label` (the model's own guess), `auto_route` and `low_confidence`. A head's gate is, in
+this order: its configured `confidence_thresholds` value; the threshold reaching its configured
+`target_precision` on the serving version's validation curve (kept in the version's metrics); or
+the gate the model was trained with (`auto_route` in the handler's answer). Below the gate the
+`label` becomes the configured fallback (e.g. queue "Unclassified") when one is set. A model
+trained before gates existed has none: its answers never clear one and keep their label.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from shim.errors import BadRequest, Unavailable, Unprocessable, UpstreamError
+from shim.errors import BadRequest, NotFound, Unavailable, Unprocessable, UpstreamError
 from shim.metrics import ApiMetrics
 from shim.schemas import (
     ClassifyBatchPublic,
@@ -26,6 +30,7 @@ from shim.settings import Settings
 from shim.store import Store
 from shim.torchserve import AsyncTorchServeClient
 from shim.versions import ModelVersions
+from training.calibration import clears_gate, threshold_for
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +55,8 @@ class Classifier:
         self.versions = versions
         self.client = client
         self.metrics = metrics
+        # Validation curves per version and head (a version's metrics never change).
+        self._curves: dict[int, dict[str, Any]] = {}
 
     async def classify(
         self, request: ClassifyRequest, version: int | None = None
@@ -83,9 +90,9 @@ class Classifier:
         )
         answer = await self._predict(payload, version)
         if request.tickets is None:
-            result = self._ticket(answer)
+            result = self.ticket(answer)
             return result
-        predictions = [self._ticket(p) for p in answer["predictions"]]
+        predictions = [self.ticket(p) for p in answer["predictions"]]
         served = predictions[0].model_version if predictions else version
         return ClassifyBatchPublic(predictions=predictions, model_version=served)
 
@@ -124,12 +131,14 @@ class Classifier:
             raise self._unavailable(f"no model loaded to answer: {message}", "model_unavailable")
         raise UpstreamError(f"TorchServe answered {response.status_code}: {message}")
 
-    def _ticket(self, answer: dict[str, Any]) -> TicketPredictionPublic:
+    def ticket(self, answer: dict[str, Any]) -> TicketPredictionPublic:
+        """One ticket of the handler's answer, with each head's gate applied."""
         heads: dict[str, HeadPredictionPublic] = {}
+        version = _version(answer.get("model_version"))
         for head in HEADS:
             raw = answer.get(head)
             if isinstance(raw, dict):
-                heads[head] = self._head(head, raw)
+                heads[head] = self._head(head, raw, version)
         if not heads:
             raise UpstreamError("TorchServe answered without any head", {"answer": answer})
         primary = heads.get(PRIMARY_HEAD) or next(iter(heads.values()))
@@ -137,15 +146,16 @@ class Classifier:
         return TicketPredictionPublic(
             predicted_label=primary.label,
             confidence=primary.confidence,
+            auto_route=primary.auto_route,
             low_confidence=primary.low_confidence,
-            model_version=_version(answer.get("model_version")),
+            model_version=version,
             **heads,
         )
 
-    def _head(self, head: str, raw: dict[str, Any]) -> HeadPredictionPublic:
+    def _head(self, head: str, raw: dict[str, Any], version: int | None) -> HeadPredictionPublic:
         confidence = float(raw["confidence"])
-        threshold = self.settings.confidence_thresholds.get(head)
-        low = threshold is not None and confidence < threshold
+        auto_route, gated = self._gate(head, raw, confidence, version)
+        low = gated and not auto_route
         label = raw["label"]
         if low:
             self.metrics.low_confidence.labels(head=head).inc()
@@ -155,8 +165,40 @@ class Classifier:
             confidence=confidence,
             top_k=[(str(name), float(p)) for name, p in raw.get("top_k", [])],
             model_label=raw["label"],
+            auto_route=auto_route,
             low_confidence=low,
         )
+
+    def _gate(
+        self, head: str, raw: dict[str, Any], confidence: float, version: int | None
+    ) -> tuple[bool, bool]:
+        """(clears the gate, whether the head has a gate at all)."""
+        threshold = self.settings.confidence_thresholds.get(head)
+        if threshold is None and head in self.settings.target_precision:
+            curve = self._validation_curve(version, head)
+            if curve is None:
+                return False, False
+            threshold = threshold_for(curve, self.settings.target_precision[head])
+            return clears_gate(confidence, threshold), True
+        if threshold is not None:
+            return confidence >= threshold, True
+        if "auto_route" in raw:
+            return bool(raw["auto_route"]), True
+        return False, False
+
+    def _validation_curve(self, version: int | None, head: str) -> list[list[float]] | None:
+        """The version's validation precision curve for `head` (None for an older model)."""
+        if version is None:
+            return None
+        if version not in self._curves:
+            try:
+                calibration = self.store.get_version(version).metrics.get("calibration") or {}
+            except NotFound:
+                calibration = {}
+            self._curves[version] = {
+                h: c.get("validation_curve") for h, c in calibration.items() if isinstance(c, dict)
+            }
+        return self._curves[version].get(head)
 
     def _unavailable(self, message: str, code: str) -> Unavailable:
         error = Unavailable(message, retry_after_s=self.settings.retry_after_s)

@@ -72,6 +72,8 @@ class Job:
     data_rows: int | None = None
     progress: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
+    mode: str | None = None  # the mode that runs (fast/full), once the job has chosen it
+    expected_duration_s: float | None = None
     model_version: int | None = None
     is_default: bool | None = None
     note: str | None = None
@@ -93,6 +95,21 @@ class Job:
     def data_loaded(self, rows: int) -> None:
         """The child validated the stored data; training begins."""
         self.data_rows, self.phase = rows, "training"
+
+    def planned(self, mode: str | None, expected_s: float | None) -> None:
+        """The child chose its mode and measured how long it will take."""
+        self.mode, self.expected_duration_s = mode, expected_s
+
+    def eta_s(self, now: datetime | None = None) -> float | None:
+        """Seconds left: the latest progress report's, else what the expected duration leaves."""
+        if self.status.is_terminal:
+            return 0.0
+        if self.progress and self.progress.get("eta_s") is not None:
+            return float(self.progress["eta_s"])
+        if self.expected_duration_s is None:
+            return None
+        elapsed = ((now or _now()) - self.started_at).total_seconds() if self.started_at else 0.0
+        return round(max(0.0, self.expected_duration_s - elapsed), 1)
 
     def advance(self, progress: dict[str, Any]) -> None:
         """One optimisation step finished."""
@@ -169,14 +186,22 @@ def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {
         key: metrics.get(key) for key in ("train_seconds", "best_epoch", "epochs_run", "splits")
     }
+    out["mode"] = (metrics.get("mode") or {}).get("mode")
     for split in ("validation", "test"):
         heads = metrics.get(split) or {}
         out[f"{split}_macro_f1"] = round(mean_macro_f1(heads), 4) if heads else None
-        out[split] = {
-            head: {k: round(m[k], 4) for k in ("accuracy", "macro_f1", "weighted_f1", "ece")}
-            for head, m in heads.items()
-        }
+        out[split] = {head: _head_summary(m) for head, m in heads.items()}
     return out
+
+
+def _head_summary(m: dict[str, Any]) -> dict[str, Any]:
+    keys = ("accuracy", "macro_f1", "weighted_f1", "ece", "ece_uncalibrated")
+    summary: dict[str, Any] = {k: round(m[k], 4) for k in keys if k in m}
+    if "gate" in m:
+        summary["gate"] = {
+            k: m["gate"][k] for k in ("target_precision", "threshold", "coverage", "precision")
+        }
+    return summary
 
 
 def selection_score(metrics: dict[str, Any]) -> float:
@@ -253,6 +278,7 @@ class JobRunner:
                         code="no_training_data",
                     )
                 job = Job.new(config.to_dict())
+                job.expected_duration_s = self._expected_duration(sum(d.rows for d in datasets))
                 spec = self._write_spec(job, [d.file for d in datasets])
             self.store.save_job(job)
             self._active = job
@@ -261,6 +287,17 @@ class JobRunner:
             )
             self._thread.start()
             return Job.from_dict(job.to_dict())
+
+    def _expected_duration(self, rows: int) -> float | None:
+        """Until the new job measures itself: the last successful job's measured seconds per
+        ticket on this machine, times the tickets stored now."""
+        previous = self.store.latest_job(JobStatus.SUCCEEDED)
+        if previous is None or not previous.metrics or not previous.data_rows:
+            return None
+        seconds = previous.metrics.get("train_seconds")
+        if not seconds:
+            return None
+        return round(float(seconds) / previous.data_rows * rows, 1)
 
     def get(self, job_id: str) -> Job:
         return self.store.get_job(job_id)
@@ -356,6 +393,8 @@ class JobRunner:
                 continue
             if kind == "started":
                 self._change(job, job.data_loaded, event.get("rows"))
+            elif kind == "plan":
+                self._change(job, job.planned, event.get("mode"), event.get("expected_s"))
             elif kind == "progress":
                 last = event.get("step") == event.get("total_steps")
                 if last or time.monotonic() - saved_at >= PROGRESS_SAVE_INTERVAL_S:

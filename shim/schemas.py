@@ -100,9 +100,10 @@ class TrainProgressPublic(BaseModel):
     epochs: int
     step: int
     total_steps: int
-    loss: float
+    loss: float | None = Field(description="the training loss (while fine-tuning)")
     elapsed_s: float
     eta_s: float
+    stage: str = Field("fine-tuning", description="embedding, fitting heads or fine-tuning")
 
 
 class TrainJobPublic(BaseModel):
@@ -115,6 +116,12 @@ class TrainJobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     data_rows: int | None = Field(description="tickets used, after validation")
+    mode: str | None = Field(description="the training mode that runs (fast or full), once chosen")
+    expected_duration_s: float | None = Field(
+        description="measured expectation of the whole job: from the job's first batch, or "
+        "until then from the previous job's seconds per ticket"
+    )
+    eta_s: float | None = Field(description="seconds left, by the latest measurement")
     progress: TrainProgressPublic | None
     params: dict[str, Any] = Field(description="the full training configuration")
     metrics: dict[str, Any] | None = Field(description="validation/test macro-F1 and per head")
@@ -185,7 +192,11 @@ class HeadPredictionPublic(BaseModel):
     confidence: float = Field(description="the model's probability for model_label")
     top_k: list[tuple[str, float]]
     model_label: str = Field(description="the model's own best guess")
-    low_confidence: bool = Field(description="confidence below this head's threshold")
+    auto_route: bool = Field(
+        description="the confidence clears this head's gate: the lowest threshold that reached "
+        "the target precision on the version's validation split (or a configured threshold)"
+    )
+    low_confidence: bool = Field(description="the confidence is below this head's gate")
 
 
 class TicketPredictionPublic(BaseModel):
@@ -193,6 +204,7 @@ class TicketPredictionPublic(BaseModel):
 
     predicted_label: str
     confidence: float
+    auto_route: bool = Field(description="the queue (or only head) clears its gate")
     low_confidence: bool
     queue: HeadPredictionPublic | None = None
     priority: HeadPredictionPublic | None = None

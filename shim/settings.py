@@ -14,7 +14,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "TICKETSERVE_"
 LOOPBACK_NAMES = ("localhost",)
@@ -51,6 +58,12 @@ class Settings(BaseModel):
     confidence_thresholds: dict[str, float] = Field(
         default_factory=dict, description="head -> minimum confidence, e.g. queue=0.4"
     )
+    target_precision: dict[str, float] = Field(
+        default_factory=dict,
+        description="head -> precision the auto-routing gate must reach on each version's "
+        "validation split, e.g. queue=0.95 (instead of a raw threshold; a head with neither "
+        "uses the gate its model was trained with, at 0.90 by default)",
+    )
     fallback_labels: dict[str, str] = Field(
         default_factory=lambda: {"queue": "Unclassified"},
         description="head -> label shown instead of a guess below the threshold (a head "
@@ -77,6 +90,24 @@ class Settings(BaseModel):
             if not 0.0 <= threshold <= 1.0:
                 raise ValueError(f"threshold for {head!r} must be in [0, 1], got {threshold}")
         return value
+
+    @field_validator("target_precision")
+    @classmethod
+    def _precision_in_range(cls, value: dict[str, float]) -> dict[str, float]:
+        for head, target in value.items():
+            if not 0.0 < target <= 1.0:
+                raise ValueError(f"target precision for {head!r} must be in (0, 1], got {target}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_gate_per_head(self) -> Settings:
+        both = sorted(set(self.confidence_thresholds) & set(self.target_precision))
+        if both:
+            raise ValueError(
+                f"head(s) {', '.join(both)} have both a confidence threshold and a target "
+                "precision; set one of them"
+            )
+        return self
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -203,9 +203,15 @@ class Store:
             raise NotFound(f"no training job {job_id!r}", code="job_not_found")
         return Job.from_dict(json.loads(row[0]))
 
-    def latest_job(self) -> Job | None:
+    def latest_job(self, status: JobStatus | None = None) -> Job | None:
+        """The newest job (with that status, when given)."""
+        where, args = (
+            ("WHERE json_extract(record, '$.status') = ?", (status.value,)) if status else ("", ())
+        )
         with self._connect() as db:
-            row = db.execute("SELECT record FROM jobs ORDER BY seq DESC LIMIT 1").fetchone()
+            row = db.execute(
+                f"SELECT record FROM jobs {where} ORDER BY seq DESC LIMIT 1", args
+            ).fetchone()
         return Job.from_dict(json.loads(row[0])) if row else None
 
     def unfinished_jobs(self) -> list[Job]:

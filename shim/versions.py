@@ -237,6 +237,9 @@ class ModelVersions:
     def public(self, record: VersionRecord, default: int | None, loaded: set[int]) -> dict:
         """The API view of one version."""
         summary = summarize(record.metrics)
+        # Per head: temperature, gate, and the validation precision curve, from which a client
+        # can read the coverage at any target precision.
+        summary["calibration"] = record.metrics.get("calibration")
         return {
             "version": record.version,
             "is_default": record.version == default,

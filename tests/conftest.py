@@ -20,6 +20,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TEST_ROWS = 300
 TEST_CONFIG = TrainConfig(
     base_model="all-MiniLM-L6-v2",  # bundled; about twice as fast as the default encoder
+    mode="full",  # the fine-tune (with the lexical branch); FAST_CONFIG covers the fast mode
     epochs=5,
     max_length=128,
     batch_size=16,
@@ -28,6 +29,7 @@ TEST_CONFIG = TrainConfig(
     freeze_embeddings=True,
     seed=1,
 )
+FAST_CONFIG = TrainConfig(base_model="all-MiniLM-L6-v2", mode="fast", max_length=128, seed=1)
 PROBE_TEXTS = [
     "Mein Drucker druckt seit dem Update nicht mehr",
     "URGENT: nobody in the office can log in to the portal, production is down",
@@ -51,7 +53,29 @@ def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     work = tmp_path_factory.mktemp("trained")
     data_path = work / "tickets.csv"
     write_sample_csv(data_path, rows=TEST_ROWS, seed=1)
-    result = train(load_tickets(data_path), TEST_CONFIG, work / "model")
+    cache = work / "embeddings.sqlite"
+    result = train(load_tickets(data_path), TEST_CONFIG, work / "model", embedding_cache=cache)
+    return TrainedModel(
+        model_dir=result.model_dir,
+        data_path=data_path,
+        metrics=result.metrics,
+        probe_texts=PROBE_TEXTS,
+        probe_predictions=result.predictor.predict(PROBE_TEXTS),
+    )
+
+
+@pytest.fixture(scope="session")
+def fast_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The bundled MiniLM in fast mode (frozen, lexical branch, linear heads) on the same data."""
+    work = tmp_path_factory.mktemp("fast")
+    data_path = work / "tickets.csv"
+    write_sample_csv(data_path, rows=TEST_ROWS, seed=1)
+    result = train(
+        load_tickets(data_path),
+        FAST_CONFIG,
+        work / "model",
+        embedding_cache=work / "embeddings.sqlite",
+    )
     return TrainedModel(
         model_dir=result.model_dir,
         data_path=data_path,

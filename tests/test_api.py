@@ -18,9 +18,11 @@ import requests
 from api_service import Service, tickets_csv
 
 from training import sample_data
+from training.calibration import clears_gate, threshold_for
 from training.sample_data import generate_tickets
 
-QUEUE_THRESHOLD = 0.99  # a one-epoch model is never this sure: every queue answer is "low"
+QUEUE_THRESHOLD = 0.99  # a raw threshold for the queue
+PRIORITY_PRECISION = 0.6  # a gate for priority, from each version's validation curve
 MAX_UPLOAD = 300_000
 QUEUES = set(sample_data.QUEUES)
 
@@ -32,6 +34,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         env={
             "TICKETSERVE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
             "TICKETSERVE_CONFIDENCE_THRESHOLDS": f"queue={QUEUE_THRESHOLD}",
+            "TICKETSERVE_TARGET_PRECISION": f"priority={PRIORITY_PRECISION}",
             "TICKETSERVE_MAX_TICKET_CHARS": "20000",
         },
     )
@@ -149,8 +152,12 @@ def test_tutorial_train_reports_progress_and_refuses_a_second_job(
     assert_error(service.post("/api/v1/train"), 409, "job_running")
     running = service.wait_job(job["job_id"], until=("progress",))
     progress = running["progress"]
-    assert 1 <= progress["step"] <= progress["total_steps"]
-    assert progress["epoch"] == 1 and progress["loss"] > 0 and progress["eta_s"] >= 0
+    assert 0 <= progress["step"] <= progress["total_steps"]
+    assert progress["stage"] in ("embedding", "fitting heads") and progress["loss"] is None
+    assert progress["eta_s"] >= 0
+    # No GPU here: auto mode runs fast, and says how long it expects to take once measured.
+    assert running["mode"] == "fast" and running["expected_duration_s"] > 0
+    assert running["eta_s"] is not None
 
     done = service.wait_job(job["job_id"])
     assert done["status"] == "succeeded", done
@@ -175,8 +182,16 @@ def test_tutorial_classify(service: Service) -> None:
     assert queue["confidence"] == confidence
     # Below the queue threshold the answer is the fallback; the model's guess stays visible.
     assert queue["low_confidence"] is (confidence < QUEUE_THRESHOLD)
+    assert queue["auto_route"] is (confidence >= QUEUE_THRESHOLD) is answer["auto_route"]
     assert predicted_label == ("Unclassified" if queue["low_confidence"] else queue["model_label"])
-    assert answer["priority"]["low_confidence"] is False  # no threshold for priority
+    # Priority's gate: the lowest confidence reaching 60 % precision on version 1's validation.
+    priority = answer["priority"]
+    [version] = service.get("/api/v1/models").json()["versions"]
+    curve = version["metrics"]["calibration"]["priority"]["validation_curve"]
+    threshold = threshold_for(curve, PRIORITY_PRECISION)
+    assert priority["auto_route"] is clears_gate(priority["confidence"], threshold)
+    assert priority["low_confidence"] is (not priority["auto_route"])
+    assert priority["label"] == priority["model_label"]  # no fallback label for priority
     assert answer["priority"]["label"] in {"high", "medium", "low"}
     assert len(queue["top_k"]) == 3 and queue["top_k"][0][0] == queue["model_label"]
 
@@ -315,6 +330,10 @@ BAD_INPUTS = [
      "validation_error"),
     ("hyper-parameter of the wrong type", "post", "/api/v1/train", {"json": {"epochs": "2"}},
      422, "validation_error"),
+    ("unknown training mode", "post", "/api/v1/train", {"json": {"mode": "warp"}}, 422,
+     "validation_error"),
+    ("lexical setting out of range", "post", "/api/v1/train", {"json": {"lexical_min_df": 0}},
+     422, "invalid_parameters"),
     ("invalid JSON to train", "post", "/api/v1/train",
      {"data": b"{epochs: 2}", "headers": {"Content-Type": JSON}}, 400, "invalid_json"),
     ("unknown job", "get", "/api/v1/train/nosuchjob", {}, 404, "job_not_found"),
@@ -359,6 +378,16 @@ def test_bad_input_gets_a_json_error(
 ) -> None:
     answer = requests.request(method, service.base + path, timeout=120, **kwargs)
     assert_error(answer, status, code)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [({"mode": "warp"}, "mode"), ({"lexical_max_features": 0}, "lexical_max_features")],
+)
+def test_bad_training_settings_name_the_field(service: Service, body: dict, field: str) -> None:
+    answer = service.post("/api/v1/train", json=body)
+    assert answer.status_code == 422, answer.text
+    assert field in json.dumps(answer.json()["error"])
 
 
 def test_service_still_works_after_the_bad_inputs(service: Service, state: dict) -> None:

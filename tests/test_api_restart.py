@@ -25,7 +25,7 @@ from shim.store import Store
 
 API_KEY = "test-key-0123456789"
 # Slow enough to be caught mid-training: a few hundred steps on 2 CPU cores.
-SLOW_TRAINING = {"epochs": 20, "batch_size": 4, "max_length": 64}
+SLOW_TRAINING = {"mode": "full", "epochs": 20, "batch_size": 4, "max_length": 64}
 
 
 @pytest.fixture(scope="module")

@@ -44,6 +44,14 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
         ({"TICKETSERVE_PROMOTION": "sometimes"}, "promotion"),
         ({"TICKETSERVE_CONFIDENCE_THRESHOLDS": "queue=1.5"}, "threshold for 'queue'"),
         ({"TICKETSERVE_TRAIN_DEFAULTS": "epochs"}, "expected key=value"),
+        ({"TICKETSERVE_TARGET_PRECISION": "queue=0"}, "target precision for 'queue'"),
+        (
+            {
+                "TICKETSERVE_TARGET_PRECISION": "queue=0.9",
+                "TICKETSERVE_CONFIDENCE_THRESHOLDS": "queue=0.5",
+            },
+            "both a confidence threshold and a target precision",
+        ),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> None:
@@ -120,3 +128,36 @@ def test_every_error_has_the_same_shape(tmp_path: Path) -> None:
             assert set(answer.json()["error"]) == {"code", "message", "details"}
         assert answers[503].headers["retry-after"] == "10"
         assert client.get("/readyz").status_code == 503
+
+
+def answer(confidence: float, auto_route: bool | None, version: str = "1") -> dict:
+    """A ticket as the archive's handler answers it (auto_route None: a model without gates)."""
+    head = {"label": "Hardware", "confidence": confidence, "top_k": [["Hardware", confidence]]}
+    if auto_route is not None:
+        head["auto_route"] = auto_route
+    return {"queue": head, "model_version": version}
+
+
+@pytest.mark.parametrize(
+    ("settings", "raw", "auto_route", "label"),
+    [
+        ({}, answer(0.7, True), True, "Hardware"),  # the gate the model was trained with
+        ({}, answer(0.7, False), False, "Unclassified"),
+        ({}, answer(0.7, None), False, "Hardware"),  # an older model: no gate, label kept
+        ({"confidence_thresholds": {"queue": 0.6}}, answer(0.7, False), True, "Hardware"),
+        ({"confidence_thresholds": {"queue": 0.8}}, answer(0.7, True), False, "Unclassified"),
+        ({"target_precision": {"queue": 0.9}}, answer(0.7, True, "7"), False, "Hardware"),
+    ],
+)
+def test_the_gate_of_a_head(tmp_path: Path, settings, raw, auto_route, label) -> None:
+    """Configured threshold first, then a target precision on the serving version's curve
+    (version 7 is not in this registry: no curve, no gate), then the model's own gate."""
+    from shim.classifier import Classifier
+    from shim.metrics import ApiMetrics
+    from shim.store import Store
+
+    config = Settings(data_dir=tmp_path, **settings)
+    classifier = Classifier(config, Store(tmp_path), None, None, ApiMetrics())  # type: ignore[arg-type]
+    ticket = classifier.ticket(raw)
+    assert ticket.auto_route is auto_route and ticket.queue is not None
+    assert ticket.queue.label == label and ticket.queue.model_label == "Hardware"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -108,3 +109,31 @@ def test_predict_and_evaluate_print_labels(trained_model):
     result = run("evaluate", str(trained_model.model_dir), str(trained_model.data_path))
     assert result.returncode == 0, result.stderr
     assert "queue" in result.stdout and "macro-F1" in result.stdout
+
+
+def test_unknown_mode_is_one_line(tmp_path):
+    (tmp_path / "t.csv").write_text("text,queue\na,X\nb,Y\n")
+    line = one_line_error(
+        run("train", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m"), "--mode", "turbo")
+    )
+    assert "argument --mode: invalid choice: 'turbo'" in line
+
+
+def test_fast_train_tells_the_plan_and_the_gate(tmp_path):
+    run("sample-data", str(tmp_path / "s.csv"), "--rows", "150", "--seed", "4")
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "training.cli", "train", str(tmp_path / "s.csv"),
+            "--out", str(tmp_path / "m"), "--mode", "fast", "--base-model", "all-MiniLM-L6-v2",
+            "--max-length", "64",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "TICKETSERVE_CACHE": str(tmp_path / "cache")},
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "mode fast (fast was asked for): expected to take about" in result.stderr
+    assert "ECE before calibration" in result.stdout and "auto-routed at target" in result.stdout
+    assert (tmp_path / "cache" / "embeddings.sqlite").is_file()
+    assert (tmp_path / "m" / "lexical.json").is_file()

@@ -25,7 +25,7 @@ def test_round_trip(tmp_path):
         ("val_fraction", 0.6, r"val_fraction must be a number in \[0, 0.5\), got 0.6"),
         ("base_model", " ", "base_model must be a model directory or name, got ' '"),
         ("head_weights", {"queue": -1}, "head_weights must be a mapping of head name"),
-        ("class_weighting", "yes", "class_weighting must be true or false, got 'yes'"),
+        ("class_weighting", "yes", "class_weighting must be true, false or null, got 'yes'"),
     ],
 )
 def test_bad_values_are_named(field, value, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -123,3 +124,37 @@ def test_a_failing_child_is_reported_and_a_second_job_waits(tmp_path: Path) -> N
     job_dir = runner.store.jobs_dir / job.id
     assert (job_dir / "spec.json").is_file() and (job_dir / "train.log").is_file()
     assert list((job_dir / "data").iterdir()) == []
+
+
+def test_eta_comes_from_the_plan_then_from_progress() -> None:
+    job = Job.new({})
+    assert job.eta_s() is None  # nothing measured yet
+    job.start(pid=42)
+    job.planned("fast", 100.0)
+    assert job.mode == "fast" and job.expected_duration_s == 100.0
+    assert job.eta_s(now=job.started_at + timedelta(seconds=30)) == pytest.approx(70.0)
+    assert job.eta_s(now=job.started_at + timedelta(seconds=300)) == 0.0
+    job.advance({"step": 3, "total_steps": 6, "eta_s": 12.5})
+    assert job.eta_s() == 12.5
+    job.fail("stopped")
+    assert job.eta_s() == 0.0
+    assert Job.from_dict(job.to_dict()) == job
+
+
+def test_a_new_job_expects_the_last_jobs_seconds_per_ticket(tmp_path: Path) -> None:
+    runner = runner_on(tmp_path, train_nice=0)
+    earlier = Job.new({})
+    earlier.start(pid=1)
+    earlier.data_loaded(120)
+    earlier.trained({"train_seconds": 60.0})
+    earlier.succeed(version=1, is_default=True, note="first")
+    runner.store.save_job(earlier)
+    body = generate_tickets(30, seed=5).to_csv(index=False).encode()
+    ingest(runner.store, body, "text/csv", UploadOptions())
+    job = runner.submit({"base_model": str(tmp_path / "no-such-encoder")})
+    rows = runner.store.datasets()[0].rows
+    assert job.expected_duration_s == pytest.approx(60.0 / 120 * rows)
+    deadline = time.monotonic() + 180
+    while runner.is_busy() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert runner.get(job.id).status == JobStatus.FAILED

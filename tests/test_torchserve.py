@@ -103,6 +103,7 @@ def test_list_request_matches_training_predict(served: Served, trained_model) ->
         for got, want in zip(answers, expected, strict=True):
             for head in ("queue", "priority"):
                 assert got[head]["label"] == want[head]["label"]
+                assert got[head]["auto_route"] == want[head]["auto_route"]
                 assert got[head]["confidence"] == pytest.approx(want[head]["confidence"], abs=1e-4)
                 for (label, p), (want_label, want_p) in zip(
                     got[head]["top_k"], want[head]["top_k"], strict=True

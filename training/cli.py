@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from training.base_models import PREPARED_MODELS
-from training.config import ConfigError, TrainConfig, UserError
+from training.config import MODES, ConfigError, TrainConfig, UserError
 
 if TYPE_CHECKING:
     from training.data import DataReport, TicketData
@@ -57,6 +57,14 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
             f"encoder (default {DEFAULTS.base_model}); all-MiniLM-L6-v2 is bundled, about "
             "twice as fast and less accurate; or a model directory or hub name"
         ),
+    )
+    train.add_argument(
+        "--mode",
+        choices=MODES,
+        default=DEFAULTS.mode,
+        help="fast: frozen encoder with cached embeddings, heads fitted in seconds (minutes on a "
+        "CPU); full: fine-tune the encoder too (for a GPU); auto (default): full only on a GPU "
+        "where the measured projection fits the budget",
     )
     train.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
     train.add_argument(
@@ -171,6 +179,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     config = TrainConfig(
         base_model=args.base_model,
+        mode=args.mode,
         epochs=args.epochs,
         max_length=args.max_length,
         batch_size=args.batch_size,
@@ -181,12 +190,23 @@ def cmd_train(args: argparse.Namespace) -> None:
     check_output_dir(args.out)
     resolve_base_model(config.base_model)
     data = _load(args, config.min_class_examples)
-    result = train(data, config, args.out, progress_bar=True)
+    result = train(data, config, args.out, progress_bar=True, on_plan=print_plan)
+    metrics = result.metrics
+    epochs = f", best epoch {metrics['best_epoch']}" if metrics["epochs_run"] else ""
+    print(f"model written to {result.model_dir} ({metrics['train_seconds']}s{epochs})")
+    print_metrics(metrics["test"], "test split")
+
+
+def print_plan(plan: dict[str, Any]) -> None:
     print(
-        f"model written to {result.model_dir} "
-        f"({result.metrics['train_seconds']}s, best epoch {result.metrics['best_epoch']})"
+        f"mode {plan['mode']} ({plan['reason']}): expected to take about "
+        f"{_duration(plan['expected_s'])} (measured on the first batch)",
+        file=sys.stderr,
     )
-    print_metrics(result.metrics["test"], "test split")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
@@ -237,6 +257,18 @@ def print_metrics(metrics: dict[str, dict[str, Any]], title: str, per_class: boo
             f"weighted-F1 {m['weighted_f1']:.3f}  ECE {m['ece']:.3f}  "
             f"(majority class {m['majority_rate']:.3f}, {m['examples']} tickets)"
         )
+        gate = m.get("gate")
+        if gate:
+            share = (
+                f"{gate['coverage']:.0%} of tickets at confidence >= {gate['threshold']:.2f}, "
+                f"precision {gate['precision']:.3f}"
+                if gate["threshold"] is not None and gate["precision"] is not None
+                else "none (no threshold reached it on validation)"
+            )
+            print(
+                f"  {'':<9} ECE before calibration {m['ece_uncalibrated']:.3f}; auto-routed at "
+                f"target precision {gate['target_precision']:.2f}: {share}"
+            )
         if per_class:
             for name, c in m["per_class"].items():
                 print(

@@ -10,13 +10,16 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 BUNDLED_BASE_MODEL = "bundled:all-MiniLM-L6-v2"
 # Built offline on first use (training/base_models.py). On the multilingual benchmark it beats
 # both MiniLM and the TF-IDF baseline; the bundled MiniLM trains about twice as fast.
 DEFAULT_BASE_MODEL = "multilingual-e5-small"
 DEFAULT_HEADS = ("queue", "priority")
+MODES = ("auto", "fast", "full")
+Mode = Literal["auto", "fast", "full"]
+MAX_GRID = 8  # most values in one of the fast mode's candidate lists
 
 
 class UserError(ValueError):
@@ -35,6 +38,24 @@ class TrainConfig:
     """Hyper-parameters of one fine-tuning run."""
 
     base_model: str = DEFAULT_BASE_MODEL
+    # fast: the encoder stays frozen, its embeddings are cached, and the heads are fitted on
+    # [embedding + lexical features] in seconds. full: the encoder is fine-tuned too, starting
+    # from the fast heads. auto: full only on a GPU when the projected fine-tune (measured on
+    # its first steps) fits in auto_full_budget_s; fast otherwise (training/modes.py).
+    mode: Mode = "auto"
+    auto_full_budget_s: int = 1800
+    # The lexical branch: word 1-2-gram and char 2-5-gram TF-IDF features beside the encoder.
+    lexical: bool = True
+    lexical_min_df: int = 2  # an n-gram must occur in this many training texts
+    lexical_max_features: int = 200_000  # per block (word, char): the most frequent n-grams
+    # fast mode's candidates, chosen per head on validation macro-F1: the linear SVM's C, and the
+    # weight of the (L2-normalised) embedding against the (L2-normalised) lexical features.
+    linear_c: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    dense_weight: list[float] = field(default_factory=lambda: [2.0, 4.0])
+    # fast mode cross-fits the heads on this many folds of train + validation (training/heads.py)
+    folds: int = 5
+    # The auto-routing gate: per head, the lowest confidence reaching this validation precision.
+    target_precision: float = 0.9
     max_length: int = 256
     epochs: int = 8  # a ceiling: training stops early once validation stops improving
     batch_size: int = 32
@@ -52,7 +73,9 @@ class TrainConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.1
     min_class_examples: int = 5
-    class_weighting: bool = False
+    # Balanced class weights (for macro-F1 on skewed labels); null: chosen per head on validation
+    # in fast mode, and full mode keeps each head's fast choice.
+    class_weighting: bool | None = None
     freeze_embeddings: bool = False
     # Shrink a SentencePiece encoder's vocabulary to the pieces of the training texts before
     # fine-tuning (see training/vocab_trim.py); WordPiece encoders such as MiniLM are kept whole.
@@ -102,7 +125,39 @@ class TrainConfig:
             isinstance(self.base_model, str) and self.base_model.strip() != "",
             "a model directory or name",
         )
-        for name in ("class_weighting", "freeze_embeddings", "trim_vocabulary"):
+        _require("mode", self.mode, self.mode in MODES, f"one of {', '.join(MODES)}")
+        for name, low, high in (
+            ("auto_full_budget_s", 0, 7 * 24 * 3600),
+            ("lexical_min_df", 1, 1000),
+            ("lexical_max_features", 1, 5_000_000),
+            ("folds", 2, 10),
+        ):
+            value = getattr(self, name)
+            _require(name, value, _is_int(value) and low <= value <= high, f"an integer in "
+                     f"[{low}, {high}]")  # fmt: skip
+        for name, low, high in (("linear_c", 1e-4, 1e4), ("dense_weight", 0.0, 100.0)):
+            value = getattr(self, name)
+            _require(
+                name,
+                value,
+                isinstance(value, list)
+                and 1 <= len(value) <= MAX_GRID
+                and all(_is_number(v) and low <= v <= high for v in value),
+                f"a list of 1 to {MAX_GRID} numbers in [{low:g}, {high:g}]",
+            )
+        _require(
+            "target_precision",
+            self.target_precision,
+            _is_number(self.target_precision) and 0 < self.target_precision <= 1,
+            "a number in (0, 1]",
+        )
+        _require(
+            "class_weighting",
+            self.class_weighting,
+            self.class_weighting is None or isinstance(self.class_weighting, bool),
+            "true, false or null",
+        )
+        for name in ("lexical", "freeze_embeddings", "trim_vocabulary"):
             value = getattr(self, name)
             _require(name, value, isinstance(value, bool), "true or false")
         _require(
@@ -115,6 +170,10 @@ class TrainConfig:
             ),
             "a mapping of head name to a non-negative number",
         )
+
+    def class_weighting_options(self) -> list[bool]:
+        """Balanced class weights or not: the fixed choice, else both, preferred first."""
+        return [True, False] if self.class_weighting is None else [self.class_weighting]
 
     def head_weight(self, head: str) -> float:
         """Loss weight of one head (1.0 unless configured)."""

@@ -36,6 +36,28 @@ def expected_calibration_error(
     return float(error)
 
 
+def reliability_bins(
+    confidence: np.ndarray, correct: np.ndarray, bins: int = 10
+) -> list[dict[str, float]]:
+    """Per equal-width confidence bin with tickets: mean confidence, accuracy, count."""
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1], right=True), 0, bins - 1)
+    out = []
+    for b in range(bins):
+        in_bin = which == b
+        if in_bin.any():
+            out.append(
+                {
+                    "low": round(float(edges[b]), 2),
+                    "high": round(float(edges[b + 1]), 2),
+                    "confidence": round(float(confidence[in_bin].mean()), 6),
+                    "accuracy": round(float(correct[in_bin].mean()), 6),
+                    "count": int(in_bin.sum()),
+                }
+            )
+    return out
+
+
 def head_metrics(y_true: list[str], probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
     """Accuracy, macro/weighted F1, per-class P/R/F1, confusion matrix and ECE for one head."""
     index = {name: i for i, name in enumerate(labels)}
@@ -88,6 +110,8 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
     for key in ("base_model", "train_seconds", "best_epoch", "epochs_run", "splits"):
         if key in metrics:
             lines.append(f"- {key.replace('_', ' ')}: {metrics[key]}")
+    if "mode" in metrics:
+        lines.append(f"- mode: {metrics['mode']['mode']} ({metrics['mode']['reason']})")
     for head, m in metrics["test"].items():
         picture = f"confusion_{head}.png"
         plot_confusion(m, directory / picture, f"{head} (test split)")
@@ -99,6 +123,26 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
             f"weighted-F1 {m['weighted_f1']:.3f} · ECE {m['ece']:.3f} · "
             f"majority-class rate {m['majority_rate']:.3f} · {m['examples']} examples",
             "",
+        ]
+        if "reliability" in m:
+            diagram = f"reliability_{head}.png"
+            plot_reliability(m, directory / diagram, f"{head} (test split)")
+            gate = m["gate"]
+            routed = (
+                f"{gate['coverage']:.1%} of tickets clear the gate (confidence >= "
+                f"{gate['threshold']:.3f}) at precision {gate['precision']:.3f}"
+                if gate["threshold"] is not None and gate["precision"] is not None
+                else "no confidence threshold reached the target on validation: none are routed"
+            )
+            lines += [
+                f"Calibration: ECE {m['ece_uncalibrated']:.3f} before, {m['ece']:.3f} after "
+                f"(temperature fitted on validation). Auto-routing at target precision "
+                f"{gate['target_precision']:.2f}: {routed}.",
+                "",
+                f"![{head} reliability diagram]({diagram})",
+                "",
+            ]
+        lines += [
             "| class | precision | recall | F1 | support |",
             "|---|---|---|---|---|",
         ]
@@ -120,6 +164,32 @@ def plot_confusion(metrics: dict[str, Any], path: Path, title: str) -> None:
     ConfusionMatrixDisplay(np.asarray(metrics["confusion_matrix"]), display_labels=labels).plot(
         ax=ax, xticks_rotation=45, colorbar=False
     )
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def plot_reliability(metrics: dict[str, Any], path: Path, title: str) -> None:
+    """Accuracy against confidence per bin, before and after calibration."""
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
+    for key, ece, label in (
+        ("reliability_uncalibrated", "ece_uncalibrated", "before"),
+        ("reliability", "ece", "after"),
+    ):
+        bins = metrics.get(key) or []
+        ax.plot(
+            [b["confidence"] for b in bins],
+            [b["accuracy"] for b in bins],
+            marker="o",
+            label=f"{label} (ECE {metrics[ece]:.3f})",
+        )
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper left")
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -8,6 +8,7 @@ are concatenated and validated again, so label spellings from different uploads 
 The process talks back through stdout, one JSON event per line:
 
     {"event": "started", "rows": ..., "heads": [...], "report": {...}}
+    {"event": "plan", "mode": "fast", "reason": ..., "expected_s": ...}
     {"event": "progress", "epoch": ..., "step": ..., "total_steps": ..., "loss": ..., ...}
     {"event": "done", "model_dir": ..., "metrics": {...}}
     {"event": "error", "kind": ..., "message": ...}
@@ -110,6 +111,7 @@ def run(spec: JobSpec, events: EventWriter) -> None:
         spec.config,
         spec.out_dir,
         progress=lambda p: events.emit("progress", **p.to_dict()),
+        on_plan=lambda plan: events.emit("plan", **plan),
     )
     events.emit("done", model_dir=str(result.model_dir), metrics=result.metrics)
 

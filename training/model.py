@@ -1,4 +1,11 @@
-"""The two-head ticket classifier: a shared encoder, mean pooling, one linear head per label.
+"""The ticket classifier: a shared encoder and a lexical branch, one linear head per label.
+
+Each head scores a ticket as `W_dense · pooled + W_lexical · tfidf + b`, divided by the head's
+temperature: `pooled` is the encoder's mean-pooled (optionally L2-normalised) embedding, `tfidf`
+the ticket's word and character n-gram TF-IDF vector. The lexical weights live in an
+`EmbeddingBag` (a sparse linear layer), so they travel in model.safetensors with the encoder; the
+n-gram vocabulary and idf travel as lexical.json. A model directory without lexical.json is an
+encoder-only model, as before.
 
 This file is copied verbatim into every .mar (as `ticket_model.py`), so a served archive keeps
 working after the project changes. Import only torch, transformers, safetensors, numpy and the
@@ -8,6 +15,9 @@ standard library here.
 from __future__ import annotations
 
 import json
+import math
+import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +30,113 @@ from transformers import AutoConfig, AutoModel, PreTrainedModel, PreTrainedToken
 WEIGHTS_FILE = "model.safetensors"
 LABELS_FILE = "labels.json"
 MODEL_FILE = "ticket_model.json"
+LEXICAL_FILE = "lexical.json"
+
+LexicalBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # indices, weights, offsets
+
+
+class LexicalFeaturizer:
+    """TF-IDF over a fixed n-gram vocabulary, computed exactly as scikit-learn's
+    `TfidfVectorizer(lowercase=True, sublinear_tf=True, norm="l2")` does for the `word` (token
+    pattern `\\b\\w\\w+\\b`) and `char_wb` analyzers; blocks are concatenated (a FeatureUnion).
+
+    Fitting lives in training/lexical.py; this class only applies a fitted vocabulary.
+    """
+
+    WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
+
+    def __init__(self, blocks: list[dict[str, Any]]) -> None:
+        self.blocks = blocks
+        self._index: list[dict[str, int]] = []
+        self._idf: list[np.ndarray] = []
+        self._start: list[int] = []
+        start = 0
+        for block in blocks:
+            if block["analyzer"] not in ("word", "char_wb"):
+                raise ValueError(f"unknown lexical analyzer {block['analyzer']!r}")
+            self._index.append({term: i for i, term in enumerate(block["terms"])})
+            self._idf.append(np.asarray(block["idf"], dtype=np.float64))
+            self._start.append(start)
+            start += len(block["terms"])
+        self.size = start
+
+    def features(self, text: str) -> tuple[list[int], list[float]]:
+        """Global feature indices and TF-IDF values of one text (each block L2-normalised)."""
+        indices: list[int] = []
+        values: list[float] = []
+        lowered = text.lower()
+        for block, index, idf, start in zip(
+            self.blocks, self._index, self._idf, self._start, strict=True
+        ):
+            low, high = block["ngram_range"]
+            grams = (
+                _word_ngrams(self.WORD_PATTERN.findall(lowered), low, high)
+                if block["analyzer"] == "word"
+                else _char_wb_ngrams(lowered, low, high)
+            )
+            counts = Counter(index[g] for g in grams if g in index)
+            if not counts:
+                continue
+            ids = sorted(counts)
+            weights = np.asarray([1.0 + math.log(counts[i]) for i in ids]) * idf[ids]
+            weights /= np.sqrt(np.dot(weights, weights))
+            indices += [start + i for i in ids]
+            values += weights.tolist()
+        return indices, values
+
+    def batch(self, texts: list[str], device: torch.device) -> LexicalBatch:
+        """`EmbeddingBag` inputs for a batch: flat indices, their weights, per-text offsets."""
+        indices: list[int] = []
+        values: list[float] = []
+        offsets: list[int] = []
+        for text in texts:
+            offsets.append(len(indices))
+            ids, weights = self.features(text)
+            indices += ids
+            values += weights
+        return (
+            torch.tensor(indices, dtype=torch.long, device=device),
+            torch.tensor(values, dtype=torch.float32, device=device),
+            torch.tensor(offsets, dtype=torch.long, device=device),
+        )
+
+    def save(self, directory: str | Path) -> None:
+        _write_json(Path(directory) / LEXICAL_FILE, {"format": 1, "blocks": self.blocks})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LexicalFeaturizer | None:
+        """The featurizer of a model directory, or None for an encoder-only model."""
+        path = Path(directory) / LEXICAL_FILE
+        if not path.is_file():
+            return None
+        return cls(json.loads(path.read_text(encoding="utf-8"))["blocks"])
+
+
+def _word_ngrams(tokens: list[str], low: int, high: int) -> list[str]:
+    grams = list(tokens) if low == 1 else []
+    for n in range(max(low, 2), high + 1):
+        grams += [" ".join(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+    return grams
+
+
+def _char_wb_ngrams(text: str, low: int, high: int) -> list[str]:
+    """Character n-grams inside word boundaries, padded with one space (scikit-learn's char_wb)."""
+    grams = []
+    for word in text.split():
+        word = f" {word} "
+        for n in range(low, high + 1):
+            grams += [word[i : i + n] for i in range(max(1, len(word) - n + 1))]
+            if len(word) <= n:  # a word no longer than n counts once, whole
+                break
+    return grams
 
 
 class TicketClassifier(nn.Module):
-    """Encoder + mean pooling + dropout + one linear head per label column."""
+    """Encoder + mean pooling (+ L2 norm) + dropout, optional lexical branch, one head per label.
+
+    `temperature[head]` divides that head's logits into probabilities (fitted on validation);
+    `gate[head]` is the lowest confidence that reached the target precision on validation.
+    """
 
     def __init__(
         self,
@@ -31,48 +144,111 @@ class TicketClassifier(nn.Module):
         labels: dict[str, list[str]],
         dropout: float = 0.1,
         max_length: int = 256,
+        lexical: LexicalFeaturizer | None = None,
+        normalize: bool = False,
+        temperature: dict[str, float] | None = None,
+        gate: dict[str, dict[str, Any]] | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.labels = {head: list(names) for head, names in labels.items()}
         self.dropout_p = dropout
         self.max_length = max_length
+        self.normalize = normalize
+        self.temperature = {head: float((temperature or {}).get(head, 1.0)) for head in labels}
+        self.gate = dict(gate or {})
         self.dropout = nn.Dropout(dropout)
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict({h: nn.Linear(hidden, len(n)) for h, n in labels.items()})
+        self.set_lexical(lexical)
 
-    def forward(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **_: Any
-    ) -> dict[str, torch.Tensor]:
-        """Logits per head, shape (batch, classes of that head)."""
+    def set_lexical(self, lexical: LexicalFeaturizer | None) -> None:
+        """Give the model a lexical branch over `lexical`'s features (zero weights), or none."""
+        self.lexical = lexical
+        self.lexical_weights = None
+        if lexical is not None:
+            classes = sum(map(len, self.labels.values()))
+            device = self.heads[next(iter(self.labels))].weight.device
+            self.lexical_weights = nn.EmbeddingBag(lexical.size, classes, mode="sum", device=device)
+            nn.init.zeros_(self.lexical_weights.weight)
+
+    def label_offset(self, head: str) -> int:
+        """Where `head`'s classes start among all heads' classes (the lexical table's columns)."""
+        heads = list(self.labels)
+        return sum(len(self.labels[h]) for h in heads[: heads.index(head)])
+
+    def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """The ticket embedding the heads see (before dropout)."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
+        if self.normalize:
+            pooled = nn.functional.normalize(pooled.float(), dim=-1).to(hidden.dtype)
+        return pooled
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        lexical: LexicalBatch | None = None,
+        **_: Any,
+    ) -> dict[str, torch.Tensor]:
+        """Logits per head, shape (batch, classes of that head), before the temperature."""
+        return self.head_logits(self.pool(input_ids, attention_mask), lexical)
+
+    def head_logits(
+        self, pooled: torch.Tensor, lexical: LexicalBatch | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Logits per head from pooled embeddings and (when the model has one) the lexical batch."""
         pooled = self.dropout(pooled)
-        return {head: layer(pooled) for head, layer in self.heads.items()}
+        logits = {head: layer(pooled) for head, layer in self.heads.items()}
+        if self.lexical_weights is None:
+            return logits
+        if lexical is None:
+            raise ValueError("this model has a lexical branch: pass the lexical batch")
+        indices, weights, offsets = lexical
+        table = self.lexical_weights.weight
+        sparse = self.lexical_weights(indices, offsets, per_sample_weights=weights.to(table.dtype))
+        parts = torch.split(sparse, [len(n) for n in self.labels.values()], dim=-1)
+        return {
+            head: logits[head] + part.to(logits[head].dtype)
+            for head, part in zip(self.labels, parts, strict=True)
+        }
 
     @classmethod
     def from_encoder(
-        cls, base_model: str, labels: dict[str, list[str]], dropout: float, max_length: int
+        cls,
+        base_model: str,
+        labels: dict[str, list[str]],
+        dropout: float,
+        max_length: int,
+        normalize: bool = False,
     ) -> TicketClassifier:
         """A fresh classifier on a pretrained encoder (local directory or hub name)."""
-        return cls(AutoModel.from_pretrained(base_model), labels, dropout, max_length)
+        encoder = AutoModel.from_pretrained(base_model)
+        return cls(encoder, labels, dropout, max_length, normalize=normalize)
+
+    def settings(self) -> dict[str, Any]:
+        return {
+            "dropout": self.dropout_p,
+            "max_length": self.max_length,
+            "pooling": "mean",
+            "normalize": self.normalize,
+            "heads": list(self.labels),
+            "lexical": self.lexical is not None,
+            "temperature": self.temperature,
+            "gate": self.gate,
+        }
 
     def save(self, directory: str | Path) -> None:
-        """Write weights (safetensors), encoder config, labels and head settings."""
+        """Write weights (safetensors), encoder config, labels, lexical vocabulary, settings."""
         directory = Path(directory)
         self.encoder.config.save_pretrained(directory)
         save_model(self, str(directory / WEIGHTS_FILE))
         _write_json(directory / LABELS_FILE, self.labels)
-        _write_json(
-            directory / MODEL_FILE,
-            {
-                "dropout": self.dropout_p,
-                "max_length": self.max_length,
-                "pooling": "mean",
-                "heads": list(self.labels),
-            },
-        )
+        _write_json(directory / MODEL_FILE, self.settings())
+        if self.lexical is not None:
+            self.lexical.save(directory)
 
     @classmethod
     def load(
@@ -85,7 +261,16 @@ class TicketClassifier(nn.Module):
         config = AutoConfig.from_pretrained(directory)
         kwargs = {"attn_implementation": attn_implementation} if attn_implementation else {}
         encoder = AutoModel.from_config(config, **kwargs)
-        model = cls(encoder, labels, settings["dropout"], settings["max_length"])
+        model = cls(
+            encoder,
+            labels,
+            settings["dropout"],
+            settings["max_length"],
+            lexical=LexicalFeaturizer.load(directory),
+            normalize=settings.get("normalize", False),
+            temperature=settings.get("temperature"),
+            gate=settings.get("gate"),
+        )
         load_model(model, str(directory / WEIGHTS_FILE))
         return model.eval()
 
@@ -107,51 +292,89 @@ def encode(
     return dict(batch)
 
 
+def model_inputs(
+    model: TicketClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    device: torch.device,
+) -> dict[str, Any]:
+    """Everything `model(**inputs)` needs for a batch of texts: tokens and lexical features."""
+    inputs: dict[str, Any] = encode(tokenizer, texts, model.max_length, device)
+    if model.lexical is not None:
+        inputs["lexical"] = model.lexical.batch(texts, device)
+    return inputs
+
+
 @torch.inference_mode()
+def predict_logits(
+    model: TicketClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    batch_size: int = 64,
+) -> dict[str, np.ndarray]:
+    """Raw logits per head (before the temperature), rows in the order of `texts`.
+
+    Texts are sorted by length so each batch pads little; results come to the host once per batch.
+    """
+    device = next(model.parameters()).device
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    widths = [len(n) for n in model.labels.values()]
+    chunks: list[np.ndarray] = []
+    for start in range(0, len(order), batch_size):
+        batch = [texts[i] for i in order[start : start + batch_size]]
+        logits = model(**model_inputs(model, tokenizer, batch, device))
+        chunks.append(torch.cat([logits[h].float() for h in model.labels], dim=-1).cpu().numpy())
+    flat = np.concatenate(chunks) if chunks else np.zeros((0, sum(widths)), dtype=np.float32)
+    flat = flat[np.argsort(np.asarray(order, dtype=np.int64))]
+    return dict(zip(model.labels, np.split(flat, np.cumsum(widths)[:-1], axis=1), strict=True))
+
+
+def probabilities(
+    logits: dict[str, np.ndarray], temperature: dict[str, float] | None = None
+) -> dict[str, np.ndarray]:
+    """Softmax of each head's logits divided by its temperature (1 when not given)."""
+    out = {}
+    for head, values in logits.items():
+        scaled = values.astype(np.float64) / (temperature or {}).get(head, 1.0)
+        scaled -= scaled.max(axis=1, keepdims=True)
+        exp = np.exp(scaled)
+        out[head] = (exp / exp.sum(axis=1, keepdims=True)).astype(np.float32)
+    return out
+
+
 def predict_proba(
     model: TicketClassifier,
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
     batch_size: int = 64,
 ) -> dict[str, np.ndarray]:
-    """Class probabilities per head, rows in the order of `texts`.
-
-    Texts are sorted by length so each batch pads little; results come to the host once per batch.
-    """
-    device = next(model.parameters()).device
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-    chunks: dict[str, list[np.ndarray]] = {head: [] for head in model.labels}
-    for start in range(0, len(order), batch_size):
-        batch = [texts[i] for i in order[start : start + batch_size]]
-        logits = model(**encode(tokenizer, batch, model.max_length, device))
-        probs = torch.cat([logits[h].float().softmax(-1) for h in model.labels], dim=-1).cpu()
-        split = torch.split(probs, [len(n) for n in model.labels.values()], dim=-1)
-        for head, part in zip(model.labels, split, strict=True):
-            chunks[head].append(part.numpy())
-    inverse = np.argsort(np.asarray(order, dtype=np.int64))
-    return {
-        head: (
-            np.concatenate(parts)[inverse]
-            if parts
-            else np.zeros((0, len(model.labels[head])), dtype=np.float32)
-        )
-        for head, parts in chunks.items()
-    }
+    """Calibrated class probabilities per head, rows in the order of `texts`."""
+    return probabilities(predict_logits(model, tokenizer, texts, batch_size), model.temperature)
 
 
 def format_predictions(
-    probs: dict[str, np.ndarray], labels: dict[str, list[str]], top_k: int = 3
+    probs: dict[str, np.ndarray],
+    labels: dict[str, list[str]],
+    top_k: int = 3,
+    gate: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, dict[str, Any]]]:
-    """One dict per text: head -> {label, confidence, top_k: [[label, probability], ...]}."""
+    """One dict per text: head -> {label, confidence, top_k: [[label, probability], ...]}, plus
+    `auto_route` (confidence clears the head's gate threshold) for heads with a gate."""
     count = len(next(iter(probs.values())))
     results: list[dict[str, dict[str, Any]]] = [{} for _ in range(count)]
     for head, matrix in probs.items():
         names = labels[head]
         k = min(top_k, len(names))
         ranked = np.argsort(-matrix, axis=1, kind="stable")[:, :k]
+        head_gate = (gate or {}).get(head)
         for row, best in enumerate(ranked):
             top = [[names[j], round(float(matrix[row, j]), 6)] for j in best]
-            results[row][head] = {"label": top[0][0], "confidence": top[0][1], "top_k": top}
+            answer: dict[str, Any] = {"label": top[0][0], "confidence": top[0][1], "top_k": top}
+            if head_gate is not None:
+                # training.calibration.clears_gate's rule (an archive cannot import it).
+                threshold = head_gate.get("threshold")
+                answer["auto_route"] = threshold is not None and top[0][1] >= threshold
+            results[row][head] = answer
     return results
 
 

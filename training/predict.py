@@ -46,4 +46,6 @@ class Predictor:
             raise TypeError("predict takes a list of strings, not a single string")
         if not texts:
             return []
-        return format_predictions(self.predict_proba(texts, batch_size), self.labels, self.top_k)
+        return format_predictions(
+            self.predict_proba(texts, batch_size), self.labels, self.top_k, self.model.gate
+        )

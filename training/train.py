@@ -1,7 +1,10 @@
-"""Fine-tune the two-head classifier: split, tokenize once, train with early stopping, export.
+"""Train the ticket classifier: split, embed, fit the lexical branch and the heads, calibrate,
+export.
 
-Phases run in a fixed, visible order (seed -> split -> labels -> tokenize -> train -> evaluate ->
-export); each is a function. The loop is the same on CPU (fp32) and GPU (bf16 autocast).
+Phases run in a fixed, visible order (seed -> split -> labels -> encoder -> mode -> embed with the
+frozen encoder (cached) -> lexical vocabulary -> cross-fitted linear heads -> [full: fine-tune]
+-> calibrate and gate -> evaluate -> export); each is a function. The fine-tuning loop is the same
+on CPU (fp32) and GPU (bf16 autocast).
 """
 
 from __future__ import annotations
@@ -11,8 +14,8 @@ import random
 import re
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,41 +23,34 @@ import numpy as np
 import pandas as pd
 import torch
 from sklearn.utils.class_weight import compute_class_weight
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from training.base_models import resolve_base_model
+from training.calibration import fit_temperature, gate_report, precision_curve, threshold_for
 from training.config import ConfigError, TrainConfig
 from training.data import TicketData, split_tickets
-from training.evaluate import evaluate_heads, mean_macro_f1
+from training.embeddings import EmbeddingCache, embed_texts, encoder_fingerprint
+from training.evaluate import (
+    evaluate_heads,
+    expected_calibration_error,
+    mean_macro_f1,
+    reliability_bins,
+)
 from training.export import export_model
-from training.model import TicketClassifier, predict_proba
+from training.heads import Features, fit_linear_heads
+from training.lexical import fit_lexical, lexical_matrix
+from training.model import (
+    TicketClassifier,
+    predict_logits,
+    predict_proba,
+    probabilities,
+)
+from training.modes import choose_mode
 from training.predict import Predictor
+from training.progress import PlanCallback, Progress, ProgressCallback, Reporter
 from training.vocab_trim import is_trimmable, trim_vocabulary
 
 logger = logging.getLogger(__name__)
-
-# Progress goes out at most this often (and for the first and last step).
-REPORT_INTERVAL_S = 0.5
-
-
-@dataclass
-class Progress:
-    """One optimisation step, as reported to the CLI's bar and to the service's job record."""
-
-    epoch: int
-    epochs: int
-    step: int
-    total_steps: int
-    loss: float
-    elapsed_s: float
-    eta_s: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-ProgressCallback = Callable[[Progress], None]
 
 
 @dataclass
@@ -68,6 +64,7 @@ class TrainResult:
 class EncodedSplit:
     input_ids: list[list[int]]
     targets: dict[str, torch.Tensor]
+    texts: list[str]
 
 
 def set_seed(seed: int) -> None:
@@ -87,11 +84,15 @@ def train(
     progress: ProgressCallback | None = None,
     progress_bar: bool = False,
     splits: dict[str, pd.DataFrame] | None = None,
+    embedding_cache: str | Path | None = None,
+    on_plan: PlanCallback | None = None,
 ) -> TrainResult:
-    """Fine-tune on `data` and export a model directory to `out_dir`.
+    """Train on `data` in the configured mode and export a model directory to `out_dir`.
 
     `splits` (train/validation/test frames of `data`) replaces the configured random split, for
-    benchmarks with a fixed test set.
+    benchmarks with a fixed test set. `embedding_cache` is the SQLite file of cached embeddings
+    (default: in the ticketserve cache). `on_plan` hears the chosen mode and the expected
+    duration before the long work starts.
     """
     started = time.monotonic()
     set_seed(config.seed)
@@ -103,8 +104,10 @@ def train(
             data.frame, data.heads[0], config.val_fraction, config.test_fraction, config.seed
         )
     labels = {head: sorted(data.frame[head].unique().tolist()) for head in data.heads}
-    corpus = pd.concat([splits["train"]["text"], splits["validation"]["text"]]).tolist()
-    tokenizer, model = load_base(config, labels, corpus)
+    train_texts = splits["train"]["text"].tolist()
+    validation_texts = splits["validation"]["text"].tolist()
+    base = resolve_base_model(config.base_model)
+    tokenizer, model = load_base(config, labels, train_texts + validation_texts)
     model.to(device)
     train_split = encode_split(tokenizer, splits["train"], labels, config.max_length)
     logger.info(
@@ -112,30 +115,172 @@ def train(
         *(len(splits[s]) for s in ("train", "validation", "test")),
         device,
     )
-
-    best_epoch, epochs_run = fit(
-        model, tokenizer, train_split, splits, labels, config, device, progress, progress_bar
+    plan = choose_mode(
+        config, device, lambda: project_fine_tune(model, tokenizer, train_split, config, device)
     )
+    logger.info("mode %s: %s", plan.mode, plan.reason)
+    reporter = Reporter(progress, progress_bar, started, plan, on_plan)
+
+    cache = EmbeddingCache(
+        embedding_cache, encoder_fingerprint(base, config.max_length, model.normalize)
+    )
+    try:
+        dense, computed = embed_texts(
+            model,
+            tokenizer,
+            train_texts + validation_texts,
+            cache,
+            progress=reporter.embedding(),
+        )
+    finally:
+        cache.close()
+    reporter.send_plan(0.0)  # everything was cached: nothing was measured
+    reporter.stage("fitting heads")
+    # fast: the lexical vocabulary and the heads are fitted on train + validation (the heads
+    # cross-fitted: their out-of-fold logits then calibrate them); full: on train only, as the
+    # start of the fine-tune, and the held-out validation split steers early stopping and
+    # calibration.
+    fitted = train_texts + validation_texts if plan.mode == "fast" else train_texts
+    fitted_frame = pd.concat([splits["train"], splits["validation"]])[: len(fitted)]
+    if config.lexical:
+        model.set_lexical(fit_lexical(fitted, config.lexical_min_df, config.lexical_max_features))
+    choices, out_of_fold = fit_linear_heads(
+        model,
+        Features(_lexical_matrix(model, fitted), dense[: len(fitted)]),
+        _targets(fitted_frame, labels),
+        config,
+    )
+    best_epoch, epochs_run = 0, 0
+    if plan.mode == "full":
+        weighting = {head: choice.class_weighting for head, choice in choices.items()}
+        best_epoch, epochs_run = fit(
+            model, tokenizer, train_split, splits, labels, config, device, reporter, weighting
+        )
+        validation_frame = splits["validation"]
+        validation_logits = predict_logits(model.eval(), tokenizer, validation_texts)
+    else:
+        validation_frame, validation_logits = fitted_frame, out_of_fold
+    calibration = calibrate(model, validation_logits, _targets(validation_frame, labels), config)
     train_seconds = time.monotonic() - started
 
     metrics: dict[str, Any] = {
         "base_model": config.base_model,
+        "mode": plan.to_dict(),
         "train_seconds": round(train_seconds, 1),
         "best_epoch": best_epoch,
         "epochs_run": epochs_run,
         "splits": {name: len(frame) for name, frame in splits.items()},
+        # What the validation metrics, the calibration and the gate come from.
+        "validation_source": (
+            f"out-of-fold predictions on train + validation ({config.folds} folds)"
+            if plan.mode == "fast"
+            else "the validation split"
+        ),
+        "embeddings": {"computed": computed, "cached": len(dense) - computed},
+        "heads": {head: choice.to_dict() for head, choice in choices.items()},
+        "lexical_features": model.lexical.size if model.lexical is not None else 0,
+        "calibration": calibration,
     }
-    for split in ("validation", "test"):
-        frame = splits[split]
-        if len(frame):
-            probs = predict_proba(model.eval(), tokenizer, frame["text"].tolist())
-            targets = {head: frame[head].tolist() for head in labels}
-            metrics[split] = evaluate_heads(targets, probs, labels)
+    if len(validation_frame):
+        metrics["validation"] = evaluate_split(model, validation_logits, validation_frame, labels)
+    if len(splits["test"]):
+        test_logits = predict_logits(model.eval(), tokenizer, splits["test"]["text"].tolist())
+        metrics["test"] = evaluate_split(model, test_logits, splits["test"], labels)
     if "test" not in metrics:
         # A dataset too small for a test split still gets a report, from validation.
         metrics["test"] = metrics.get("validation", {})
     path = export_model(model.cpu(), tokenizer, config, metrics, out_dir)
     return TrainResult(path, metrics, Predictor(model, tokenizer, config.top_k))
+
+
+def project_fine_tune(
+    model: TicketClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    split: EncodedSplit,
+    config: TrainConfig,
+    device: torch.device,
+) -> float:
+    """Seconds the fine-tune would take: one measured forward and backward pass on a batch of
+    typical length (after a warm-up pass), times the steps of all epochs."""
+    rows = sorted(range(len(split.input_ids)), key=lambda i: len(split.input_ids[i]))
+    middle = len(rows) // 2
+    batch_ids = rows[max(0, middle - config.batch_size // 2) : middle + config.batch_size // 2]
+    batch = _batch(model, tokenizer, split, batch_ids, device)
+    model.train()
+    timings = []
+    for _ in range(2):
+        began = time.monotonic()
+        logits = model(**batch)
+        sum(part.float().sum() for part in logits.values()).backward()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        timings.append(time.monotonic() - began)
+    model.zero_grad(set_to_none=True)
+    model.eval()
+    steps = config.epochs * -(-len(rows) // config.batch_size)
+    return timings[-1] * steps
+
+
+def calibrate(
+    model: TicketClassifier,
+    logits: dict[str, np.ndarray],
+    targets: dict[str, np.ndarray],
+    config: TrainConfig,
+) -> dict[str, Any]:
+    """Fit each head's temperature and gate on validation; set them on `model`."""
+    out: dict[str, Any] = {}
+    for head in model.labels:
+        truth = targets[head]
+        temperature = fit_temperature(logits[head], truth)
+        probs = probabilities({head: logits[head]}, {head: temperature})[head]
+        correct = probs.argmax(axis=1) == truth
+        curve = precision_curve(probs.max(axis=1), correct)
+        threshold = threshold_for(curve, config.target_precision)
+        model.temperature[head] = temperature
+        model.gate[head] = {"threshold": threshold, "target_precision": config.target_precision}
+        out[head] = {
+            "temperature": round(temperature, 6),
+            "target_precision": config.target_precision,
+            "threshold": threshold,
+            "validation_curve": curve,
+        }
+    return out
+
+
+def evaluate_split(
+    model: TicketClassifier,
+    logits: dict[str, np.ndarray],
+    frame: pd.DataFrame,
+    labels: dict[str, list[str]],
+) -> dict[str, dict[str, Any]]:
+    """Per head metrics of calibrated probabilities, the ECE before calibration, and the gate."""
+    probs = probabilities(logits, model.temperature)
+    raw = probabilities(logits)
+    metrics = evaluate_heads({head: frame[head].tolist() for head in labels}, probs, labels)
+    for head, m in metrics.items():
+        truth = np.asarray([labels[head].index(v) for v in frame[head]])
+        raw_correct = raw[head].argmax(axis=1) == truth
+        m["ece_uncalibrated"] = expected_calibration_error(raw[head].max(axis=1), raw_correct)
+        confidence = probs[head].max(axis=1)
+        correct = probs[head].argmax(axis=1) == truth
+        gate = model.gate.get(head, {})
+        m["gate"] = gate_report(
+            confidence, correct, gate.get("threshold"), gate.get("target_precision", 0.0)
+        )
+        m["reliability"] = reliability_bins(confidence, correct)
+        m["reliability_uncalibrated"] = reliability_bins(raw[head].max(axis=1), raw_correct)
+    return metrics
+
+
+def _targets(frame: pd.DataFrame, labels: dict[str, list[str]]) -> dict[str, np.ndarray]:
+    return {
+        head: np.asarray([names.index(v) for v in frame[head]], dtype=np.int64)
+        for head, names in labels.items()
+    }
+
+
+def _lexical_matrix(model: TicketClassifier, texts: list[str]) -> Any:
+    return lexical_matrix(model.lexical, texts) if model.lexical is not None else None
 
 
 def load_base(
@@ -156,8 +301,10 @@ def load_base(
                 base = str(trimmed.model_dir)
             # Both load fully into memory, so the scratch copy can go.
             tokenizer = AutoTokenizer.from_pretrained(base)
-            model = TicketClassifier.from_encoder(base, labels, config.dropout, config.max_length)
-    except OSError as exc:
+            model = TicketClassifier.from_encoder(
+                base, labels, config.dropout, config.max_length, normalize=True
+            )
+    except (OSError, ValueError) as exc:  # missing files; files transformers cannot read
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot load base model {config.base_model!r}: {first_line}") from exc
     return tokenizer, model
@@ -167,8 +314,9 @@ def encode_split(
     tokenizer: PreTrainedTokenizerBase, frame: Any, labels: dict[str, list[str]], max_length: int
 ) -> EncodedSplit:
     """Tokenize once, without padding; padding happens per batch."""
+    texts = frame["text"].tolist()
     ids = tokenizer(
-        frame["text"].tolist(),
+        texts,
         truncation=True,
         max_length=max_length,
         return_attention_mask=False,
@@ -178,7 +326,27 @@ def encode_split(
         head: torch.tensor([names.index(v) for v in frame[head]], dtype=torch.long)
         for head, names in labels.items()
     }
-    return EncodedSplit(input_ids=ids, targets=targets)
+    return EncodedSplit(input_ids=ids, targets=targets, texts=texts)
+
+
+def _batch(
+    model: TicketClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    split: EncodedSplit,
+    batch_ids: list[int],
+    device: torch.device,
+) -> dict[str, Any]:
+    """Model inputs of some training rows: padded tokens and their lexical features."""
+    padded = tokenizer.pad(
+        {"input_ids": [split.input_ids[i] for i in batch_ids]}, return_tensors="pt"
+    )
+    inputs: dict[str, Any] = {
+        "input_ids": padded["input_ids"].to(device),
+        "attention_mask": padded["attention_mask"].to(device),
+    }
+    if model.lexical is not None:
+        inputs["lexical"] = model.lexical.batch([split.texts[i] for i in batch_ids], device)
+    return inputs
 
 
 def length_grouped_batches(
@@ -203,10 +371,10 @@ def fit(
     labels: dict[str, list[str]],
     config: TrainConfig,
     device: torch.device,
-    progress: ProgressCallback | None,
-    progress_bar: bool,
+    reporter: Reporter,
+    class_weighting: dict[str, bool],
 ) -> tuple[int, int]:
-    """The optimisation loop; leaves the best-validation weights in `model`.
+    """The fine-tuning loop; leaves the best-validation weights in `model`.
 
     Returns (best epoch, epochs run).
     """
@@ -219,7 +387,7 @@ def fit(
     )
     losses = {
         head: torch.nn.CrossEntropyLoss(
-            weight=_class_weights(train_split, head, labels, config, device)
+            weight=_class_weights(train_split, head, labels, class_weighting[head], device)
         )
         for head in labels
     }
@@ -228,20 +396,13 @@ def fit(
     validation = splits["validation"]
 
     best_score, best_epoch, best_state, stale, step = -1.0, 0, None, 0, 0
-    reported_at = -REPORT_INTERVAL_S
     started = time.monotonic()
-    bar = tqdm(total=total_steps, desc="training", unit="step", disable=not progress_bar)
+    reporter.stage("fine-tuning", total_steps)
     for epoch in range(1, config.epochs + 1):
         model.train()
         for batch_ids in length_grouped_batches(lengths, config.batch_size, generator):
-            batch = tokenizer.pad(
-                {"input_ids": [train_split.input_ids[i] for i in batch_ids]}, return_tensors="pt"
-            )
             with autocast:
-                logits = model(
-                    input_ids=batch["input_ids"].to(device),
-                    attention_mask=batch["attention_mask"].to(device),
-                )
+                logits = model(**_batch(model, tokenizer, train_split, batch_ids, device))
                 loss = sum(
                     config.head_weight(head)
                     * losses[head](
@@ -255,23 +416,21 @@ def fit(
             scheduler.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            bar.update(1)
             elapsed = time.monotonic() - started
             # Reading the loss waits for the GPU, so it is read only when reported.
-            if step in (1, total_steps) or elapsed - reported_at >= REPORT_INTERVAL_S:
-                reported_at = elapsed
-                report = Progress(
-                    epoch,
-                    config.epochs,
-                    step,
-                    total_steps,
-                    round(loss.item(), 4),
-                    round(elapsed, 1),
-                    round(elapsed / step * (total_steps - step), 1),
+            if step in (1, total_steps) or reporter.due():
+                reporter.emit(
+                    Progress(
+                        epoch,
+                        config.epochs,
+                        step,
+                        total_steps,
+                        round(loss.item(), 4),
+                        round(time.monotonic() - reporter.started, 1),
+                        round(elapsed / step * (total_steps - step), 1),
+                    ),
+                    force=True,
                 )
-                bar.set_postfix(epoch=epoch, loss=f"{report.loss:.3f}")
-                if progress:
-                    progress(report)
 
         if not len(validation):
             best_epoch = epoch
@@ -281,8 +440,7 @@ def fit(
             evaluate_heads({head: validation[head].tolist() for head in labels}, probs, labels)
         )
         logger.info("epoch %d: validation macro-F1 %.4f", epoch, score)
-        if progress_bar:
-            bar.write(f"epoch {epoch}: validation macro-F1 {score:.4f}")
+        reporter.write(f"epoch {epoch}: validation macro-F1 {score:.4f}")
         if score > best_score:
             best_score, best_epoch, stale = score, epoch, 0
             best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -291,7 +449,7 @@ def fit(
             if config.patience and stale >= config.patience:
                 logger.info("early stop after epoch %d (best %d)", epoch, best_epoch)
                 break
-    bar.close()
+    reporter.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     return best_epoch, epoch
@@ -310,7 +468,7 @@ def build_optimizer(model: TicketClassifier, config: TrainConfig) -> torch.optim
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue
-        if name.startswith("heads."):
+        if name.startswith(("heads.", "lexical_weights.")):
             lr = head_lr
         else:
             depth = _layer_index(name, layers)
@@ -334,10 +492,10 @@ def _class_weights(
     split: EncodedSplit,
     head: str,
     labels: dict[str, list[str]],
-    config: TrainConfig,
+    balanced: bool,
     device: torch.device,
 ) -> torch.Tensor | None:
-    if not config.class_weighting:
+    if not balanced:
         return None
     present = np.unique(split.targets[head].numpy())
     weights = np.ones(len(labels[head]), dtype=np.float32)

@@ -60,4 +60,5 @@ def job_public(job: Job) -> TrainJobPublic:
     values = job.to_dict()
     values["job_id"] = values.pop("id")
     values.pop("pid")
+    values["eta_s"] = job.eta_s()
     return TrainJobPublic.model_validate(values)

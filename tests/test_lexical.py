@@ -1,0 +1,83 @@
+"""The lexical branch's features: exactly scikit-learn's TF-IDF, without scikit-learn."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+
+from training.lexical import BLOCKS, fit_lexical, lexical_matrix
+from training.model import LexicalFeaturizer
+from training.sample_data import generate_tickets
+
+TRAIN_TEXTS = [
+    *generate_tickets(200, seed=3)["subject"],
+    "Drucker druckt nicht, Straße 5, Größe XL",
+    "a b c  d\tee\nfff  ß ẞ İstanbul ǅ",
+    "Ça ne marche pas: l'imprimante est en panne",
+]
+
+
+def reference(train: list[str], texts: list[str]) -> sparse.csr_matrix:
+    """scikit-learn's own features: the baseline's union of the two vectorizers."""
+    vectorizers = [
+        TfidfVectorizer(analyzer=a, ngram_range=r, sublinear_tf=True, min_df=2).fit(train)
+        for a, r in BLOCKS
+    ]
+    return sparse.hstack([v.transform(texts) for v in vectorizers]).tocsr()
+
+
+FEATURIZER = fit_lexical(TRAIN_TEXTS, min_df=2)
+REFERENCE_TEXTS = [
+    "My printer does not print",
+    "",
+    "a",
+    "ab",
+    "   spaced    out\ttabs\nnew lines  ",
+    "Drucker Drucker Drucker Straße",
+    "İstanbul ẞ ǅ",
+    "Ça ne marche pas",
+]
+
+
+def test_features_equal_scikit_learns_tfidf() -> None:
+    ours = lexical_matrix(FEATURIZER, REFERENCE_TEXTS)
+    theirs = reference(TRAIN_TEXTS, REFERENCE_TEXTS)
+    assert ours.shape == theirs.shape
+    assert abs(ours - theirs).max() < 1e-12
+    assert ours[0].nnz > 0 and ours[1].nnz == 0  # a real ticket has features, "" has none
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.text(max_size=80))
+def test_features_equal_scikit_learns_for_any_text(text: str) -> None:
+    ours = lexical_matrix(FEATURIZER, [text])
+    theirs = reference(TRAIN_TEXTS, [text])
+    assert abs(ours - theirs).max() < 1e-12 if ours.nnz or theirs.nnz else True
+
+
+def test_featurizer_round_trips_through_json(tmp_path) -> None:
+    FEATURIZER.save(tmp_path)
+    loaded = LexicalFeaturizer.load(tmp_path)
+    assert loaded is not None and loaded.size == FEATURIZER.size
+    before = lexical_matrix(FEATURIZER, REFERENCE_TEXTS).toarray()
+    after = lexical_matrix(loaded, REFERENCE_TEXTS).toarray()
+    assert np.array_equal(before, after)
+    assert LexicalFeaturizer.load(tmp_path / "elsewhere") is None  # an encoder-only model
+
+
+def test_max_features_caps_each_block() -> None:
+    small = fit_lexical(TRAIN_TEXTS, min_df=1, max_features=50)
+    assert [len(b["terms"]) for b in small.blocks] == [50, 50]
+
+
+def test_batch_matches_the_per_text_features() -> None:
+    import torch
+
+    indices, weights, offsets = FEATURIZER.batch(REFERENCE_TEXTS[:3], torch.device("cpu"))
+    first_ids, first_values = FEATURIZER.features(REFERENCE_TEXTS[0])
+    assert offsets.tolist() == [0, len(first_ids), len(first_ids)]  # "" adds nothing
+    assert indices[: len(first_ids)].tolist() == first_ids
+    assert np.allclose(weights[: len(first_ids)].numpy(), first_values)
