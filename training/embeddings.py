@@ -30,7 +30,8 @@ CREATE TABLE IF NOT EXISTS embeddings (
     text_sha256 BLOB NOT NULL,
     vector BLOB NOT NULL,
     PRIMARY KEY (encoder, text_sha256)
-) WITHOUT ROWID
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS measurements (name TEXT PRIMARY KEY, value REAL NOT NULL);
 """
 
 EmbedProgress = Callable[[int, int, float], None]  # texts done, texts to embed, seconds left
@@ -60,7 +61,7 @@ class EmbeddingCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(_SCHEMA)
+        self._db.executescript(_SCHEMA)
 
     def get(self, texts: Sequence[str]) -> dict[int, np.ndarray]:
         """Cached vectors by position in `texts`."""
@@ -92,6 +93,15 @@ class EmbeddingCache:
                     for text, v in zip(texts, vectors, strict=True)
                 ],
             )
+
+    def measurement(self, name: str) -> float | None:
+        """A rate measured by an earlier run on this machine (e.g. seconds per unit of work)."""
+        row = self._db.execute("SELECT value FROM measurements WHERE name = ?", (name,)).fetchone()
+        return float(row[0]) if row else None
+
+    def record(self, name: str, value: float) -> None:
+        with self._db:
+            self._db.execute("INSERT OR REPLACE INTO measurements VALUES (?, ?)", (name, value))
 
     def close(self) -> None:
         self._db.close()
@@ -128,19 +138,23 @@ def embed_texts(
         )
     )
     missing.sort(key=tokens.__getitem__)
-    total_tokens, done_tokens = sum(tokens.values()), 0
+    batches = [missing[i : i + batch_size] for i in range(0, len(missing), batch_size)]
+    # A batch of median length goes first, so the first measurement speaks for the whole.
+    if batches:
+        batches.insert(0, batches.pop(len(batches) // 2))
+    total_tokens, done_tokens, done = sum(tokens.values()), 0, 0
     model.eval()
     started = time.monotonic()
-    for start in range(0, len(missing), batch_size):
-        rows = missing[start : start + batch_size]
+    for rows in batches:
         batch = encode(tokenizer, [texts[i] for i in rows], model.max_length, device)
         out[rows] = model.pool(batch["input_ids"], batch["attention_mask"]).float().cpu().numpy()
         if cache is not None:
             cache.put([texts[i] for i in rows], out[rows])
         done_tokens += sum(tokens[i] for i in rows)
+        done += len(rows)
         if progress is not None:
             per_token = (time.monotonic() - started) / done_tokens
-            progress(start + len(rows), len(missing), per_token * (total_tokens - done_tokens))
+            progress(done, len(missing), per_token * (total_tokens - done_tokens))
     return out, len(missing)
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -96,11 +98,22 @@ def fold_assignment(targets: np.ndarray, folds: int, seed: int) -> np.ndarray:
     return out
 
 
+FitProgress = Callable[[int, int, float], None]  # units done, units in all, seconds so far
+
+
+def fit_units(model: TicketClassifier, rows: int, config: TrainConfig) -> int:
+    """The work of `fit_linear_heads` in units that cost about the same: one class of one head,
+    one candidate setting, over all rows (liblinear trains one-vs-rest, in time ~ rows)."""
+    classes = sum(len(names) for names in model.labels.values())
+    return classes * len(candidate_settings(config)) * rows
+
+
 def fit_linear_heads(
     model: TicketClassifier,
     features: Features,
     targets: dict[str, np.ndarray],
     config: TrainConfig,
+    progress: FitProgress | None = None,
 ) -> tuple[dict[str, HeadChoice], dict[str, np.ndarray]]:
     """Cross-fit and choose every head; the averaged heads end up in `model`.
 
@@ -110,6 +123,7 @@ def fit_linear_heads(
     fold_of = fold_assignment(targets[first], config.folds, config.seed)
     jobs = config.num_threads or os.cpu_count() or 1
     choices, out_of_fold = {}, {}
+    total, done, started = fit_units(model, len(fold_of), config), 0, time.monotonic()
     for head, names in model.labels.items():
         best: tuple[float, LinearHead, np.ndarray, HeadChoice] | None = None
         for c, weight, balanced in candidate_settings(config):
@@ -134,6 +148,9 @@ def fit_linear_heads(
             )
             logger.info("%s: C %g, dense weight %g, balanced %s -> out-of-fold macro-F1 %.4f",
                         head, c, weight, balanced, score)  # fmt: skip
+            done += len(names) * len(fold_of)
+            if progress is not None:
+                progress(done, total, time.monotonic() - started)
             if best is None or score > best[0]:
                 choice = HeadChoice(c, weight, balanced, score)
                 best = (score, _average(fitted), scores, choice)

@@ -105,18 +105,38 @@ class Reporter:
             self.on_plan({**self.plan.to_dict(), "expected_s": round(expected, 1)})
         self.plan = None
 
-    def embedding(self) -> Callable[[int, int, float], None]:
-        """The progress callback of `embed_texts`; the first batch measures the expected time."""
+    def embedding(
+        self, later_texts: int = 0, later_s: float = 0.0
+    ) -> Callable[[int, int, float], None]:
+        """The progress callback of `embed_texts`. Its first batch measures the expected time:
+        the embedding left, `later_texts` more to embed at the same pace (the test split, after
+        training), and `later_s` of work measured by an earlier run (fitting the heads)."""
         self.stage("embedding", 1)
+        began = time.monotonic()
 
         def report(done: int, total: int, eta: float) -> None:
             if self.bar is not None:
                 self.bar.total = total
-            self.send_plan(eta)
+            per_text = (time.monotonic() - began + eta) / total
+            self.send_plan(eta + per_text * later_texts + later_s)
             elapsed = round(time.monotonic() - self.started, 1)
             self.emit(
                 Progress(1, 1, done, total, None, elapsed, round(eta, 1), "embedding"),
                 force=done in (1, total),
+            )
+
+        return report
+
+    def fitting(self) -> Callable[[int, int, float], None]:
+        """The progress callback of `fit_linear_heads`: work units done, in all, seconds."""
+        self.stage("fitting heads", 1)
+
+        def report(done: int, total: int, seconds: float) -> None:
+            eta = seconds / done * (total - done)
+            elapsed = round(time.monotonic() - self.started, 1)
+            self.emit(
+                Progress(1, 1, done, total, None, elapsed, round(eta, 1), "fitting heads"),
+                force=done == total,
             )
 
         return report

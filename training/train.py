@@ -37,7 +37,7 @@ from training.evaluate import (
     reliability_bins,
 )
 from training.export import export_model
-from training.heads import Features, fit_linear_heads
+from training.heads import Features, fit_linear_heads, fit_units
 from training.lexical import fit_lexical, lexical_matrix
 from training.model import (
     TicketClassifier,
@@ -51,6 +51,8 @@ from training.progress import PlanCallback, Progress, ProgressCallback, Reporter
 from training.vocab_trim import is_trimmable, trim_vocabulary
 
 logger = logging.getLogger(__name__)
+
+FIT_RATE = "head_fit_seconds_per_unit"
 
 
 @dataclass
@@ -121,35 +123,42 @@ def train(
     logger.info("mode %s: %s", plan.mode, plan.reason)
     reporter = Reporter(progress, progress_bar, started, plan, on_plan)
 
-    cache = EmbeddingCache(
-        embedding_cache, encoder_fingerprint(base, config.max_length, model.normalize)
-    )
-    try:
-        dense, computed = embed_texts(
-            model,
-            tokenizer,
-            train_texts + validation_texts,
-            cache,
-            progress=reporter.embedding(),
-        )
-    finally:
-        cache.close()
-    reporter.send_plan(0.0)  # everything was cached: nothing was measured
-    reporter.stage("fitting heads")
     # fast: the lexical vocabulary and the heads are fitted on train + validation (the heads
     # cross-fitted: their out-of-fold logits then calibrate them); full: on train only, as the
     # start of the fine-tune, and the held-out validation split steers early stopping and
     # calibration.
     fitted = train_texts + validation_texts if plan.mode == "fast" else train_texts
     fitted_frame = pd.concat([splits["train"], splits["validation"]])[: len(fitted)]
-    if config.lexical:
-        model.set_lexical(fit_lexical(fitted, config.lexical_min_df, config.lexical_max_features))
-    choices, out_of_fold = fit_linear_heads(
-        model,
-        Features(_lexical_matrix(model, fitted), dense[: len(fitted)]),
-        _targets(fitted_frame, labels),
-        config,
+    cache = EmbeddingCache(
+        embedding_cache, encoder_fingerprint(base, config.max_length, model.normalize)
     )
+    try:
+        # Seconds per unit of head fitting, as the last run on this machine measured it.
+        fit_rate = cache.measurement(FIT_RATE) or 0.0
+        units = fit_units(model, len(fitted), config)
+        dense, computed = embed_texts(
+            model,
+            tokenizer,
+            train_texts + validation_texts,
+            cache,
+            progress=reporter.embedding(len(splits["test"]), fit_rate * units),
+        )
+        reporter.send_plan(fit_rate * units)  # everything was cached: nothing was measured
+        if config.lexical:
+            model.set_lexical(
+                fit_lexical(fitted, config.lexical_min_df, config.lexical_max_features)
+            )
+        fitting_started = time.monotonic()
+        choices, out_of_fold = fit_linear_heads(
+            model,
+            Features(_lexical_matrix(model, fitted), dense[: len(fitted)]),
+            _targets(fitted_frame, labels),
+            config,
+            progress=reporter.fitting(),
+        )
+        cache.record(FIT_RATE, (time.monotonic() - fitting_started) / units)
+    finally:
+        cache.close()
     best_epoch, epochs_run = 0, 0
     if plan.mode == "full":
         weighting = {head: choice.class_weighting for head, choice in choices.items()}
