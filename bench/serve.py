@@ -160,14 +160,16 @@ def pipeline_mode(model_dir: Path, texts: list[str], device: torch.device) -> Mo
 # -- TorchServe -----------------------------------------------------------------------------
 
 
-async def http_load(url: str, bodies: list[dict[str, Any]], concurrency: int) -> Run:
+async def http_load(
+    url: str, bodies: list[dict[str, Any]], concurrency: int, headers: dict[str, str]
+) -> Run:
     """Closed loop: `concurrency` clients, each sending its next body when answered."""
     queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     for body in bodies:
         queue.put_nowait(body)
     latencies: list[float] = []
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(timeout=300, limits=limits) as client:
+    async with httpx.AsyncClient(timeout=300, limits=limits, headers=headers) as client:
 
         async def worker() -> None:
             while not queue.empty():
@@ -183,17 +185,17 @@ async def http_load(url: str, bodies: list[dict[str, Any]], concurrency: int) ->
         return latencies, time.perf_counter() - started
 
 
-def torchserve_modes(url: str, texts: list[str]) -> list[Mode]:
+def torchserve_modes(url: str, texts: list[str], headers: dict[str, str]) -> list[Mode]:
     singles = [{"ticket_data": t} for t in texts]
     lists = [{"tickets": texts[i : i + LIST_SIZE]} for i in range(0, len(texts), LIST_SIZE)]
-    asyncio.run(http_load(url, singles[:16], 8))  # warm-up
+    asyncio.run(http_load(url, singles[:16], 8, headers))  # warm-up
     modes = [
         Mode(
             "(a) TorchServe, 1 ticket/request",
             n,
             1,
             len(texts),
-            lambda n=n: asyncio.run(http_load(url, singles, n)),
+            lambda n=n: asyncio.run(http_load(url, singles, n, headers)),
         )
         for n in (1, 8, 32)
     ]
@@ -203,7 +205,7 @@ def torchserve_modes(url: str, texts: list[str]) -> list[Mode]:
             n,
             LIST_SIZE,
             len(texts),
-            lambda n=n: asyncio.run(http_load(url, lists, n)),
+            lambda n=n: asyncio.run(http_load(url, lists, n, headers)),
         )
         for n in (1, 2)
     ]
@@ -316,7 +318,8 @@ def run_benchmark(args: argparse.Namespace, work: Path, device: torch.device) ->
     build_archive(model_dir, store, version="1", settings=settings)
     with TorchServe(store, work / "torchserve", load_models="ticket-v1.mar") as server:
         report_worker_device(server)
-        modes = torchserve_modes(f"{server.inference_url}/predictions/{MODEL}", texts) + modes
+        url = f"{server.inference_url}/predictions/{MODEL}"
+        modes = torchserve_modes(url, texts, server.keys.headers("inference")) + modes
         load_before = load_average()
         for round_number in range(1, args.rounds + 1):
             for mode in modes:

@@ -6,7 +6,9 @@ Packed into every .mar with `ticket_model.py` (a verbatim copy of training/model
 One call of `handle` serves one dynamic batch (up to the archive's batchSize requests): every
 request is parsed, the tickets of all good requests are tokenized together (padded to the longest,
 sorted by length), run through the model in one forward pass under `torch.inference_mode()` and
-brought to the host once; each request then gets its own answer, a bad one its own 400.
+brought to the host once; each request then gets its own answer, a bad one its own 400. Should
+the batched pass fail, each request is run again alone, so a ticket that breaks the model fails
+only its own request (500), never its batch neighbours.
 
 Settings come from the `handler:` section of the archive's model-config.yaml:
     top_k               labels listed per head (default 3)
@@ -78,8 +80,13 @@ class TicketHandler(BaseHandler):
         """Answer one batch of requests; the list holds one JSON body per request."""
         started = time.perf_counter()
         plan = self.preprocess(data, context)
-        probs = self.inference(plan.texts)
-        answers = self.postprocess(plan, probs, context)
+        try:
+            answers = self.postprocess(plan, self.inference(plan.texts), context)
+        except Exception:
+            if len(data) == 1:
+                raise
+            logger.exception("batch of %d requests failed: answering each alone", len(data))
+            answers = [self._alone(idx, row, context) for idx, row in enumerate(data)]
         elapsed_ms = (time.perf_counter() - started) * 1000
         # The batch size is logged (model_log.log) and counted, so batching can be observed.
         logger.info(
@@ -113,20 +120,40 @@ class TicketHandler(BaseHandler):
         self, plan: ticket_requests.BatchPlan, probs: dict[str, Any], context: Any
     ) -> list[bytes]:
         """One JSON body per request, with its HTTP status and content type set on the context."""
-        predictions = (
-            ticket_model.format_predictions(probs, self.model.labels, self.top_k, self.model.gate)
-            if probs
-            else []
+        answers = ticket_requests.batch_answers(plan, self._predictions(probs), self.model_version)
+        return [_respond(context, idx, status, body) for idx, (status, body) in enumerate(answers)]
+
+    def _predictions(self, probs: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
+        if not probs:
+            return []
+        return ticket_model.format_predictions(
+            probs, self.model.labels, self.top_k, self.model.gate
         )
-        bodies = []
-        for idx, (status, answer) in enumerate(
-            ticket_requests.batch_answers(plan, predictions, self.model_version)
-        ):
-            context.set_response_content_type(idx, "application/json")
-            if status != 200:
-                context.set_response_status(status, "Bad Request", idx)
-            bodies.append(json.dumps(answer, ensure_ascii=False).encode("utf-8"))
-        return bodies
+
+    def _alone(self, idx: int, row: dict[str, Any], context: Any) -> bytes:
+        """Answer request `idx` of a failed batch by itself; its own failure becomes a 500."""
+        plan = ticket_requests.plan_batch([(row, _content_type(context, idx, row))])
+        try:
+            predictions = self._predictions(self.inference(plan.texts))
+            status, body = ticket_requests.batch_answers(plan, predictions, self.model_version)[0]
+        except Exception as exc:
+            logger.exception("request %d of the batch failed on its own", idx)
+            status, body = (
+                500,
+                ticket_requests.error_answer(
+                    f"this request could not be classified: {type(exc).__name__}", status=500
+                ),
+            )
+        return _respond(context, idx, status, body)
+
+
+def _respond(context: Any, idx: int, status: int, body: dict[str, Any]) -> bytes:
+    """Set request `idx`'s content type (and status, unless 200); its JSON body as bytes."""
+    context.set_response_content_type(idx, "application/json")
+    if status != 200:
+        reason = "Bad Request" if status == 400 else "Internal Server Error"
+        context.set_response_status(status, reason, idx)
+    return json.dumps(body, ensure_ascii=False).encode("utf-8")
 
 
 def _content_type(context: Any, idx: int, row: dict[str, Any]) -> str | None:

@@ -170,9 +170,10 @@ def format_ticket(
     }
 
 
-def error_answer(message: str) -> dict[str, Any]:
-    """A 400 body shaped like TorchServe's own errors, so clients read both the same way."""
-    return {"code": 400, "type": "BadRequest", "message": message}
+def error_answer(message: str, status: int = 400) -> dict[str, Any]:
+    """An error body shaped like TorchServe's own errors, so clients read both the same way."""
+    kind = "BadRequest" if status == 400 else "InternalServerError"
+    return {"code": status, "type": kind, "message": message}
 
 
 def _media_type(content_type: str | None) -> str:

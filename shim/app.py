@@ -16,26 +16,32 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import httpx
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from swagger_ui_bundle import swagger_ui_path
 
 from shim.classifier import Classifier
-from shim.deps import Services, require_api_key
+from shim.deps import Services
 from shim.errors import ApiError
+from shim.guard import RequestGuard
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
 from shim.routes import classify, models, ops, train, train_data
 from shim.settings import Settings
 from shim.store import Store
-from shim.torchserve import AsyncTorchServeClient, TorchServeClient, TorchServeError
+from shim.supervisor import Supervisor
+from shim.torchserve import AsyncTorchServeClient, KeyFile, TorchServeClient, TorchServeError
 from shim.versions import ModelVersions
 
 logger = logging.getLogger(__name__)
 
 API_PREFIX = "/api/v1"
+DOCS_STATIC = "/docs/static"
 DESCRIPTION = """Upload labelled help-desk tickets, train a classifier in the background, and
 classify new tickets by queue and priority. Every /api/v1 route takes `Authorization: Bearer
 <key>` when the service has an API key."""
@@ -43,15 +49,27 @@ classify new tickets by queue and priority. Every /api/v1 route takes `Authoriza
 
 @dataclass(frozen=True)
 class TorchServeEndpoints:
-    """Where the running TorchServe answers (both on loopback)."""
+    """Where the running TorchServe answers (both on loopback), and its keys."""
 
     inference_url: str
     management_url: str
+    keys: KeyFile | None = None
 
 
-def create_app(settings: Settings, torchserve: TorchServeEndpoints | None = None) -> FastAPI:
-    """Build one service instance on `settings.data_dir`, talking to `torchserve` if given."""
+def create_app(
+    settings: Settings,
+    torchserve: TorchServeEndpoints | None = None,
+    supervisor: Supervisor | None = None,
+) -> FastAPI:
+    """Build one service instance on `settings.data_dir`, talking to `torchserve` if given.
+
+    With a `supervisor`, a restarted TorchServe gets its model versions back, and the health
+    routes report the restart.
+    """
     services = build_services(settings, torchserve)
+    services.supervisor = supervisor
+    if supervisor is not None:
+        supervisor.after_restart.append(services.versions.restore)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -78,17 +96,44 @@ def create_app(settings: Settings, torchserve: TorchServeEndpoints | None = None
         summary="Support-ticket classifier: upload, train, classify, model versions",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served below from local files: FastAPI's loads them from a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.services = services
     app.middleware("http")(services.metrics.middleware)
+    # Added last, so it runs first: no key, no body.
+    app.add_middleware(
+        RequestGuard,
+        api_key=services.api_key,
+        max_body_bytes=settings.max_request_bytes,
+        upload_path=f"{API_PREFIX}/train-data",
+        max_upload_bytes=settings.max_upload_bytes,
+        protected_prefix=API_PREFIX,
+    )
     add_error_handlers(app)
 
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(require_api_key)])
+    api = APIRouter(prefix=API_PREFIX)
     for module in (train_data, train, classify, models):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)
     return app
+
+
+def add_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the swagger-ui-bundle package: no internet needed."""
+    app.mount(DOCS_STATIC, StaticFiles(directory=str(swagger_ui_path)), name="docs-static")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} - API",
+            swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+        )
 
 
 def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -> Services:
@@ -97,12 +142,9 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
     sync_client = async_client = None
     if torchserve is not None:
         timeout = settings.torchserve_timeout_s
-        sync_client = TorchServeClient(
-            torchserve.inference_url, torchserve.management_url, timeout=timeout
-        )
-        async_client = AsyncTorchServeClient(
-            torchserve.inference_url, torchserve.management_url, timeout=timeout
-        )
+        urls = (torchserve.inference_url, torchserve.management_url)
+        sync_client = TorchServeClient(*urls, timeout=timeout, keys=torchserve.keys)
+        async_client = AsyncTorchServeClient(*urls, timeout=timeout, keys=torchserve.keys)
     metrics = ApiMetrics()
     versions = ModelVersions(store, settings, sync_client, settings.max_loaded_versions)
     return Services(
@@ -140,7 +182,7 @@ def add_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed"}
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
         code = codes.get(exc.status_code, f"http_{exc.status_code}")
         message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
         if exc.status_code == 404:

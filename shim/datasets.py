@@ -7,14 +7,16 @@ that uploads cleanly also trains, and `ticketserve train FILE` reports the same 
 from __future__ import annotations
 
 import codecs
+import hashlib
 import json
 from dataclasses import dataclass
 
 from shim.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaType
 from shim.schemas import DatasetPublic, TrainDataSummaryPublic, TrainDataUploadPublic
 from shim.store import DatasetRecord, Store, utcnow
-from training.data import Columns, DataError, Format, TicketData, read_table, validate
+from training.data import DELIMITERS, Columns, DataError, Format, TicketData, read_table, validate
 from training.labels import label_key
+from training.text_rules import MAX_TICKET_CHARS
 
 MEDIA_TYPES: dict[str, Format] = {
     "text/csv": "csv",
@@ -27,6 +29,7 @@ MEDIA_TYPES: dict[str, Format] = {
     "application/jsonlines": "jsonl",
 }
 UPLOAD_SOURCE = "upload"
+MAX_KEY_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,33 @@ class UploadOptions:
     priority_column: str | None = None
     delimiter: str = ","
     min_class_examples: int = 5
+    max_text_chars: int = MAX_TICKET_CHARS
+    idempotency_key: str | None = None  # the client's; else the body's hash is the key
+
+    def __post_init__(self) -> None:
+        if self.delimiter not in DELIMITERS:
+            shown = ", ".join(repr(d) for d in DELIMITERS)
+            raise Unprocessable(
+                f"delimiter must be one of {shown}, got {self.delimiter!r}",
+                {"loc": ["query", "delimiter"]},
+                code="validation_error",
+            )
+        key = self.idempotency_key
+        if key is not None and not (0 < len(key) <= MAX_KEY_CHARS and key.isprintable()):
+            raise BadRequest(
+                f"Idempotency-Key must be 1 to {MAX_KEY_CHARS} printable characters",
+                code="bad_idempotency_key",
+            )
+
+    def upload_key(self, raw: bytes, content_type: str | None) -> str:
+        """What makes two uploads the same: the client's key, else body, type and options."""
+        if self.idempotency_key is not None:
+            return "key:" + self.idempotency_key
+        digest = hashlib.sha256(raw)
+        options = [content_type, self.replace, self.text_column, self.queue_column,
+                   self.priority_column, self.delimiter]  # fmt: skip
+        digest.update(json.dumps(options).encode())
+        return "sha256:" + digest.hexdigest()
 
 
 def upload_format(content_type: str | None) -> tuple[Format, str | None]:
@@ -56,13 +86,25 @@ def upload_format(content_type: str | None) -> tuple[Format, str | None]:
         key, _, value = param.partition("=")
         if key.strip().lower() == "charset":
             charset = value.strip().strip('"').lower() or None
+    if charset is not None:
+        try:
+            # Only text encodings: rot13, base64 or zlib are codecs too, but not charsets.
+            if not codecs.lookup(charset)._is_text_encoding:
+                raise LookupError(charset)
+        except LookupError as exc:
+            raise UnsupportedMediaType(f"unknown charset {charset[:40]!r}") from exc
     return fmt, charset
 
 
 def ingest(
     store: Store, raw: bytes, content_type: str | None, options: UploadOptions
 ) -> TrainDataUploadPublic:
-    """Validate one body and store its accepted rows as a new dataset."""
+    """Validate one body and store its accepted rows as a new dataset.
+
+    An upload repeating an earlier one (same Idempotency-Key, or the same body and options)
+    whose dataset is still stored is validated again but not stored twice: `duplicate_of`.
+    """
+    upload_key = options.upload_key(raw, content_type)
     fmt, charset = upload_format(content_type)
     raw = _to_utf8(raw, charset)
     try:
@@ -73,19 +115,29 @@ def ingest(
         text=options.text_column, queue=options.queue_column, priority=options.priority_column
     )
     try:
-        data = validate(table, UPLOAD_SOURCE, columns, options.min_class_examples)
+        data = validate(
+            table, UPLOAD_SOURCE, columns, options.min_class_examples, options.max_text_chars
+        )
     except DataError as exc:
         raise Unprocessable(
             str(exc), {"columns": [str(c) for c in table.columns]}, code="invalid_data"
         ) from exc
 
     with store.upload_lock:
-        return _store_upload(store, data, options, fmt, len(raw))
+        return _store_upload(store, data, options, fmt, len(raw), upload_key)
 
 
 def _store_upload(
-    store: Store, data: TicketData, options: UploadOptions, fmt: Format, size: int
+    store: Store,
+    data: TicketData,
+    options: UploadOptions,
+    fmt: Format,
+    size: int,
+    upload_key: str,
 ) -> TrainDataUploadPublic:
+    earlier = store.dataset_for_key(upload_key)
+    if earlier is not None:
+        return _upload_public(store, earlier, data, options, duplicate=True)
     heads = list(data.heads)
     stored = store.datasets()
     stored_heads = stored[0].heads if stored else heads
@@ -112,15 +164,22 @@ def _store_upload(
         created_at=utcnow(),
     )
     try:
-        store.add_dataset(record, replace=options.replace)
+        store.add_dataset(record, replace=options.replace, upload_key=upload_key)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+    return _upload_public(store, dataset_id, data, options, duplicate=False)
+
+
+def _upload_public(
+    store: Store, dataset_id: str, data: TicketData, options: UploadOptions, duplicate: bool
+) -> TrainDataUploadPublic:
     report = data.report.to_dict()
     datasets = store.datasets()
     return TrainDataUploadPublic(
         dataset_id=dataset_id,
-        replaced=options.replace,
+        replaced=options.replace and not duplicate,
+        duplicate=duplicate,
         **{k: report[k] for k in _REPORT_FIELDS},
         stored_rows=sum(d.rows for d in datasets),
         stored_datasets=len(datasets),
@@ -176,10 +235,7 @@ def _to_utf8(raw: bytes, charset: str | None) -> bytes:
     """Re-encode a body declared in another charset; UTF-8 (the default) passes unchanged."""
     if charset is None:
         return raw
-    try:
-        codec = codecs.lookup(charset)
-    except LookupError as exc:
-        raise UnsupportedMediaType(f"unknown charset {charset!r}") from exc
+    codec = codecs.lookup(charset)  # upload_format has checked it
     if codec.name in ("utf-8", "utf-8-sig"):
         return raw
     try:

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 
 from shim.classifier import Classifier
-from shim.errors import Unauthorized
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
 from shim.settings import Settings
 from shim.store import Store
+from shim.supervisor import Supervisor
 from shim.versions import ModelVersions
 
 
@@ -28,6 +27,7 @@ class Services:
     versions: ModelVersions
     classifier: Classifier
     metrics: ApiMetrics
+    supervisor: Supervisor | None = None
 
 
 def get_services(request: Request) -> Services:
@@ -60,20 +60,3 @@ StoreDep = Annotated[Store, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 VersionsDep = Annotated[ModelVersions, Depends(get_versions)]
 ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
-
-
-def require_api_key(request: Request) -> None:
-    """401 unless `Authorization: Bearer <key>` matches the configured key (when there is one)."""
-    expected = get_services(request).api_key
-    if expected is None:
-        return
-    scheme, _, given = request.headers.get("authorization", "").partition(" ")
-    # compare_digest: the time taken does not reveal how much of the key was right.
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode(), expected.encode()
-    ):
-        raise Unauthorized(
-            "missing or wrong API key: send 'Authorization: Bearer <key>'",
-            code="unauthorized",
-            headers={"WWW-Authenticate": "Bearer"},
-        )

@@ -1,6 +1,7 @@
 """Training jobs: the job record and the runner that trains in a child process.
 
-A job is a record with a status (queued -> running -> succeeded | failed); every change is a
+A job is a record with a status (queued -> running -> succeeded | failed | cancelled); every
+change is a
 named method that stamps its time, and the runner persists the record after each one, so the
 registry always holds the truth. The training itself runs as `python -m training.job SPEC.json`
 in its own process (and session, so a Ctrl-C in the terminal reaches only the service, which
@@ -15,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from shim.errors import BadRequest, Conflict, Unprocessable
-from shim.processes import is_job_process, terminate
+from shim.processes import child_environment, is_job_process, terminate
 from training.config import ConfigError, TrainConfig
 
 if TYPE_CHECKING:
@@ -39,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 INTERRUPTED = "interrupted: the service stopped during training"
 PROGRESS_SAVE_INTERVAL_S = 0.5
-LOG_TAIL_LINES = 8
+MAX_ERROR_CHARS = 400
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 class JobStatus(StrEnum):
@@ -47,10 +50,11 @@ class JobStatus(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED)
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 def _now() -> datetime:
@@ -134,6 +138,11 @@ class Job:
             _now(),
             error,
         )
+
+    def cancel(self) -> None:
+        """A client cancelled the job; its process is being stopped."""
+        self.status, self.phase, self.finished_at = JobStatus.CANCELLED, "done", _now()
+        self.error = "cancelled through the API"
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -299,6 +308,32 @@ class JobRunner:
             return None
         return round(float(seconds) / previous.data_rows * rows, 1)
 
+    def cancel(self, job_id: str) -> Job:
+        """Stop a queued or training job: it ends `cancelled`, its process is gone on return."""
+        job = self.store.get_job(job_id)  # 404 for an unknown id
+        with self._lock:
+            active, process, thread = self._active, self._process, self._thread
+            if active is None or active.id != job_id or active.status.is_terminal:
+                raise Conflict(
+                    f"job {job_id} is {job.status.value}; only a queued or running job can be "
+                    "cancelled",
+                    {"status": job.status.value},
+                    code="job_finished",
+                )
+            if active.phase == "publishing":
+                raise Conflict(
+                    f"job {job_id} has finished training and is publishing its model",
+                    code="job_publishing",
+                )
+            active.cancel()
+            self.store.save_job(active)
+        if process is not None and process.poll() is None:
+            terminate(process.pid)
+        if thread is not None:
+            thread.join(30)
+        logger.info("job %s cancelled", job_id)
+        return Job.from_dict(active.to_dict())
+
     def get(self, job_id: str) -> Job:
         return self.store.get_job(job_id)
 
@@ -344,7 +379,7 @@ class JobRunner:
                 logger.info("job %s succeeded: version %d", job.id, result.version)
         except Exception as exc:  # publishing (archive, TorchServe) or an unexpected bug
             logger.exception("job %s failed", job.id)
-            self._change(job, job.fail, f"{type(exc).__name__}: {exc}")
+            self._change(job, job.fail, one_line(f"{type(exc).__name__}: {exc}"))
         finally:
             with self._lock:
                 self._active, self._process = None, None
@@ -353,7 +388,7 @@ class JobRunner:
 
     def _train(self, job: Job, spec: Path, log_path: Path) -> tuple[Path, dict[str, Any]] | None:
         """Run the child to its end; returns (model dir, metrics), or None after a failure."""
-        env = {**os.environ, "TOKENIZERS_PARALLELISM": "false"}
+        env = child_environment(TOKENIZERS_PARALLELISM="false")
         with open(log_path, "ab") as log:
             with self._lock:
                 if self._stopping:
@@ -405,7 +440,7 @@ class JobRunner:
             elif kind == "done":
                 done = event
             elif kind == "error":
-                error = event.get("message") or event.get("kind") or "training failed"
+                error = one_line(event.get("message") or event.get("kind") or "training failed")
         return done, error
 
     def _change(self, job: Job, method: Callable[..., None], *args: Any) -> None:
@@ -417,9 +452,17 @@ class JobRunner:
             self.store.save_job(job)
 
 
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
+def _tail(path: Path) -> str:
+    """The last line the training process logged (progress bars redraw with CR: last state)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
     except OSError:
         return "(no log)"
-    return " | ".join(line for line in text.strip().splitlines()[-lines:]) or "(empty log)"
+    lines = [line.strip() for line in re.split(r"[\r\n]+", text) if line.strip()]
+    return one_line(lines[-1]) if lines else "(empty log)"
+
+
+def one_line(text: str, limit: int = MAX_ERROR_CHARS) -> str:
+    """A message as one line of at most `limit` characters (for job errors)."""
+    text = " ".join(_ANSI.sub("", text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

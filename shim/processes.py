@@ -1,4 +1,4 @@
-"""Find and stop training processes by pid, safely: pids are reused, zombies linger."""
+"""Child processes: their environment, and stopping them by pid safely (pids are reused)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,15 @@ import time
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+
+# Secrets of the service that its children (TorchServe, training) have no use for.
+PRIVATE_VARIABLES = ("TICKETSERVE_API_KEY",)
+
+
+def child_environment(**extra: str) -> dict[str, str]:
+    """This process's environment without the service's secrets, plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in PRIVATE_VARIABLES}
+    return {**env, **extra}
 
 
 def is_job_process(pid: int, job_id: str) -> bool:

@@ -6,6 +6,7 @@ default are defined once, in the training package; here every field is optional.
 
 from __future__ import annotations
 
+import sys
 from dataclasses import fields
 from datetime import datetime
 from typing import Any, Literal, get_type_hints
@@ -13,8 +14,13 @@ from typing import Any, Literal, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from training.config import TrainConfig
+from training.text_rules import text_problem
 
-JobStatusName = Literal["queued", "running", "succeeded", "failed"]
+# Model versions count from 1; a larger number than this cannot exist (SQLite's integers and
+# TorchServe's version strings both hold it).
+MAX_VERSION = 2**31 - 1
+
+JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class ErrorBody(BaseModel):
@@ -42,6 +48,11 @@ class TrainDataUploadPublic(BaseModel):
 
     dataset_id: str
     replaced: bool = Field(description="whether earlier uploads were replaced")
+    duplicate: bool = Field(
+        False,
+        description="the same upload (Idempotency-Key, or body and options) is already stored "
+        "as dataset_id: nothing was added",
+    )
     rows_read: int
     rows_accepted: int
     rows_rejected: int
@@ -151,6 +162,9 @@ class TicketIn(BaseModel):
             raise ValueError("a ticket needs 'ticket_data' or 'subject'/'body'")
         if not self.text():
             raise ValueError("the ticket text is empty")
+        # Length is the service's setting, checked by the classifier.
+        if problem := text_problem(self.text(), max_chars=sys.maxsize):
+            raise ValueError(problem)
         return self
 
     def text(self) -> str:
@@ -246,7 +260,10 @@ class ModelDeletedPublic(BaseModel):
 
 
 class HealthPublic(BaseModel):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "degraded"] = "ok"
+    torchserve: Literal["up", "restarting", "not_started"] = "up"
+    restarts: int = Field(0, description="TorchServe restarts since the service started")
+    detail: str | None = None
 
 
 class ReadyPublic(BaseModel):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import logging.handlers
 import signal
 from pathlib import Path
 from types import FrameType
@@ -18,8 +19,10 @@ import psutil
 import uvicorn
 
 from shim.app import TorchServeEndpoints, create_app
+from shim.http_protocol import LingeringH11Protocol
 from shim.settings import Settings
 from shim.store import Store
+from shim.supervisor import Supervisor
 from shim.torchserve import DEFAULT_CONFIG, TorchServe
 
 logger = logging.getLogger(__name__)
@@ -35,11 +38,13 @@ def serve(settings: Settings) -> None:
     """Run until interrupted; TorchServe is always stopped on the way out."""
     settings.check_exposure()
     store = Store(settings.data_dir)
+    _log_to_file(store.root / "logs" / "service.log")
     workdir = store.root / "torchserve"
     workdir.mkdir(exist_ok=True)
     stop_stale_torchserve(workdir)
 
     previous = signal.signal(signal.SIGTERM, _raise_stop)
+    supervisor: Supervisor | None = None
     torchserve = TorchServe(
         store.model_store,
         workdir,
@@ -50,12 +55,22 @@ def serve(settings: Settings) -> None:
         torchserve.start(timeout=settings.torchserve_start_timeout_s)
         _write_pid(workdir, torchserve.pid)
         logger.info("TorchServe ready on %s", torchserve.inference_url)
-        endpoints = TorchServeEndpoints(torchserve.inference_url, torchserve.management_url)
-        app = create_app(settings, endpoints)
+        endpoints = TorchServeEndpoints(
+            torchserve.inference_url, torchserve.management_url, torchserve.keys
+        )
+        supervisor = Supervisor(torchserve, start_timeout_s=settings.torchserve_start_timeout_s)
+        supervisor.after_restart.append(lambda: _write_pid(workdir, torchserve.pid))
+        app = create_app(settings, endpoints, supervisor)
+        supervisor.start()
         # uvicorn handles SIGINT/SIGTERM itself: it finishes requests, runs the app's shutdown
         # (which stops a training job), then returns here.
         config = uvicorn.Config(
-            app, host=settings.host, port=settings.port, log_level="info", access_log=False
+            app,
+            host=settings.host,
+            port=settings.port,
+            log_level="info",
+            access_log=False,
+            http=LingeringH11Protocol,
         )
         uvicorn.Server(config).run()
     except (Stop, KeyboardInterrupt):
@@ -64,6 +79,8 @@ def serve(settings: Settings) -> None:
         # A second signal must not cut the clean-up short and leave TorchServe running.
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        if supervisor is not None:
+            supervisor.stop()
         torchserve.stop()
         (workdir / PID_FILE).unlink(missing_ok=True)
         signal.signal(signal.SIGTERM, previous)
@@ -98,6 +115,16 @@ def stop_stale_torchserve(workdir: Path) -> None:
         process.kill()
     psutil.wait_procs(alive, timeout=10)
     path.unlink(missing_ok=True)
+
+
+def _log_to_file(path: Path) -> None:
+    """The service's log also goes to `path`, rotated at 10 MB (5 kept)."""
+    path.parent.mkdir(exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(
+        path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
+    )
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(handler)
 
 
 def _write_pid(workdir: Path, pid: int | None) -> None:

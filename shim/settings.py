@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from training.text_rules import MAX_TICKET_CHARS
+
 ENV_PREFIX = "TICKETSERVE_"
 LOOPBACK_NAMES = ("localhost",)
 
@@ -43,12 +45,19 @@ class Settings(BaseModel):
     data_dir: Path = Field(Path("var"), description="registry, datasets, models and archives")
     api_key: str | None = Field(None, description="Bearer key for /api/v1 (None: no auth)")
     api_key_file: Path | None = Field(None, description="file holding the API key")
-    max_upload_bytes: int = Field(50 * 1024 * 1024, ge=1, description="largest upload body")
-    max_ticket_chars: int = Field(50_000, ge=1, description="longest ticket text accepted")
-    max_batch: int = Field(64, ge=1, description="most tickets in one classify request")
+    max_upload_bytes: int = Field(
+        50 * 1024 * 1024, ge=1, le=2**34, description="largest upload body (train-data)"
+    )
+    max_request_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, le=2**30, description="largest body of every other request"
+    )
+    max_ticket_chars: int = Field(
+        MAX_TICKET_CHARS, ge=1, le=1_000_000, description="longest ticket text accepted"
+    )
+    max_batch: int = Field(64, ge=1, le=1024, description="most tickets in one classify request")
     model_name: str = Field("ticket", description="model name inside TorchServe")
     max_loaded_versions: int = Field(
-        2, ge=1, description="versions kept registered with TorchServe (the rest load on use)"
+        2, ge=1, le=64, description="versions kept registered in TorchServe (others load on use)"
     )
     promotion: Promotion = Field(
         "not_worse",
@@ -76,12 +85,22 @@ class Settings(BaseModel):
     train_nice: int = Field(
         0, ge=0, le=19, description="niceness of the training process (raise to favour serving)"
     )
-    torchserve_timeout_s: float = Field(30.0, gt=0, description="timeout of one TorchServe call")
-    torchserve_start_timeout_s: float = Field(180.0, gt=0, description="TorchServe start-up")
+    torchserve_timeout_s: float = Field(
+        30.0, gt=0, le=3600, description="timeout of one TorchServe call"
+    )
+    torchserve_start_timeout_s: float = Field(
+        180.0, gt=0, le=3600, description="TorchServe start-up"
+    )
     ts_config: Path | None = Field(
         None, description="TorchServe config.properties (None: the project's one)"
     )
-    retry_after_s: int = Field(10, ge=1, description="Retry-After on 503 answers")
+    retry_after_s: int = Field(10, ge=1, le=3600, description="Retry-After on 503 answers")
+
+    @field_validator("api_key")
+    @classmethod
+    def _strip_key(cls, value: str | None) -> str | None:
+        """Surrounding whitespace is no part of a key; a blank key is no key."""
+        return value.strip() or None if value is not None else None
 
     @field_validator("confidence_thresholds")
     @classmethod

@@ -58,7 +58,13 @@ CREATE TABLE IF NOT EXISTS versions (
     data_rows INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+-- An upload's key (its Idempotency-Key, else a hash of its body and options) -> its dataset.
+CREATE TABLE IF NOT EXISTS upload_keys (key TEXT PRIMARY KEY, dataset_id TEXT NOT NULL);
 """
+
+
+PRIVATE_DIR = 0o700
+PRIVATE_FILE = 0o600
 
 
 def utcnow() -> datetime:
@@ -94,6 +100,9 @@ class Store:
 
     def __init__(self, data_dir: str | Path) -> None:
         self.root = Path(data_dir).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+        # Only the service's user may enter: the files below hold tickets, models and keys.
+        self.root.chmod(PRIVATE_DIR)
         self.datasets_dir = self.root / "datasets"
         self.jobs_dir = self.root / "jobs"
         self.models_dir = self.root / "models"
@@ -106,6 +115,7 @@ class Store:
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
+        self.db_path.chmod(PRIVATE_FILE)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -137,12 +147,19 @@ class Store:
         write_atomic(path, content)
         return dataset_id, path
 
-    def add_dataset(self, record: DatasetRecord, replace: bool) -> list[DatasetRecord]:
+    def add_dataset(
+        self, record: DatasetRecord, replace: bool, upload_key: str | None = None
+    ) -> list[DatasetRecord]:
         """Commit a dataset row (its file already written); returns the datasets it replaced."""
         with self._transaction() as db:
             replaced = self._datasets(db) if replace else []
             if replace:
                 db.execute("DELETE FROM datasets")
+                db.execute("DELETE FROM upload_keys")
+            if upload_key is not None:
+                db.execute(
+                    "INSERT OR REPLACE INTO upload_keys VALUES (?, ?)", (upload_key, record.id)
+                )
             db.execute(
                 "INSERT INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
@@ -164,6 +181,16 @@ class Store:
     def datasets(self) -> list[DatasetRecord]:
         with self._connect() as db:
             return self._datasets(db)
+
+    def dataset_for_key(self, upload_key: str) -> str | None:
+        """The stored dataset an earlier upload with this key created, if it is still there."""
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT k.dataset_id FROM upload_keys k JOIN datasets d ON d.id = k.dataset_id "
+                "WHERE k.key = ?",
+                (upload_key,),
+            ).fetchone()
+        return row[0] if row else None
 
     def _datasets(self, db: sqlite3.Connection) -> list[DatasetRecord]:
         rows = db.execute(
@@ -311,7 +338,8 @@ def write_atomic(path: Path, content: bytes) -> None:
     """Write `content` to `path` so that readers see the old file or the whole new one."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        with open(tmp, "wb") as handle:
+        # Owner only: tickets and models are the help desk's data.
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb") as handle:
             handle.write(content)
             handle.flush()
             os.fsync(handle.fileno())

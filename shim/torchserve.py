@@ -19,18 +19,21 @@ Launcher (one instance per data directory or test module; instances never collid
     Ports.free() picks five free loopback ports (inference, management, metrics, 2x gRPC).
     load_models: None keeps config_file's value, "" loads nothing, else e.g. "ticket-v3.mar".
 
-Clients: TorchServeClient / AsyncTorchServeClient / TorchServeError live in
+Clients: TorchServeClient / AsyncTorchServeClient / TorchServeError / KeyFile live in
 shim/torchserve_client.py (its docstring lists their methods) and are re-exported here;
-`TorchServe.client()` gives a TorchServeClient for the instance.
+`TorchServe.client()` gives a TorchServeClient for the instance, with its keys.
 
-Token authorization is disabled in config.properties (see the comment there); where it is on,
-pass `inference_token` / `management_token` (from TorchServe's key_file.json) to the client.
+Locked down for a host with other local users: token authorization is on, TorchServe writes its
+keys to `workdir/key_file.json` (mode 0600) at every start and `ts.keys` follows them; the
+management API accepts archives from this instance's model store only (`allowed_urls`); and the
+service's own secrets (TICKETSERVE_API_KEY) are not passed to the JVM or its workers.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -46,8 +49,10 @@ from pathlib import Path
 import httpx
 import psutil
 
+from shim.processes import child_environment
 from shim.torchserve_client import (
     AsyncTorchServeClient,
+    KeyFile,
     TorchServeClient,
     TorchServeError,
     has_ready_worker,
@@ -56,6 +61,7 @@ from shim.torchserve_client import (
 __all__ = [
     "DEFAULT_CONFIG",
     "AsyncTorchServeClient",
+    "KeyFile",
     "Ports",
     "TorchServe",
     "TorchServeClient",
@@ -66,6 +72,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.properties"
+# INFO, rotated by size; TorchServe's own configuration logs at DEBUG.
+LOG_CONFIG = DEFAULT_CONFIG.with_name("log4j2.xml")
+CONSOLE_LOG_BYTES = 10 * 1024 * 1024  # torchserve.out is rotated at start beyond this
+CONSOLE_LOGS_KEPT = 3
 JVM_MAIN_CLASS = "org.pytorch.serve.ModelServer"
 # Unix socket paths (TMPDIR/.ts.sock.9000) must stay under the kernel's 108-byte limit.
 MAX_TMPDIR_CHARS = 80
@@ -113,6 +123,8 @@ class TorchServe:
         self.load_models = load_models
         self.env = dict(env or {})
         self.log_dir = self.workdir / "logs"
+        # TorchServe writes key_file.json into its working directory, which is `workdir`.
+        self.keys = KeyFile(self.workdir / "key_file.json")
         self._launcher: subprocess.Popen[bytes] | None = None
         self._tmpdir: Path | None = None
         self.pid: int | None = None
@@ -138,8 +150,24 @@ class TorchServe:
     def running(self) -> bool:
         return self._launcher is not None and self._launcher.poll() is None
 
+    @property
+    def alive(self) -> bool:
+        """Whether the launcher and its JVM both still run (a killed JVM ends the launcher)."""
+        if not self.running or self.pid is None:
+            return False
+        try:
+            return psutil.Process(self.pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    @property
+    def exit_code(self) -> int | None:
+        return self._launcher.poll() if self._launcher is not None else None
+
     def client(self, timeout: float = 30.0) -> TorchServeClient:
-        return TorchServeClient(self.inference_url, self.management_url, timeout=timeout)
+        return TorchServeClient(
+            self.inference_url, self.management_url, timeout=timeout, keys=self.keys
+        )
 
     def __enter__(self) -> TorchServe:
         return self.start()
@@ -161,7 +189,7 @@ class TorchServe:
         config = self.workdir / "config.properties"
         config.write_text(self._instance_config(), encoding="utf-8")
         env = {
-            **os.environ,
+            **child_environment(),
             **self.env,
             "TMPDIR": str(self._tmpdir),
             "TEMP": str(self._tmpdir),
@@ -172,7 +200,9 @@ class TorchServe:
         command = [
             sys.executable, "-m", "ts.model_server",  # the `torchserve` script of this Python
             "--start", "--foreground", "--ncs", "--ts-config", str(config),
+            "--log-config", str(LOG_CONFIG),
         ]  # fmt: skip
+        _rotate(self.workdir / "torchserve.out")
         logger.info("starting TorchServe on %s (workdir %s)", self.inference_url, self.workdir)
         with open(self.workdir / "torchserve.out", "ab") as out:
             self._launcher = subprocess.Popen(
@@ -204,8 +234,13 @@ class TorchServe:
             jvms, processes = [], []
         if jvms:
             _terminate(processes, timeout)
-        elif launcher.poll() is None:
-            launcher.terminate()
+        else:
+            if launcher.poll() is None:
+                launcher.terminate()
+            # The JVM was killed: its workers lost their parent but may still be running.
+            orphans = self._orphaned_workers()
+            if orphans:
+                _terminate(orphans, timeout=10.0, signal_all=True)
         try:
             launcher.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -242,6 +277,9 @@ class TorchServe:
             "grpc_inference_port": str(self.ports.grpc_inference),
             "grpc_management_port": str(self.ports.grpc_management),
             "model_store": str(self.model_store),
+            # Only archives of this store: a URL anywhere else is refused. A .properties file
+            # reads a backslash as an escape, hence the doubling.
+            "allowed_urls": _store_urls(self.model_store).replace("\\", "\\\\"),
         }
         if self.load_models is not None:
             overrides["load_models"] = self.load_models
@@ -263,6 +301,18 @@ class TorchServe:
         except psutil.NoSuchProcess:
             return None
         return children[0].pid if children else None
+
+    def _orphaned_workers(self) -> list[psutil.Process]:
+        """Python workers of this instance (their socket lives in its TMPDIR)."""
+        if self._tmpdir is None:
+            return []
+        marker = str(self._tmpdir / ".ts.sock")
+        found = []
+        for process in psutil.process_iter(["cmdline"]):
+            cmdline = process.info["cmdline"] or []
+            if any(part.startswith(marker) for part in cmdline):
+                found.append(process)
+        return found
 
     def _pid_file_value(self) -> int | None:
         if self._tmpdir is None:
@@ -309,10 +359,27 @@ class TorchServe:
                 time.sleep(0.5)
 
 
-def _terminate(processes: list[psutil.Process], timeout: float) -> None:
-    """SIGTERM the first process (the JVM stops its workers), wait for all, then SIGKILL."""
-    with suppress(psutil.NoSuchProcess):
-        processes[0].send_signal(signal.SIGTERM)
+def _rotate(path: Path, limit: int = CONSOLE_LOG_BYTES, kept: int = CONSOLE_LOGS_KEPT) -> None:
+    """path -> path.1 -> path.2 ... once it has grown past `limit` (it is appended to)."""
+    if not path.is_file() or path.stat().st_size < limit:
+        return
+    for index in range(kept - 1, 0, -1):
+        older = path.with_name(f"{path.name}.{index}")
+        if older.exists():
+            older.replace(path.with_name(f"{path.name}.{index + 1}"))
+    path.replace(path.with_name(f"{path.name}.1"))
+
+
+def _store_urls(model_store: Path) -> str:
+    """The regular expression of archive URLs inside `model_store` (Java regex syntax)."""
+    return f"file://{re.escape(str(model_store))}/[^/]+\\.mar"
+
+
+def _terminate(processes: list[psutil.Process], timeout: float, signal_all: bool = False) -> None:
+    """SIGTERM the first process (the JVM stops its workers) or all, wait, then SIGKILL."""
+    for process in processes if signal_all else processes[:1]:
+        with suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGTERM)
     _, alive = psutil.wait_procs(processes, timeout=timeout)
     for process in alive:
         logger.warning("TorchServe process %d still running after %.0fs: killing", process.pid,

@@ -1,6 +1,6 @@
 """HTTP clients of TorchServe's inference and management APIs (httpx; sync and asyncio).
 
-    client = TorchServeClient(inference_url, management_url, timeout=30.0)
+    client = TorchServeClient(inference_url, management_url, timeout=30.0, keys=None)
       .predict(model, body, content_type="application/json", version=None) -> httpx.Response
           never raises for an HTTP status: a 400 carries the handler's message for the client
       .register(mar_file_name, initial_workers=1) -> dict   (version comes from the MANIFEST)
@@ -13,17 +13,19 @@
     AsyncTorchServeClient has the same methods as coroutines (and `aclose`).
 
 Management errors raise TorchServeError(status, message) with TorchServe's own message;
-`TorchServeError.from_response(resp)` does the same for a predict answer. Where TorchServe's token
-authorization is on, pass `inference_token` / `management_token` (from its key_file.json).
-Everything here is also importable from `shim.torchserve`.
+`TorchServeError.from_response(resp)` does the same for a predict answer. TorchServe's token
+authorization is on: pass `keys=KeyFile(<workdir>/key_file.json)`; every request then carries the
+key TorchServe wrote at its latest start. Everything here is also importable from `shim.torchserve`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
@@ -52,20 +54,51 @@ def has_ready_worker(description: dict[str, Any]) -> bool:
     return any(w.get("status") == READY for w in description.get("workers", []))
 
 
+class KeyFile:
+    """TorchServe's key_file.json (token authorization), re-read whenever it changes.
+
+    TorchServe writes new keys, readable by its owner only, at every start; a client holding a
+    KeyFile follows them across restarts without being told.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._keys: dict[str, str] = {}
+
+    def key(self, api: Literal["inference", "management"]) -> str | None:
+        """The current key of one API; None while TorchServe has not written the file."""
+        with self._lock:
+            try:
+                stat = self.path.stat()
+            except FileNotFoundError:
+                return None
+            if (stat.st_mtime_ns, stat.st_size) != self._stamp:
+                try:
+                    data = json.loads(self.path.read_text(encoding="utf-8"))
+                    apis = ("inference", "management")
+                    self._keys = {api: str(data[api]["key"]) for api in apis}
+                except (OSError, ValueError, KeyError, TypeError):
+                    return None  # half-written: the next call reads it again
+                self._stamp = (stat.st_mtime_ns, stat.st_size)
+            return self._keys.get(api)
+
+    def headers(self, api: Literal["inference", "management"]) -> dict[str, str]:
+        key = self.key(api)
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+
 class _Requests:
     """The HTTP requests of both clients: (method, url, params, content, headers) per call."""
 
-    def __init__(
-        self,
-        inference_url: str,
-        management_url: str,
-        inference_token: str | None = None,
-        management_token: str | None = None,
-    ) -> None:
+    def __init__(self, inference_url: str, management_url: str, keys: KeyFile | None) -> None:
         self.inference_url = inference_url.rstrip("/")
         self.management_url = management_url.rstrip("/")
-        self._inference_headers = _auth(inference_token)
-        self._management_headers = _auth(management_token)
+        self.keys = keys
+
+    def _headers(self, api: Literal["inference", "management"]) -> dict[str, str]:
+        return self.keys.headers(api) if self.keys is not None else {}
 
     def predict(
         self, model: str, body: Any, content_type: str, version: str | None
@@ -78,7 +111,7 @@ class _Requests:
             "method": "POST",
             "url": self.inference_url + path,
             "content": content,
-            "headers": {**self._inference_headers, "Content-Type": content_type},
+            "headers": {**self._headers("inference"), "Content-Type": content_type},
         }
 
     def management(
@@ -88,7 +121,7 @@ class _Requests:
             "method": method,
             "url": self.management_url + path,
             "params": params,
-            "headers": self._management_headers,
+            "headers": self._headers("management"),
         }
 
     def register(self, mar_file_name: str, initial_workers: int) -> dict[str, Any]:
@@ -110,11 +143,7 @@ class _Requests:
 
     def ping(self) -> dict[str, Any]:
         return {"method": "GET", "url": self.inference_url + "/ping",
-                "headers": self._inference_headers}  # fmt: skip
-
-
-def _auth(token: str | None) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"} if token else {}
+                "headers": self._headers("inference")}  # fmt: skip
 
 
 def _json_or_raise(response: httpx.Response) -> Any:
@@ -131,11 +160,9 @@ class TorchServeClient:
         inference_url: str,
         management_url: str,
         timeout: float = 30.0,
-        inference_token: str | None = None,
-        management_token: str | None = None,
+        keys: KeyFile | None = None,
     ) -> None:
-        self._requests = _Requests(inference_url, management_url, inference_token,
-                                   management_token)  # fmt: skip
+        self._requests = _Requests(inference_url, management_url, keys)
         self._http = httpx.Client(timeout=timeout)
         # Registering unpacks the archive and starts a worker: far slower than a prediction.
         self._slow = httpx.Timeout(max(timeout, 300.0))
@@ -211,11 +238,9 @@ class AsyncTorchServeClient:
         inference_url: str,
         management_url: str,
         timeout: float = 30.0,
-        inference_token: str | None = None,
-        management_token: str | None = None,
+        keys: KeyFile | None = None,
     ) -> None:
-        self._requests = _Requests(inference_url, management_url, inference_token,
-                                   management_token)  # fmt: skip
+        self._requests = _Requests(inference_url, management_url, keys)
         self._http = httpx.AsyncClient(timeout=timeout)
         self._slow = httpx.Timeout(max(timeout, 300.0))
 

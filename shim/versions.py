@@ -49,6 +49,8 @@ class ModelVersions:
         self.name = settings.model_name
         self._lock = threading.RLock()
         self._last_used: dict[int, float] = {}
+        # Versions registered with TorchServe by us: what `restore` brings back after a restart.
+        self._registered: set[int] = set()
         self.startup_error: str | None = None
         self.starting = False
 
@@ -113,6 +115,7 @@ class ModelVersions:
         self, client: TorchServeClient, version: int, model_dir: Path, archive: Path | None
     ) -> None:
         """Undo a half-published version (registration, archive, model directory)."""
+        self._registered.discard(version)
         try:
             client.unregister(self.name, str(version))
         except Exception:  # not registered, or TorchServe gone: nothing to undo there
@@ -138,6 +141,22 @@ class ModelVersions:
             logger.exception("cannot load the default model at start")
         finally:
             self.starting = False
+
+    def restore(self) -> None:
+        """After a TorchServe restart: register the default again, then the others that were."""
+        client = self._require_client()
+        with self._lock:
+            default = self.store.default_version()
+            known = {record.version: record for record in self.store.versions()}
+            wanted = sorted(self._registered & known.keys(), key=lambda v: v != default)
+            if default in known and default not in wanted:
+                wanted.insert(0, default)
+            self._registered.clear()
+            for version in wanted:
+                self._register(client, version, known[version].archive)
+                if version == default:
+                    client.set_default(self.name, str(version))
+            logger.info("model versions loaded again after the restart: %s", wanted or "none")
 
     def ensure_loaded(self, version: int) -> None:
         """Register `version` with TorchServe unless it is loaded; 404 for an unknown one."""
@@ -177,6 +196,7 @@ class ModelVersions:
         except TorchServeError as exc:
             if exc.status != HTTP_CONFLICT:  # 409: already registered, which is what we want
                 raise
+        self._registered.add(version)
         client.wait_ready(self.name, str(version), timeout=self.settings.torchserve_timeout_s * 4)
         self._last_used[version] = time.monotonic()
 
@@ -197,6 +217,7 @@ class ModelVersions:
                 logger.warning("could not unload model version %d: %s", victim, exc)
                 continue
             loaded.discard(victim)
+            self._registered.discard(victim)
             logger.info("unloaded model version %d (kept on disk)", victim)
 
     # -- the API's operations ---------------------------------------------------------------
@@ -226,6 +247,7 @@ class ModelVersions:
                 )
             if self.client is not None and version in self.loaded_versions():
                 self.client.unregister(self.name, str(version))
+            self._registered.discard(version)
             if version == default:
                 self.store.set_default_version(None)
             self.store.delete_version(version)

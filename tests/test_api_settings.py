@@ -69,6 +69,12 @@ def test_a_public_address_needs_an_api_key(tmp_path: Path) -> None:
     settings = Settings(host="0.0.0.0", api_key_file=key_file)
     settings.check_exposure()
     assert settings.resolved_api_key() == "s3cret"
+    # A key from the environment is stripped; a blank one is no key.
+    assert Settings.from_env({"TICKETSERVE_API_KEY": " k3y \n"}).resolved_api_key() == "k3y"
+    with pytest.raises(SettingsError, match="refusing to listen on 0.0.0.0"):
+        Settings.from_env(
+            {"TICKETSERVE_API_KEY": "  \t ", "TICKETSERVE_HOST": "0.0.0.0"}
+        ).check_exposure()
 
 
 def test_classify_request_forms() -> None:

@@ -72,7 +72,7 @@ def test_bad_argument_value(tmp_path):
     line = one_line_error(
         run("train", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m"), "--epochs", "0")
     )
-    assert line == "ticketserve train: error: epochs must be a positive integer, got 0"
+    assert line == "ticketserve train: error: epochs must be an integer in [1, 100], got 0"
 
 
 def test_missing_argument():

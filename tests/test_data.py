@@ -8,7 +8,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.data import Columns, DataError, load_tickets, parse_tickets, split_tickets
+from training.data import (
+    Columns,
+    DataError,
+    load_tickets,
+    parse_tickets,
+    read_table,
+    split_tickets,
+    validate,
+)
 
 HEADER = "subject,body,queue,priority\n"
 
@@ -295,3 +303,29 @@ def test_split_of_tiny_dataset_falls_back_to_shuffle():
     parts = split_tickets(frame({"A": 3, "B": 2, "C": 2, "D": 1}), "queue", seed=0)
     assert sum(len(p) for p in parts.values()) == 8
     assert len(parts["train"]) >= 6
+
+
+def test_invisible_overlong_and_formula_rows_are_rejected_by_name():
+    rows = [
+        {"text": "Printer broken", "queue": "IT", "priority": "high"},
+        {"text": "\u200b\u200b\u2060", "queue": "IT", "priority": "low"},
+        {"text": "x" * 60, "queue": "IT", "priority": "low"},
+        {"text": "Refund please", "queue": '=HYPERLINK("http://evil","x")', "priority": "low"},
+        {"text": "Invoice twice", "queue": "Billing", "priority": "@SUM(A1)"},
+        {"text": "Invoice wrong", "queue": "Billing", "priority": "low"},
+    ]
+    raw = json.dumps(rows).encode()
+    data = validate(read_table(raw, "json"), "upload", Columns(), 1, max_text_chars=50)
+    reasons = {r.row: r.reason for r in data.report.rejected}
+    assert reasons[2] == "the text has no visible characters"
+    assert reasons[3] == "the text has 60 characters; at most 50 are accepted"
+    assert "starts like a spreadsheet formula" in reasons[4] and "'queue'" in reasons[4]
+    assert "starts like a spreadsheet formula" in reasons[5] and "'priority'" in reasons[5]
+    assert data.report.rows_accepted == 2
+
+
+def test_lone_surrogates_become_replacement_characters():
+    raw = b'{"text": "ok \\ud800", "queue": "IT"}\n{"text": "fine", "queue": "H\\udc00R"}\n'
+    frame = read_table(raw, "jsonl")
+    assert list(frame["text"]) == ["ok \ufffd", "fine"]
+    assert list(frame["queue"]) == ["IT", "H\ufffdR"]

@@ -20,6 +20,25 @@ DEFAULT_HEADS = ("queue", "priority")
 MODES = ("auto", "fast", "full")
 Mode = Literal["auto", "fast", "full"]
 MAX_GRID = 8  # most values in one of the fast mode's candidate lists
+# The encoders' position limit: longer inputs would not fit their position embeddings.
+MAX_POSITIONS = 512
+
+# Every integer setting and its bounds: a client's request can hold the machine no longer
+# than these allow (and a seed must fit numpy's 32 bits).
+INTEGER_RANGES: dict[str, tuple[int, int]] = {
+    "max_length": (8, MAX_POSITIONS),
+    "epochs": (1, 100),
+    "batch_size": (1, 512),
+    "top_k": (1, 100),
+    "patience": (0, 100),
+    "seed": (0, 2**32 - 1),
+    "min_class_examples": (1, 100_000),
+    "num_threads": (0, 256),
+    "auto_full_budget_s": (0, 7 * 24 * 3600),
+    "lexical_min_df": (1, 1000),
+    "lexical_max_features": (1, 5_000_000),
+    "folds": (2, 10),
+}
 
 
 class UserError(ValueError):
@@ -85,12 +104,6 @@ class TrainConfig:
     num_threads: int = 0  # 0: let torch decide
 
     def __post_init__(self) -> None:
-        for name in ("max_length", "epochs", "batch_size", "top_k"):
-            value = getattr(self, name)
-            _require(name, value, _is_int(value) and value >= 1, "a positive integer")
-        for name in ("patience", "seed", "min_class_examples", "num_threads"):
-            value = getattr(self, name)
-            _require(name, value, _is_int(value) and value >= 0, "a non-negative integer")
         if self.head_learning_rate is not None:
             _require(
                 "head_learning_rate",
@@ -126,12 +139,7 @@ class TrainConfig:
             "a model directory or name",
         )
         _require("mode", self.mode, self.mode in MODES, f"one of {', '.join(MODES)}")
-        for name, low, high in (
-            ("auto_full_budget_s", 0, 7 * 24 * 3600),
-            ("lexical_min_df", 1, 1000),
-            ("lexical_max_features", 1, 5_000_000),
-            ("folds", 2, 10),
-        ):
+        for name, (low, high) in INTEGER_RANGES.items():
             value = getattr(self, name)
             _require(name, value, _is_int(value) and low <= value <= high, f"an integer in "
                      f"[{low}, {high}]")  # fmt: skip
@@ -164,11 +172,12 @@ class TrainConfig:
             "head_weights",
             self.head_weights,
             isinstance(self.head_weights, dict)
+            and len(self.head_weights) <= MAX_GRID
             and all(
-                isinstance(k, str) and _is_number(v) and v >= 0
+                isinstance(k, str) and _is_number(v) and 0 <= v <= 100
                 for k, v in self.head_weights.items()
             ),
-            "a mapping of head name to a non-negative number",
+            f"a mapping of at most {MAX_GRID} head names to numbers in [0, 100]",
         )
 
     def class_weighting_options(self) -> list[bool]:

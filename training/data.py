@@ -18,6 +18,12 @@ from sklearn.model_selection import train_test_split
 
 from training.config import UserError
 from training.labels import display_forms, label_key
+from training.text_rules import (
+    MAX_TICKET_CHARS,
+    label_problem,
+    replace_surrogates,
+    text_problem,
+)
 
 Format = Literal["csv", "json", "jsonl"]
 
@@ -32,7 +38,11 @@ HEAD_ALIASES: dict[str, tuple[str, ...]] = {
     "queue": ("queue", "label", "category", "department"),
     "priority": ("priority",),
 }
+# CSV delimiters a file may use (`delimiter=`); the first is the default.
+DELIMITERS = (",", ";", "\t", "|", ":")
 OTHER_DELIMITERS = (";", "\t", "|")
+# json.loads recurses per nesting level; no ticket needs more than a few.
+MAX_JSON_DEPTH_ERROR = "the JSON is nested too deeply"
 
 
 class DataError(UserError):
@@ -144,6 +154,9 @@ def read_table(
     raw: bytes, fmt: Format, source: str = "input", delimiter: str = ","
 ) -> pd.DataFrame:
     """Decode and parse bytes into a frame of strings; raise DataError on unusable input."""
+    if delimiter not in DELIMITERS:
+        shown = ", ".join(repr(d) for d in DELIMITERS)
+        raise DataError(f"delimiter must be one of {shown}, got {delimiter!r}")
     if not raw.strip():
         raise DataError(f"{source}: the file is empty")
     if b"\x00" in raw[:8192]:
@@ -196,6 +209,8 @@ def _read_json(text: str, source: str) -> list[dict[str, Any]]:
         raise DataError(
             f"{source}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
         ) from exc
+    except RecursionError as exc:
+        raise DataError(f"{source}: {MAX_JSON_DEPTH_ERROR}") from exc
     if not isinstance(items, list):
         raise DataError(
             f"{source}: expected a JSON array of ticket objects, got a {type(items).__name__}"
@@ -212,6 +227,8 @@ def _read_jsonl(text: str, source: str) -> list[dict[str, Any]]:
             item = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{source}: line {lineno}: invalid JSON: {exc.msg}") from exc
+        except RecursionError as exc:
+            raise DataError(f"{source}: line {lineno}: {MAX_JSON_DEPTH_ERROR}") from exc
         records.append(_as_record(item, f"{source}: line {lineno}"))
     return records
 
@@ -219,11 +236,19 @@ def _read_jsonl(text: str, source: str) -> list[dict[str, Any]]:
 def _as_record(item: Any, where: str) -> dict[str, Any]:
     if not isinstance(item, dict):
         raise DataError(f"{where} is a {type(item).__name__}, expected an object")
-    return item
+    # JSON's \\ud800 escapes give lone surrogates, which no UTF-8 text can hold.
+    return {
+        replace_surrogates(str(key)): replace_surrogates(value) if isinstance(value, str) else value
+        for key, value in item.items()
+    }
 
 
 def validate(
-    table: pd.DataFrame, source: str, columns: Columns, min_class_examples: int = 5
+    table: pd.DataFrame,
+    source: str,
+    columns: Columns,
+    min_class_examples: int = 5,
+    max_text_chars: int = MAX_TICKET_CHARS,
 ) -> TicketData:
     """Turn a raw frame into clean tickets, rejecting and reporting unusable rows."""
     texts = _texts(table, source, columns)
@@ -237,10 +262,21 @@ def validate(
         if not texts.iat[i]:
             report.rejected.append(RejectedRow(row, "empty text"))
             continue
+        if problem := text_problem(texts.iat[i], max_text_chars):
+            report.rejected.append(RejectedRow(row, problem))
+            continue
         missing = [head_columns[h] for h in head_columns if not labels[h].iat[i]]
         if missing:
             names = ", ".join(repr(m) for m in missing)
             report.rejected.append(RejectedRow(row, f"missing label in column {names}"))
+            continue
+        problems = [
+            f"column {head_columns[h]!r}: {problem}"
+            for h in head_columns
+            if (problem := label_problem(labels[h].iat[i]))
+        ]
+        if problems:
+            report.rejected.append(RejectedRow(row, "; ".join(problems)))
             continue
         keep.append(i)
     if not keep:

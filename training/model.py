@@ -153,7 +153,8 @@ class TicketClassifier(nn.Module):
         self.encoder = encoder
         self.labels = {head: list(names) for head, names in labels.items()}
         self.dropout_p = dropout
-        self.max_length = max_length
+        # Never past the encoder's position embeddings, whatever a (older) model file says.
+        self.max_length = min(max_length, position_limit(encoder))
         self.normalize = normalize
         self.temperature = {head: float((temperature or {}).get(head, 1.0)) for head in labels}
         self.gate = dict(gate or {})
@@ -273,6 +274,16 @@ class TicketClassifier(nn.Module):
         )
         load_model(model, str(directory / WEIGHTS_FILE))
         return model.eval()
+
+
+def position_limit(encoder: PreTrainedModel) -> int:
+    """The longest input (in tokens) the encoder's position embeddings can take."""
+    config = encoder.config
+    limit = int(getattr(config, "max_position_embeddings", 512))
+    # RoBERTa-style encoders (XLM-R, e5) number positions from the padding index + 1.
+    if getattr(config, "model_type", "") in ("roberta", "xlm-roberta", "camembert"):
+        limit -= int(config.pad_token_id or 0) + 1
+    return limit
 
 
 def encode(

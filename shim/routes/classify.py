@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query
 
 from shim.deps import ClassifierDep
 from shim.schemas import (
+    MAX_VERSION,
     ClassifyBatchPublic,
     ClassifyRequest,
     ErrorPublic,
@@ -17,7 +18,8 @@ from shim.schemas import (
 router = APIRouter(prefix="/classify", tags=["classification"])
 
 VersionQuery = Annotated[
-    int | None, Query(ge=1, description="model version to ask (default: the default version)")
+    int | None,
+    Query(ge=1, le=MAX_VERSION, description="model version to ask (default: the default one)"),
 ]
 
 ERRORS = {

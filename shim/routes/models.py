@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Path
 from starlette.concurrency import run_in_threadpool
 
 from shim.deps import StoreDep, VersionsDep
-from shim.schemas import ErrorPublic, ModelDeletedPublic, ModelVersionListPublic, ModelVersionPublic
+from shim.schemas import (
+    MAX_VERSION,
+    ErrorPublic,
+    ModelDeletedPublic,
+    ModelVersionListPublic,
+    ModelVersionPublic,
+)
 
 router = APIRouter(prefix="/models", tags=["model versions"])
 
+VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="model version")]
 NOT_FOUND = {404: {"model": ErrorPublic, "description": "unknown version"}}
 
 
@@ -32,7 +41,9 @@ async def list_versions(store: StoreDep, versions: VersionsDep) -> ModelVersionL
     responses=NOT_FOUND,
     summary="Make a version the default",
 )
-def activate_version(version: int, store: StoreDep, versions: VersionsDep) -> ModelVersionPublic:
+def activate_version(
+    version: VersionPath, store: StoreDep, versions: VersionsDep
+) -> ModelVersionPublic:
     """Load the version if needed and switch TorchServe's default to it (also a rollback)."""
     record = versions.activate(version)
     return ModelVersionPublic(
@@ -46,7 +57,7 @@ def activate_version(version: int, store: StoreDep, versions: VersionsDep) -> Mo
     responses={**NOT_FOUND, 409: {"model": ErrorPublic, "description": "it is the default"}},
     summary="Delete a version",
 )
-def delete_version(version: int, versions: VersionsDep) -> ModelDeletedPublic:
+def delete_version(version: VersionPath, versions: VersionsDep) -> ModelDeletedPublic:
     """Unload it and remove its archive; the default only when it is the last version."""
     default = versions.delete(version)
     return ModelDeletedPublic(version=version, default_version=default)

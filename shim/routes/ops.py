@@ -2,19 +2,37 @@
 
 from __future__ import annotations
 
+import time
+
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from shim.deps import Services, ServicesDep
 from shim.schemas import HealthPublic, ReadyPublic
+from shim.supervisor import Supervisor
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", response_model=HealthPublic, summary="The process answers")
-def healthz() -> HealthPublic:
-    """Liveness: the process answers."""
-    return HealthPublic()
+@router.api_route(
+    "/healthz",
+    methods=["GET", "HEAD"],
+    response_model=HealthPublic,
+    summary="The process answers",
+)
+def healthz(services: ServicesDep) -> HealthPublic:
+    """Liveness: the process answers (200), and says `degraded` while TorchServe restarts."""
+    supervisor = services.supervisor
+    if supervisor is None:
+        return HealthPublic(torchserve="not_started")
+    if supervisor.healthy:
+        return HealthPublic(restarts=supervisor.restarts)
+    return HealthPublic(
+        status="degraded",
+        torchserve="restarting",
+        restarts=supervisor.restarts,
+        detail=_restart_detail(supervisor),
+    )
 
 
 @router.get(
@@ -29,7 +47,9 @@ async def readyz(services: ServicesDep, response: Response) -> ReadyPublic:
     if not answers:
         response.status_code = 503
         response.headers["Retry-After"] = str(services.settings.retry_after_s)
-        if services.versions.starting:
+        if services.supervisor is not None and not services.supervisor.healthy:
+            detail = _restart_detail(services.supervisor)
+        elif services.versions.starting:
             detail = f"loading the default model; {detail}"
         elif services.versions.startup_error:
             detail = services.versions.startup_error
@@ -48,6 +68,12 @@ def metrics(services: ServicesDep) -> Response:
     services.metrics.training_active.set(1 if services.runner.is_busy() else 0)
     services.metrics.default_version.set(services.store.default_version() or 0)
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _restart_detail(supervisor: Supervisor) -> str:
+    since = time.monotonic() - (supervisor.down_since or time.monotonic())
+    detail = f"TorchServe stopped {since:.0f}s ago and is being restarted"
+    return f"{detail}; last attempt: {supervisor.last_error}" if supervisor.last_error else detail
 
 
 async def _ping(services: Services) -> bool:

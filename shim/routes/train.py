@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 
 from shim.deps import RunnerDep
 from shim.errors import NotFound
@@ -10,6 +12,7 @@ from shim.jobs import Job
 from shim.schemas import ErrorPublic, TrainJobPublic, TrainRequest
 
 router = APIRouter(prefix="/train", tags=["training"])
+JobIdPath = Annotated[str, Path(min_length=1, max_length=64, description="job id")]
 
 START_ERRORS = {
     400: {"model": ErrorPublic, "description": "no training data stored"},
@@ -50,9 +53,23 @@ def latest_job(runner: RunnerDep) -> TrainJobPublic:
     responses={404: {"model": ErrorPublic}},
     summary="One training job",
 )
-def get_job(job_id: str, runner: RunnerDep) -> TrainJobPublic:
+def get_job(job_id: JobIdPath, runner: RunnerDep) -> TrainJobPublic:
     """Status, progress, metrics and result (or error) of one job."""
     return job_public(runner.get(job_id))
+
+
+@router.post(
+    "/{job_id}/cancel",
+    response_model=TrainJobPublic,
+    responses={
+        404: {"model": ErrorPublic, "description": "unknown job"},
+        409: {"model": ErrorPublic, "description": "the job has ended or is publishing"},
+    },
+    summary="Cancel a training job",
+)
+def cancel_job(job_id: JobIdPath, runner: RunnerDep) -> TrainJobPublic:
+    """Stop a queued or running job; it ends `cancelled` and its process is gone on return."""
+    return job_public(runner.cancel(job_id))
 
 
 def job_public(job: Job) -> TrainJobPublic:

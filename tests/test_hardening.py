@@ -1,0 +1,320 @@
+"""The service against a hostile local user and a dying TorchServe, with real processes.
+
+One `ticketserve serve` with an API key and one trained version. A second local client (this
+test, without the service's keys) tries TorchServe's management and inference ports directly;
+then the real JVM is killed with SIGKILL and the service must bring it back with its model.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import stat
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import requests
+from api_service import Service, tickets_csv
+
+API_KEY = "hardening-key-0123456789"
+TICKET = {"ticket_data": "Mein Drucker druckt nicht mehr seit dem Update"}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = Service(tmp_path_factory.mktemp("hardening") / "var", api_key=API_KEY)
+    service.start()
+    try:
+        assert service.upload_csv(tickets_csv(150, seed=5)).status_code == 201
+        job = service.post("/api/v1/train", json={}).json()
+        assert service.wait_job(job["job_id"])["status"] == "succeeded"
+        service.wait_ready()
+        yield service
+    finally:
+        service.cleanup()
+
+
+def torchserve_config(service: Service) -> dict[str, str]:
+    """The private TorchServe's config.properties, as key -> value."""
+    text = (service.data_dir / "torchserve" / "config.properties").read_text()
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {key.strip(): value.strip() for key, value in pairs if not key.startswith("#")}
+
+
+def key_file(service: Service) -> Path:
+    return service.data_dir / "torchserve" / "key_file.json"
+
+
+def owner_key(service: Service, api: str) -> str:
+    return json.loads(key_file(service).read_text())[api]["key"]
+
+
+def jvm(service: Service) -> psutil.Process:
+    pid = json.loads((service.data_dir / "torchserve" / "torchserve.pid.json").read_text())["pid"]
+    return psutil.Process(pid)
+
+
+def test_torchserve_refuses_a_local_client_without_its_keys(service: Service) -> None:
+    config = torchserve_config(service)
+    management, inference = config["management_address"], config["inference_address"]
+    elsewhere = service.data_dir.parent / "copy.mar"
+    attempts = [
+        requests.post(f"{management}/models", params={"url": f"file://{elsewhere}"}, timeout=30),
+        requests.delete(f"{management}/models/ticket/1", timeout=30),
+        requests.put(f"{management}/models/ticket/1/set-default", timeout=30),
+        requests.get(f"{management}/models", timeout=30),
+        requests.post(f"{inference}/predictions/ticket", json=TICKET, timeout=30),
+        requests.post(
+            f"{management}/models",
+            params={"url": "ticket-v1.mar"},
+            headers={"Authorization": "Bearer not-the-key"},
+            timeout=30,
+        ),
+    ]
+    # TorchServe answers a missing or wrong token with 400 and says why.
+    for answer in attempts:
+        assert answer.status_code == 400, answer.text
+        assert "Token Authorization failed" in answer.json()["message"], answer.text
+    # The keys are readable by the service's user only.
+    assert stat.S_IMODE(key_file(service).stat().st_mode) & 0o077 == 0
+    # Still served: the version was neither deleted nor replaced.
+    assert service.post("/api/v1/classify", json=TICKET).status_code == 200
+
+
+def test_even_the_keys_owner_registers_only_archives_of_the_store(service: Service) -> None:
+    management = torchserve_config(service)["management_address"]
+    headers = {"Authorization": f"Bearer {owner_key(service, 'management')}"}
+    store_copy = service.data_dir / "model_store" / "ticket-v1.mar"
+    outside = service.data_dir.parent / "outside.mar"
+    outside.write_bytes(store_copy.read_bytes())
+    answer = requests.post(
+        f"{management}/models",
+        params={"url": f"file://{outside}", "model_name": "intruder"},
+        headers=headers,
+        timeout=60,
+    )
+    assert answer.status_code in (400, 403, 404), answer.text
+    listed = requests.get(f"{management}/models", headers=headers, timeout=30).json()
+    assert [model["modelName"] for model in listed["models"]] == ["ticket"]
+
+
+def test_the_api_key_does_not_reach_torchserve_or_its_workers(service: Service) -> None:
+    java = jvm(service)
+    processes = [java, *java.children(recursive=True)]
+    assert any("model_service_worker" in " ".join(p.cmdline()) for p in processes)
+    for process in processes:
+        environment = Path(f"/proc/{process.pid}/environ").read_bytes()
+        assert API_KEY.encode() not in environment
+        assert b"TICKETSERVE_API_KEY" not in environment
+
+
+def raw_request(service: Service, head: str, body: bytes = b"") -> tuple[int, bytes]:
+    """Send a hand-made request; (status, whole answer). Only what is given is sent."""
+    with socket.create_connection(("127.0.0.1", service.port), timeout=30) as sock:
+        sock.sendall(head.replace("\n", "\r\n").encode() + b"\r\n" + body)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    return int(answer.split(b" ", 2)[1]), answer
+
+
+def test_the_key_is_checked_before_the_body_is_read(service: Service) -> None:
+    head = (
+        "POST /api/v1/classify HTTP/1.1\nHost: x\nContent-Type: application/json\n"
+        "Content-Length: 100000000\nConnection: close\n"
+    )
+    status, answer = raw_request(service, head)  # no body sent at all
+    assert status == 401, answer
+    status, answer = raw_request(service, head.replace("Host: x", f"Host: x\n{auth()}"))
+    assert status == 413 and b"the limit is" in answer, answer
+
+
+def auth() -> str:
+    return f"Authorization: Bearer {API_KEY}"
+
+
+def test_a_streamed_body_is_cut_at_its_limit(service: Service) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"ticket_data": "'
+        for _ in range(20):
+            yield b"x" * 1_000_000
+
+    answer = service.post("/api/v1/classify", data=chunks(),
+                          headers={"Content-Type": "application/json"})  # fmt: skip
+    assert answer.status_code == 413, answer.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status"),
+    [
+        ("post", "/api/v1/classify?version=1180591620717411303424", {"json": TICKET}, 422),
+        ("delete", "/api/v1/models/1180591620717411303424", {}, 422),
+        ("post", "/api/v1/models/1180591620717411303424/activate", {}, 422),
+        ("get", "/api/v1/train/" + "x" * 65, {}, 422),
+        ("post", "/api/v1/classify", {"json": {"ticket_data": "\ud800 printer"}}, 422),
+        ("post", "/api/v1/classify", {"json": {"ticket_data": "\x00\x00\u200b\u200b"}}, 422),
+        ("post", "/api/v1/train", {"json": {"max_length": 100_000}}, 422),
+        ("post", "/api/v1/train", {"json": {"seed": 2**32}}, 422),
+        ("post", "/api/v1/train", {"json": {"epochs": 10**9}}, 422),
+        ("post", "/api/v1/train-data?delimiter=%0A", {"data": b"text,queue\na,b\n"}, 422),
+    ],
+)
+def test_out_of_range_input_is_a_4xx(
+    service: Service, method: str, path: str, kwargs: dict, status: int
+) -> None:
+    content_type = {} if "json" in kwargs else {"Content-Type": "text/csv"}
+    kwargs["headers"] = {**service.headers(), **content_type}
+    answer = getattr(service, method)(path, **kwargs)
+    assert answer.status_code == status, answer.text
+    assert answer.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("charset", ["rot13", "base64", "zlib", "no-such-charset"])
+def test_an_upload_in_a_non_text_charset_is_415(service: Service, charset: str) -> None:
+    answer = service.post(
+        "/api/v1/train-data",
+        data=b"text,queue\na,b\n",
+        headers={"Content-Type": f"text/csv; charset={charset}"},
+    )
+    assert answer.status_code == 415, answer.text
+
+
+def test_deeply_nested_and_surrogate_uploads_are_4xx(service: Service) -> None:
+    before = service.get("/api/v1/train-data").json()["rows"]
+    deep = b"[" * 100_000 + b"]" * 100_000
+    answer = service.post("/api/v1/train-data", data=deep,
+                          headers={"Content-Type": "application/json"})  # fmt: skip
+    assert answer.status_code == 400 and "nested too deeply" in answer.text, answer.text
+    lines = b'{"text": "\\ud800", "queue": "A"}\n' * 3
+    answer = service.post("/api/v1/train-data", data=lines,
+                          headers={"Content-Type": "application/x-ndjson"})  # fmt: skip
+    assert answer.status_code == 422, answer.text  # a single label once decoded
+    assert service.get("/api/v1/train-data").json()["rows"] == before
+
+
+def test_a_retried_upload_is_stored_once(service: Service) -> None:
+    body = tickets_csv(40, seed=21)
+    before = service.get("/api/v1/train-data").json()["rows"]
+    first = service.upload_csv(body)
+    assert first.status_code == 201 and first.json()["duplicate"] is False
+    again = service.upload_csv(body)
+    assert again.status_code == 200, again.text
+    assert again.json()["duplicate"] is True
+    assert again.json()["dataset_id"] == first.json()["dataset_id"]
+    keyed = {"Content-Type": "text/csv", "Idempotency-Key": "upload-2026-12-01-a"}
+    one = service.post("/api/v1/train-data", data=tickets_csv(30, seed=22), headers=keyed)
+    two = service.post("/api/v1/train-data", data=tickets_csv(30, seed=23), headers=keyed)
+    assert (one.status_code, two.status_code) == (201, 200), two.text
+    rows = service.get("/api/v1/train-data").json()["rows"]
+    assert rows == before + first.json()["rows_accepted"] + one.json()["rows_accepted"]
+
+
+def test_a_batch_of_long_tickets_is_answered_whole(service: Service) -> None:
+    long_text = "Der Drucker im dritten Stock druckt nicht. " * 900  # ~39,000 characters
+    bodies = [{"ticket_data": long_text if i % 3 == 0 else f"VPN drops {i}"} for i in range(9)]
+    with ThreadPoolExecutor(9) as pool:
+        answers = list(pool.map(lambda b: service.post("/api/v1/classify", json=b), bodies))
+    assert [a.status_code for a in answers] == [200] * 9, [a.text for a in answers]
+
+
+def test_small_things(service: Service) -> None:
+    assert requests.head(f"{service.base}/healthz", timeout=30).status_code == 200
+    docs = requests.get(f"{service.base}/docs", timeout=30)
+    assert docs.status_code == 200 and "/docs/static/swagger-ui-bundle.js" in docs.text
+    assert "cdn" not in docs.text.lower()
+    script = requests.get(f"{service.base}/docs/static/swagger-ui-bundle.js", timeout=30)
+    assert script.status_code == 200 and len(script.content) > 100_000
+    assert stat.S_IMODE(service.data_dir.stat().st_mode) == 0o700
+    assert stat.S_IMODE((service.data_dir / "registry.sqlite3").stat().st_mode) == 0o600
+    for dataset in (service.data_dir / "datasets").glob("*.jsonl"):
+        assert stat.S_IMODE(dataset.stat().st_mode) == 0o600
+    huge_header = {"X-Padding": "x" * 1_000_000}
+    try:
+        answer = requests.get(f"{service.base}/healthz", headers=huge_header, timeout=30)
+    except requests.ConnectionError as exc:
+        raise AssertionError(f"a 1 MB header reset the connection: {exc}") from exc
+    assert answer.status_code in (400, 431), answer.status_code
+    assert service.get("/healthz").status_code == 200
+
+
+def test_a_running_job_can_be_cancelled(service: Service) -> None:
+    slow = {"mode": "full", "epochs": 20, "batch_size": 4, "max_length": 64}
+    job = service.post("/api/v1/train", json=slow).json()
+    service.wait_job(job["job_id"], until=("progress",), timeout=300)
+    answer = service.post(f"/api/v1/train/{job['job_id']}/cancel")
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "cancelled"
+    assert training_processes(job["job_id"]) == []
+    assert service.get(f"/api/v1/train/{job['job_id']}").json()["status"] == "cancelled"
+    again = service.post(f"/api/v1/train/{job['job_id']}/cancel")
+    assert again.status_code == 409, again.text
+    assert service.post("/api/v1/train/unknown-job/cancel").status_code == 404
+    # The slot is free again.
+    second = service.post("/api/v1/train", json=slow)
+    assert second.status_code == 202, second.text
+    service.post(f"/api/v1/train/{second.json()['job_id']}/cancel")
+
+
+def training_processes(job_id: str) -> list[psutil.Process]:
+    found = []
+    for process in psutil.process_iter(["cmdline", "status"]):
+        cmdline = " ".join(process.info["cmdline"] or [])
+        alive = process.info["status"] != psutil.STATUS_ZOMBIE
+        if "training.job" in cmdline and job_id in cmdline and alive:
+            found.append(process)
+    return found
+
+
+def wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(0.2)
+    raise AssertionError(f"{what} not within {timeout}s")
+
+
+def test_a_killed_jvm_is_restarted_with_its_model(service: Service) -> None:
+    old_jvm = jvm(service)
+    old_key = owner_key(service, "management")
+    killed_at = time.monotonic()
+    old_jvm.send_signal(signal.SIGKILL)
+    old_jvm.wait(10)
+
+    health = wait_for(
+        lambda: (h := service.get("/healthz").json())["status"] == "degraded" and h,
+        10,
+        "healthz degraded",
+    )
+    assert health["torchserve"] == "restarting"
+    answer = service.post("/api/v1/classify", json=TICKET)
+    if answer.status_code != 200:  # a fast restart may already be through
+        assert answer.status_code == 503, answer.text
+        assert int(answer.headers["Retry-After"]) > 0
+        assert requests.get(f"{service.base}/readyz", timeout=30).status_code == 503
+
+    def classifies() -> bool:
+        return service.post("/api/v1/classify", json=TICKET).status_code == 200
+
+    wait_for(classifies, 120, "classify answering again")
+    recovered_s = time.monotonic() - killed_at
+    print(f"classify answered again {recovered_s:.1f}s after the JVM was killed")
+    health = service.get("/healthz").json()
+    assert health == {"status": "ok", "torchserve": "up", "restarts": 1, "detail": None}
+    assert service.wait_ready()["model_version"] == 1
+    # New JVM, new keys; the old launcher was reaped, not left a zombie.
+    assert jvm(service).pid != old_jvm.pid
+    assert owner_key(service, "management") != old_key
+    zombies = [
+        child
+        for child in psutil.Process(service.process.pid).children(recursive=True)
+        if child.status() == psutil.STATUS_ZOMBIE
+    ]
+    assert zombies == []
