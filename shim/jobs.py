@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from shim.errors import BadRequest, Conflict, Unprocessable
 from shim.processes import child_environment, is_job_process, terminate
+from training.base_models import BUNDLED_ALIASES, PREPARED_MODELS
 from training.config import ConfigError, TrainConfig
 
 if TYPE_CHECKING:
@@ -178,6 +179,17 @@ def build_config(defaults: dict[str, Any], overrides: dict[str, Any]) -> TrainCo
     Unless given, `num_threads` is one less than the CPUs this process may use (at least 1).
     """
     values = {**defaults, **overrides}
+    base_model = overrides.get("base_model")
+    allowed = (*BUNDLED_ALIASES, *PREPARED_MODELS, defaults.get("base_model"))
+    if base_model is not None and base_model not in allowed:
+        # A client names an encoder the service has, never a path or a hub name: the first
+        # would load any directory of this disk, the second fails without internet.
+        raise Unprocessable(
+            f"base_model must be one of {', '.join(repr(m) for m in allowed if m)}; "
+            f"got {str(base_model)[:80]!r}",
+            {"loc": ["body", "base_model"]},
+            code="invalid_parameters",
+        )
     if "num_threads" not in values:
         # Leave a core to TorchServe, so classification keeps answering during training; fewer
         # torch threads than busy cores also spares OpenMP's collapse under oversubscription.

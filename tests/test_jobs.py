@@ -63,6 +63,13 @@ def test_config_merges_service_defaults_and_request_values() -> None:
         build_config({}, {"learning_rate": 5})
     with pytest.raises(Unprocessable, match="unknown training option"):
         build_config({}, {"epochz": 1})
+    # A client picks one of the service's encoders, never a path or a hub name.
+    assert build_config({}, {"base_model": "all-MiniLM-L6-v2"}).base_model == "all-MiniLM-L6-v2"
+    for elsewhere in ("/etc", "../models/x", "someone/some-hub-model"):
+        with pytest.raises(Unprocessable, match="base_model must be one of") as raised:
+            build_config({}, {"base_model": elsewhere})
+        assert raised.value.details == {"loc": ["body", "base_model"]}
+    assert build_config({"base_model": "/srv/enc"}, {"base_model": "/srv/enc"}).base_model
 
 
 def test_selection_score_is_the_mean_validation_macro_f1() -> None:
