@@ -422,7 +422,7 @@ class JobRunner:
         if done is not None and code == 0:
             self._change(job, job.trained, summarize(done["metrics"]))
             return Path(done["model_dir"]), done["metrics"]
-        message = error or f"training process exited with code {code}: {_tail(log_path)}"
+        message = error or f"training process exited with code {code}: {last_log_line(log_path)}"
         self._change(job, job.fail, message)
         return None
 
@@ -464,7 +464,7 @@ class JobRunner:
             self.store.save_job(job)
 
 
-def _tail(path: Path) -> str:
+def last_log_line(path: Path) -> str:
     """The last line the training process logged (progress bars redraw with CR: last state)."""
     try:
         text = path.read_text(encoding="utf-8", errors="replace")

@@ -202,7 +202,7 @@ class TorchServe:
             "--start", "--foreground", "--ncs", "--ts-config", str(config),
             "--log-config", str(LOG_CONFIG),
         ]  # fmt: skip
-        _rotate(self.workdir / "torchserve.out")
+        rotate_log(self.workdir / "torchserve.out")
         logger.info("starting TorchServe on %s (workdir %s)", self.inference_url, self.workdir)
         with open(self.workdir / "torchserve.out", "ab") as out:
             self._launcher = subprocess.Popen(
@@ -359,7 +359,7 @@ class TorchServe:
                 time.sleep(0.5)
 
 
-def _rotate(path: Path, limit: int = CONSOLE_LOG_BYTES, kept: int = CONSOLE_LOGS_KEPT) -> None:
+def rotate_log(path: Path, limit: int = CONSOLE_LOG_BYTES, kept: int = CONSOLE_LOGS_KEPT) -> None:
     """path -> path.1 -> path.2 ... once it has grown past `limit` (it is appended to)."""
     if not path.is_file() or path.stat().st_size < limit:
         return

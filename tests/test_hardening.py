@@ -22,6 +22,8 @@ import pytest
 import requests
 from api_service import Service, tickets_csv
 
+from shim.torchserve import rotate_log
+
 API_KEY = "hardening-key-0123456789"
 TICKET = {"ticket_data": "Mein Drucker druckt nicht mehr seit dem Update"}
 
@@ -269,6 +271,28 @@ def training_processes(job_id: str) -> list[psutil.Process]:
         if "training.job" in cmdline and job_id in cmdline and alive:
             found.append(process)
     return found
+
+
+def test_torchserve_logs_at_info_into_size_rotated_files(service: Service) -> None:
+    logs = service.data_dir / "torchserve" / "logs"
+    ts_log = (logs / "ts_log.log").read_text(errors="replace")
+    assert "[INFO ]" in ts_log and "[DEBUG]" not in ts_log
+    assert "batch size" in (logs / "model_log.log").read_text(errors="replace")
+    assert (service.data_dir / "logs" / "service.log").stat().st_size > 0
+
+
+def test_an_appended_log_is_rotated_past_its_limit(tmp_path: Path) -> None:
+    log = tmp_path / "torchserve.out"
+    for generation in range(5):
+        log.write_text(f"generation {generation}\n" * 100)
+        rotate_log(log, limit=1000, kept=3)
+    assert not log.exists()
+    kept = sorted(p.name for p in tmp_path.iterdir())
+    assert kept == ["torchserve.out.1", "torchserve.out.2", "torchserve.out.3"]
+    assert (tmp_path / "torchserve.out.1").read_text().startswith("generation 4")
+    log.write_text("small\n")
+    rotate_log(log, limit=1000, kept=3)
+    assert log.read_text() == "small\n"
 
 
 def wait_for(check: Any, timeout: float, what: str) -> Any:

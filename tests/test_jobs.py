@@ -19,6 +19,8 @@ from shim.jobs import (
     JobStatus,
     PublishResult,
     build_config,
+    last_log_line,
+    one_line,
     selection_score,
     summarize,
 )
@@ -165,3 +167,17 @@ def test_a_new_job_expects_the_last_jobs_seconds_per_ticket(tmp_path: Path) -> N
     while runner.is_busy() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert runner.get(job.id).status == JobStatus.FAILED
+
+
+def test_job_errors_are_one_line(tmp_path: Path) -> None:
+    log = tmp_path / "train.log"
+    log.write_text(
+        "Loading weights: 100%|##########| 199/199\n"
+        "embedding:   1%|          | 32/3200 [00:04<08:00]\r"
+        "embedding:   2%|2         | 64/3200 [00:05<04:27]\r\x1b[A"
+        "embedding:   4%|4         | 128/3200 [00:06<02:27]\r"
+    )
+    assert last_log_line(log) == "embedding: 4%|4 | 128/3200 [00:06<02:27]"
+    assert last_log_line(tmp_path / "missing.log") == "(no log)"
+    assert one_line("Traceback\n  line 1\n\tValueError: x") == "Traceback line 1 ValueError: x"
+    assert len(one_line("y" * 10_000)) == 400
