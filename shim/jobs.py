@@ -1,9 +1,7 @@
-"""Training jobs: the job record and the runner that trains in a child process.
+"""The runner that trains one job at a time in a child process and keeps its record true.
 
-A job is a record with a status (queued -> running -> succeeded | failed | cancelled); every
-change is a
-named method that stamps its time, and the runner persists the record after each one, so the
-registry always holds the truth. The training itself runs as `python -m training.job SPEC.json`
+The record (`shim.job_record.Job`) changes only through its named methods, and the runner
+persists it after each one. The training itself runs as `python -m training.job SPEC.json`
 in its own process (and session, so a Ctrl-C in the terminal reaches only the service, which
 then stops it), and talks back through JSON events on stdout.
 
@@ -21,156 +19,27 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from shim.errors import BadRequest, Conflict, Unprocessable
+from shim.job_record import INTERRUPTED, Job, JobStatus, PublishResult
 from shim.processes import child_environment, is_job_process, terminate
+from shim.settings import Settings
+from shim.store import Store
 from training.base_models import BUNDLED_ALIASES, PREPARED_MODELS
 from training.config import ConfigError, TrainConfig
-
-if TYPE_CHECKING:
-    from shim.settings import Settings
-    from shim.store import Store
+from training.evaluate import summarize
+from training.files import write_atomic
 
 logger = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted: the service stopped during training"
+# Archives a trained model as a version (shim.versions.ModelVersions.publish).
+Publisher = Callable[[Job, Path, dict[str, Any]], PublishResult]
 PROGRESS_SAVE_INTERVAL_S = 0.5
 MAX_ERROR_CHARS = 400
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def is_terminal(self) -> bool:
-        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-@dataclass
-class Job:
-    """One training run, as stored in the registry and shown by the API."""
-
-    id: str
-    params: dict[str, Any]
-    created_at: datetime = field(default_factory=_now)
-    status: JobStatus = JobStatus.QUEUED
-    phase: str = "queued"
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    pid: int | None = None
-    data_rows: int | None = None
-    progress: dict[str, Any] | None = None
-    metrics: dict[str, Any] | None = None
-    mode: str | None = None  # the mode that runs (fast/full), once the job has chosen it
-    expected_duration_s: float | None = None
-    model_version: int | None = None
-    is_default: bool | None = None
-    note: str | None = None
-    error: str | None = None
-
-    @classmethod
-    def new(cls, params: dict[str, Any]) -> Job:
-        return cls(id=uuid.uuid4().hex[:12], params=params)
-
-    def start(self, pid: int) -> None:
-        """The child process started."""
-        self.status, self.phase, self.pid, self.started_at = (
-            JobStatus.RUNNING,
-            "loading data",
-            pid,
-            _now(),
-        )
-
-    def data_loaded(self, rows: int) -> None:
-        """The child validated the stored data; training begins."""
-        self.data_rows, self.phase = rows, "training"
-
-    def planned(self, mode: str | None, expected_s: float | None) -> None:
-        """The child chose its mode and measured how long it will take."""
-        self.mode, self.expected_duration_s = mode, expected_s
-
-    def eta_s(self, now: datetime | None = None) -> float | None:
-        """Seconds left: the latest progress report's, else what the expected duration leaves."""
-        if self.status.is_terminal:
-            return 0.0
-        if self.progress and self.progress.get("eta_s") is not None:
-            return float(self.progress["eta_s"])
-        if self.expected_duration_s is None:
-            return None
-        elapsed = ((now or _now()) - self.started_at).total_seconds() if self.started_at else 0.0
-        return round(max(0.0, self.expected_duration_s - elapsed), 1)
-
-    def advance(self, progress: dict[str, Any]) -> None:
-        """One optimisation step finished."""
-        self.progress = progress
-        done = progress.get("step") == progress.get("total_steps")
-        self.phase = "evaluating" if done else "training"
-
-    def trained(self, metrics: dict[str, Any]) -> None:
-        """Training and evaluation finished; the model is being published."""
-        self.metrics, self.phase = metrics, "publishing"
-
-    def succeed(self, version: int, is_default: bool, note: str) -> None:
-        """The new version is published (and maybe the default)."""
-        self.status, self.phase, self.finished_at = JobStatus.SUCCEEDED, "done", _now()
-        self.model_version, self.is_default, self.note = version, is_default, note
-
-    def fail(self, error: str) -> None:
-        """The job ended without a new version; `error` says why."""
-        self.status, self.phase, self.finished_at, self.error = (
-            JobStatus.FAILED,
-            "done",
-            _now(),
-            error,
-        )
-
-    def cancel(self) -> None:
-        """A client cancelled the job; its process is being stopped."""
-        self.status, self.phase, self.finished_at = JobStatus.CANCELLED, "done", _now()
-        self.error = "cancelled through the API"
-
-    def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
-        for key in ("created_at", "started_at", "finished_at"):
-            out[key] = out[key].isoformat() if out[key] else None
-        out["status"] = self.status.value
-        return out
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Job:
-        values = dict(values)
-        for key in ("created_at", "started_at", "finished_at"):
-            values[key] = datetime.fromisoformat(values[key]) if values.get(key) else None
-        values["status"] = JobStatus(values["status"])
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    """What became of a trained model: its version, whether it is the default, and why."""
-
-    version: int
-    is_default: bool
-    note: str
-
-
-Publisher = Callable[[Job, Path, dict[str, Any]], PublishResult]
 
 
 def build_config(defaults: dict[str, Any], overrides: dict[str, Any]) -> TrainConfig:
@@ -198,40 +67,6 @@ def build_config(defaults: dict[str, Any], overrides: dict[str, Any]) -> TrainCo
         return TrainConfig.from_dict(values)
     except (ConfigError, TypeError) as exc:
         raise Unprocessable(str(exc), code="invalid_parameters") from exc
-
-
-def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
-    """The headline numbers of a training run: mean macro-F1 and per-head accuracy/F1."""
-    from training.evaluate import mean_macro_f1
-
-    out: dict[str, Any] = {
-        key: metrics.get(key) for key in ("train_seconds", "best_epoch", "epochs_run", "splits")
-    }
-    out["mode"] = (metrics.get("mode") or {}).get("mode")
-    for split in ("validation", "test"):
-        heads = metrics.get(split) or {}
-        out[f"{split}_macro_f1"] = round(mean_macro_f1(heads), 4) if heads else None
-        out[split] = {head: _head_summary(m) for head, m in heads.items()}
-    return out
-
-
-def _head_summary(m: dict[str, Any]) -> dict[str, Any]:
-    keys = ("accuracy", "macro_f1", "weighted_f1", "ece", "ece_uncalibrated")
-    summary: dict[str, Any] = {k: round(m[k], 4) for k in keys if k in m}
-    if "gate" in m:
-        summary["gate"] = {
-            k: m["gate"][k] for k in ("target_precision", "threshold", "coverage", "precision")
-        }
-    return summary
-
-
-def selection_score(metrics: dict[str, Any]) -> float:
-    """Validation macro-F1 (mean over heads), or test when there was no validation split."""
-    summary = summarize(metrics)
-    score = summary["validation_macro_f1"]
-    if score is None:
-        score = summary["test_macro_f1"]
-    return float(score or 0.0)
 
 
 class JobRunner:
@@ -357,8 +192,6 @@ class JobRunner:
 
     def _write_spec(self, job: Job, files: list[Path]) -> Path:
         """The job's own directory: links to today's datasets, so a later replace is harmless."""
-        from shim.store import write_atomic  # here: shim.store imports this module
-
         job_dir = self.store.jobs_dir / job.id
         data_dir = job_dir / "data"
         data_dir.mkdir(parents=True)

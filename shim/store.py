@@ -16,7 +16,6 @@ SQLite runs in WAL mode with synchronous=FULL: a committed upload survives a kil
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 import threading
@@ -29,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from shim.errors import NotFound
-from shim.jobs import Job, JobStatus
+from shim.job_record import Job, JobStatus
+from training.files import PRIVATE_FILE, write_atomic
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -64,7 +64,6 @@ CREATE TABLE IF NOT EXISTS upload_keys (key TEXT PRIMARY KEY, dataset_id TEXT NO
 
 
 PRIVATE_DIR = 0o700
-PRIVATE_FILE = 0o600
 
 
 def utcnow() -> datetime:
@@ -144,7 +143,7 @@ class Store:
         """Write a new dataset file atomically; returns (dataset id, path)."""
         dataset_id = uuid.uuid4().hex[:16]
         path = self.datasets_dir / f"{dataset_id}.jsonl"
-        write_atomic(path, content)
+        write_atomic(path, content, PRIVATE_FILE)
         return dataset_id, path
 
     def add_dataset(
@@ -332,31 +331,6 @@ class Store:
                     path.unlink(missing_ok=True)
                 removed.append(path)
         return removed
-
-
-def write_atomic(path: Path, content: bytes) -> None:
-    """Write `content` to `path` so that readers see the old file or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        # Owner only: tickets and models are the help desk's data.
-        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE), "wb") as handle:
-            handle.write(content)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    fsync_dir(path.parent)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename in `directory` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:

@@ -24,11 +24,12 @@ from typing import Any
 import httpx
 
 from shim.errors import Conflict, Unavailable, UpstreamError
-from shim.jobs import Job, PublishResult, selection_score, summarize
+from shim.job_record import Job, PublishResult
 from shim.settings import Settings
 from shim.store import Store, VersionRecord
 from shim.torchserve import TorchServeClient, TorchServeError
 from training.archive import build_archive
+from training.evaluate import selection_score, summarize
 
 logger = logging.getLogger(__name__)
 

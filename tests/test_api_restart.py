@@ -20,7 +20,7 @@ import pytest
 import requests
 from api_service import TICKETSERVE, Service, tickets_csv
 
-from shim.jobs import INTERRUPTED
+from shim.job_record import INTERRUPTED
 from shim.store import Store
 
 API_KEY = "test-key-0123456789"

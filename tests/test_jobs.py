@@ -12,20 +12,11 @@ import pytest
 
 from shim.datasets import UploadOptions, ingest
 from shim.errors import BadRequest, Conflict, Unprocessable
-from shim.jobs import (
-    INTERRUPTED,
-    Job,
-    JobRunner,
-    JobStatus,
-    PublishResult,
-    build_config,
-    last_log_line,
-    one_line,
-    selection_score,
-    summarize,
-)
+from shim.job_record import INTERRUPTED, Job, JobStatus, PublishResult
+from shim.jobs import JobRunner, build_config, last_log_line, one_line
 from shim.settings import Settings
 from shim.store import Store
+from training.evaluate import selection_score, summarize
 from training.sample_data import generate_tickets
 
 
@@ -115,11 +106,13 @@ def test_submit_needs_data(tmp_path: Path) -> None:
 
 
 def test_a_failing_child_is_reported_and_a_second_job_waits(tmp_path: Path) -> None:
-    runner = runner_on(tmp_path, train_nice=0)
+    # The service's own default may name a directory; this one is missing.
+    missing = {"base_model": str(tmp_path / "no-such-encoder")}
+    runner = runner_on(tmp_path, train_nice=0, train_defaults=missing)
     body = generate_tickets(30, seed=5).to_csv(index=False).encode()
     ingest(runner.store, body, "text/csv", UploadOptions())
 
-    job = runner.submit({"base_model": str(tmp_path / "no-such-encoder"), "epochs": 1})
+    job = runner.submit({"epochs": 1})
     with pytest.raises(Conflict, match=job.id):
         runner.submit({})
     deadline = time.monotonic() + 180
@@ -151,7 +144,8 @@ def test_eta_comes_from_the_plan_then_from_progress() -> None:
 
 
 def test_a_new_job_expects_the_last_jobs_seconds_per_ticket(tmp_path: Path) -> None:
-    runner = runner_on(tmp_path, train_nice=0)
+    missing = {"base_model": str(tmp_path / "no-such-encoder")}
+    runner = runner_on(tmp_path, train_nice=0, train_defaults=missing)
     earlier = Job.new({})
     earlier.start(pid=1)
     earlier.data_loaded(120)
@@ -160,7 +154,7 @@ def test_a_new_job_expects_the_last_jobs_seconds_per_ticket(tmp_path: Path) -> N
     runner.store.save_job(earlier)
     body = generate_tickets(30, seed=5).to_csv(index=False).encode()
     ingest(runner.store, body, "text/csv", UploadOptions())
-    job = runner.submit({"base_model": str(tmp_path / "no-such-encoder")})
+    job = runner.submit({})
     rows = runner.store.datasets()[0].rows
     assert job.expected_duration_s == pytest.approx(60.0 / 120 * rows)
     deadline = time.monotonic() + 180

@@ -10,7 +10,7 @@ import pytest
 
 from shim.datasets import UploadOptions, ingest, summary, upload_format
 from shim.errors import BadRequest, Conflict, NotFound, Unprocessable, UnsupportedMediaType
-from shim.jobs import Job, JobStatus
+from shim.job_record import Job, JobStatus
 from shim.store import Store, VersionRecord
 from training.sample_data import generate_tickets
 

@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 from sklearn.metrics import (
     ConfusionMatrixDisplay,
     accuracy_score,
@@ -155,11 +154,18 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
     (directory / REPORT_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
 
 
+def _figure(width: float, height: float) -> Any:
+    """A bare Figure: renders with Agg, needs no display nor pyplot's global state. matplotlib
+    is imported here, so the service (which only summarizes metrics) never loads it."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height))
+
+
 def plot_confusion(metrics: dict[str, Any], path: Path, title: str) -> None:
     labels = metrics["labels"]
     size = max(4.0, 0.7 * len(labels) + 2)
-    # A bare Figure renders with Agg and never needs a display or pyplot's global state.
-    fig = Figure(figsize=(size, size))
+    fig = _figure(size, size)
     ax = fig.subplots()
     ConfusionMatrixDisplay(np.asarray(metrics["confusion_matrix"]), display_labels=labels).plot(
         ax=ax, xticks_rotation=45, colorbar=False
@@ -171,7 +177,7 @@ def plot_confusion(metrics: dict[str, Any], path: Path, title: str) -> None:
 
 def plot_reliability(metrics: dict[str, Any], path: Path, title: str) -> None:
     """Accuracy against confidence per bin, before and after calibration."""
-    fig = Figure(figsize=(5, 5))
+    fig = _figure(5, 5)
     ax = fig.subplots()
     ax.plot([0, 1], [0, 1], linestyle=":", color="grey", label="perfectly calibrated")
     for key, ece, label in (
@@ -193,3 +199,35 @@ def plot_reliability(metrics: dict[str, Any], path: Path, title: str) -> None:
     ax.set_title(title)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
+
+
+def summarize(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The headline numbers of a training run: mean macro-F1 and per-head accuracy/F1."""
+    out: dict[str, Any] = {
+        key: metrics.get(key) for key in ("train_seconds", "best_epoch", "epochs_run", "splits")
+    }
+    out["mode"] = (metrics.get("mode") or {}).get("mode")
+    for split in ("validation", "test"):
+        heads = metrics.get(split) or {}
+        out[f"{split}_macro_f1"] = round(mean_macro_f1(heads), 4) if heads else None
+        out[split] = {head: _head_summary(m) for head, m in heads.items()}
+    return out
+
+
+def _head_summary(m: dict[str, Any]) -> dict[str, Any]:
+    keys = ("accuracy", "macro_f1", "weighted_f1", "ece", "ece_uncalibrated")
+    summary: dict[str, Any] = {k: round(m[k], 4) for k in keys if k in m}
+    if "gate" in m:
+        summary["gate"] = {
+            k: m["gate"][k] for k in ("target_precision", "threshold", "coverage", "precision")
+        }
+    return summary
+
+
+def selection_score(metrics: dict[str, Any]) -> float:
+    """Validation macro-F1 (mean over heads), or test when there was no validation split."""
+    summary = summarize(metrics)
+    score = summary["validation_macro_f1"]
+    if score is None:
+        score = summary["test_macro_f1"]
+    return float(score or 0.0)

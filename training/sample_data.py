@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import random
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
 import pandas as pd
+
+from training.files import write_atomic
 
 COLUMNS = ("subject", "body", "queue", "priority", "language")
 LANGUAGES = ("en", "de")
@@ -855,12 +856,5 @@ def write_sample_csv(path: str | os.PathLike[str], rows: int, seed: int = 0) -> 
     frame = generate_tickets(rows, seed)
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    # Same directory so os.replace is an atomic rename; not mkstemp, whose 0600 mode would stick.
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        frame.to_csv(tmp, index=False, encoding="utf-8")
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(target, frame.to_csv(index=False).encode("utf-8"))
     return len(frame)

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, Response
 
 from shim.deps import RunnerDep
 from shim.errors import NotFound
-from shim.jobs import Job
+from shim.job_record import Job
 from shim.schemas import ErrorPublic, TrainJobPublic, TrainRequest
 
 router = APIRouter(prefix="/train", tags=["training"])
