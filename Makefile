@@ -10,18 +10,21 @@ EPOCHS ?=
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STORE  ?= model_store
+# Test files run in this many processes (a file's tests stay together, in order, in one).
+TEST_WORKERS ?= 2
 # `make archive` packs MODEL when given (command line or environment), else the newest trained
 # model under $(VAR): make train -> $(VAR)/models/<name>, the service -> $(VAR)/models/v<N>,
-# make demo -> $(VAR)/demo/model.
+# make demo (a service on $(VAR)/demo) -> $(VAR)/demo/models/v<N>.
 NEWEST_MODEL   = $(patsubst %/model.safetensors,%,$(firstword $(shell ls -t \
-                 $(VAR)/models/*/model.safetensors $(VAR)/demo/model/model.safetensors 2>/dev/null)))
+                 $(VAR)/models/*/model.safetensors $(VAR)/demo/models/*/model.safetensors \
+                 2>/dev/null)))
 ARCHIVE_MODEL  = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(NEWEST_MODEL))
 
-.PHONY: help install test lint format demo serve train archive torchserve torchserve-stop bench clean
+.PHONY: help install test lint format demo serve train archive torchserve torchserve-stop bench bundle clean
 
 help:
 	@echo "make install   create $(VENV) and install the project with its dev tools"
-	@echo "make test      run the test suite (real training, real TorchServe)"
+	@echo "make test      run the test suite (real training, real TorchServe; TEST_WORKERS=2 processes)"
 	@echo "make lint      ruff check + format check"
 	@echo "make demo      sample data -> service -> upload -> train -> classify (through the API)"
 	@echo "make serve     run TorchServe + the /api/v1 service on $(HOST):$(PORT), data in $(VAR)/"
@@ -29,6 +32,7 @@ help:
 	@echo "make archive   pack the newest trained model (or MODEL=dir) into $(STORE)/ticket-vN.mar"
 	@echo "make torchserve / torchserve-stop   start / stop TorchServe with config.properties"
 	@echo "make bench     TorchServe vs in-process forward pass vs pipeline() (MODEL=dir optional)"
+	@echo "make bundle    dist/ticketserve-<version>-offline.tar: every wheel + install.sh, for servers without internet"
 
 $(BIN)/ticketserve: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +43,7 @@ $(BIN)/ticketserve: pyproject.toml
 install: $(BIN)/ticketserve
 
 test: install
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(BIN)/ruff check .
@@ -60,7 +64,7 @@ serve: install
 
 archive: install
 	@test -n "$(ARCHIVE_MODEL)" || { echo "no trained model under $(VAR)/models or" \
-	  "$(VAR)/demo/model: run make demo or make train, or pass MODEL=dir" >&2; exit 1; }
+	  "$(VAR)/demo/models: run make demo or make train, or pass MODEL=dir" >&2; exit 1; }
 	$(BIN)/ticketserve archive $(ARCHIVE_MODEL) --store $(STORE) $(if $(VERSION),--version $(VERSION))
 
 torchserve: install
@@ -68,6 +72,9 @@ torchserve: install
 
 torchserve-stop: install
 	$(BIN)/torchserve --stop
+
+bundle: install
+	bash scripts/bundle.sh
 
 bench: install
 	$(BIN)/python bench/serve.py $(if $(filter command line environment,$(origin MODEL)),--model $(MODEL))

@@ -26,8 +26,6 @@ import pandas as pd
 from common import (
     DEFAULT_DATA,
     HEADS,
-    add_config_flags,
-    config_overrides,
     fixed_split,
     inner_splits,
 )
@@ -37,6 +35,7 @@ from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
 from training.config import TrainConfig
+from training.config_flags import add_config_flags, config_overrides
 from training.data import TicketData, load_tickets
 from training.train import train
 

@@ -1,16 +1,12 @@
-"""What the training benchmarks share: the shared dataset's path, its fixed split, and
-TrainConfig overrides as command-line flags."""
+"""What the training benchmarks share: the shared dataset's path and its fixed split."""
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import fields
 from pathlib import Path
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from training.config import MODES, TrainConfig
 from training.data import TicketData, split_tickets
 
 DEFAULT_DATA = (
@@ -18,9 +14,6 @@ DEFAULT_DATA = (
     / "shared/data/bueck_v3_4k/dataset-tickets-multi-lang3-4k.csv"
 )
 HEADS = ("queue", "priority")
-_SCALARS = {"int": int, "float": float, "str": str, "float | None": float}
-_FLAGS = ("class_weighting", "freeze_embeddings", "trim_vocabulary", "lexical")
-_LISTS = {"list[float]": float}
 
 
 def fixed_split(data: TicketData) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -35,25 +28,3 @@ def inner_splits(
     it); the 20 % stays the test split, never looked at while training or tuning."""
     inner = split_tickets(train_frame, "queue", val_fraction=0.1, test_fraction=0.0, seed=seed)
     return {"train": inner["train"], "validation": inner["validation"], "test": test_frame}
-
-
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One --flag per scalar TrainConfig field (default: TrainConfig's own)."""
-    for f in fields(TrainConfig):
-        flag = f"--{f.name.replace('_', '-')}"
-        if f.name == "mode":
-            parser.add_argument(flag, choices=MODES)
-        elif f.name in _FLAGS:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction)
-        elif f.type in _LISTS:
-            parser.add_argument(flag, nargs="+", type=_LISTS[f.type])
-        elif f.type in _SCALARS:
-            parser.add_argument(flag, type=_SCALARS[f.type])
-
-
-def config_overrides(args: argparse.Namespace) -> dict[str, object]:
-    return {
-        f.name: getattr(args, f.name)
-        for f in fields(TrainConfig)
-        if getattr(args, f.name, None) is not None
-    }

@@ -33,6 +33,7 @@ from training.sample_data import generate_tickets
 
 TICKETSERVE = str(Path(sys.executable).with_name("ticketserve"))
 MAX_GROWTH = 0.05
+SAMPLE_S = 30.0  # memory sampling interval during the soak
 TRAINING = {"base_model": "all-MiniLM-L6-v2", "mode": "fast", "max_length": 128}
 
 
@@ -42,11 +43,17 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--key-file", type=Path, help="file with the service's API key")
     parser.add_argument("--duration", type=float, default=300.0, help="soak seconds (300)")
     parser.add_argument("--rate", type=float, default=10.0, help="requests per second (10)")
-    parser.add_argument("--warmup", type=float, default=20.0, help="seconds before measuring")
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        help="seconds before measuring (default: one pass over the ticket pool, so every "
+        "text length has been through the worker before memory is compared)",
+    )
     parser.add_argument("--check", action="store_true", help="exit 1 on errors or growth")
     args = parser.parse_args()
     for name in ("duration", "rate", "warmup"):
-        if not 0 <= getattr(args, name) <= 24 * 3600:
+        value = getattr(args, name)
+        if value is not None and not 0 <= value <= 24 * 3600:
             parser.error(f"--{name} must be between 0 and 86400")
     if args.rate <= 0:
         parser.error("--rate must be positive")
@@ -122,9 +129,19 @@ def memory(service_pid: int) -> dict[str, float]:
 # -- the load -------------------------------------------------------------------------------
 
 
-async def soak(url: str, headers: dict[str, str], texts: list[str], seconds: float,
-               rate: float) -> tuple[list[float], Counter[str], float]:  # fmt: skip
-    """Open loop: one request every 1/rate s for `seconds`; (latencies, outcomes, wall s)."""
+async def soak(
+    url: str,
+    headers: dict[str, str],
+    texts: list[str],
+    seconds: float,
+    rate: float,
+    pid: int | None = None,
+    samples: list[float] | None = None,
+) -> tuple[list[float], Counter[str], float]:
+    """Open loop: one request every 1/rate s for `seconds`; (latencies, outcomes, wall s).
+
+    With `pid`, the total resident MB is appended to `samples` every SAMPLE_S seconds.
+    """
     latencies: list[float] = []
     outcomes: Counter[str] = Counter()
     limits = httpx.Limits(max_connections=64)
@@ -140,6 +157,12 @@ async def soak(url: str, headers: dict[str, str], texts: list[str], seconds: flo
                 return
             latencies.append(time.perf_counter() - started)
 
+        async def sample() -> None:
+            while True:
+                await asyncio.sleep(SAMPLE_S)
+                samples.append(sum(memory(pid).values()))
+
+        sampler = asyncio.create_task(sample()) if pid is not None and samples is not None else None
         tasks = []
         started = time.perf_counter()
         count = int(seconds * rate)
@@ -149,6 +172,8 @@ async def soak(url: str, headers: dict[str, str], texts: list[str], seconds: flo
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(one(texts[index % len(texts)])))
         await asyncio.gather(*tasks)
+        if sampler is not None:
+            sampler.cancel()
         return latencies, outcomes, time.perf_counter() - started
 
 
@@ -186,14 +211,20 @@ def main() -> int:
             print("training a model through the API ...", flush=True)
             prepare_model(url, headers)
             pid = process.pid
-        texts = list(generate_tickets(500, seed=9)["text"])
-        print(f"warm-up {args.warmup:.0f}s, then {args.duration:.0f}s at {args.rate:g} req/s",
+        sample = generate_tickets(500, seed=9)
+        texts = list(sample["subject"] + "\n" + sample["body"])
+        warmup = len(texts) / args.rate if args.warmup is None else args.warmup
+        print(f"warm-up {warmup:.0f}s, then {args.duration:.0f}s at {args.rate:g} req/s",
               flush=True)  # fmt: skip
-        asyncio.run(soak(url, headers, texts, args.warmup, args.rate))
+        asyncio.run(soak(url, headers, texts, warmup, args.rate))
         start = memory(pid)
-        latencies, outcomes, wall = asyncio.run(soak(url, headers, texts, args.duration, args.rate))
+        samples = [sum(start.values())]
+        latencies, outcomes, wall = asyncio.run(
+            soak(url, headers, texts, args.duration, args.rate, pid, samples)
+        )
         end = memory(pid)
         errors, growth = report(latencies, outcomes, wall, start, end)
+        print(f"total RSS every {SAMPLE_S:.0f}s (MB): " + " ".join(f"{m:.0f}" for m in samples))
     finally:
         if process is not None:
             process.send_signal(signal.SIGTERM)

@@ -1,5 +1,6 @@
 """Training time and macro-F1: the tutorial's recipe against ours, same encoder, data and epochs.
 
+    .venv/bin/pip install -e '.[bench]'    # accelerate, which Trainer needs
     .venv/bin/python bench/train_speed.py [DATA] [--rows N] [--epochs E] [config flags]
 
 tutorial: Hugging Face `Trainer`, `padding="max_length"`, one sequence-classification model per
@@ -18,6 +19,7 @@ multilingual dataset; where it is absent, generated sample tickets are used.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 import tempfile
 import time
@@ -27,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from common import DEFAULT_DATA, HEADS, add_config_flags, config_overrides
+from common import DEFAULT_DATA, HEADS
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 from transformers import (
@@ -40,6 +42,7 @@ from transformers.utils import logging as hf_logging
 
 from training.base_models import resolve_base_model
 from training.config import TrainConfig
+from training.config_flags import add_config_flags, config_overrides
 from training.data import TicketData, load_tickets, parse_tickets
 from training.sample_data import generate_tickets
 from training.train import train
@@ -131,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=800, help="subset size (default 800)")
     add_config_flags(parser)
     args = parser.parse_args(argv)
+    if importlib.util.find_spec("accelerate") is None:
+        print("bench/train_speed.py needs accelerate: .venv/bin/pip install -e '.[bench]'")
+        return 2
     # The recipes compared are fine-tunes: ours in full mode unless --mode says otherwise.
     config = TrainConfig(**{"mode": "full", **config_overrides(args)})
     hf_logging.set_verbosity_error()

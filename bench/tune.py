@@ -21,13 +21,12 @@ from pathlib import Path
 from common import (
     DEFAULT_DATA,
     HEADS,
-    add_config_flags,
-    config_overrides,
     fixed_split,
     inner_splits,
 )
 
 from training.config import ConfigError, TrainConfig
+from training.config_flags import add_config_flags, config_overrides
 from training.data import load_tickets
 from training.train import train
 

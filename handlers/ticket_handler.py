@@ -11,7 +11,7 @@ the batched pass fail, each request is run again alone, so a ticket that breaks 
 only its own request (500), never its batch neighbours.
 
 Settings come from the `handler:` section of the archive's model-config.yaml:
-    top_k               labels listed per head (default 3)
+    top_k               labels listed per head (training/archive.py writes the model's own)
     forward_batch_size  most tickets per forward pass; larger batches are split (default 128)
     num_threads         CPU threads for torch; 0 keeps the worker's default (default 0)
 """
@@ -42,7 +42,7 @@ class TicketHandler(BaseHandler):
         properties = context.system_properties
         model_dir = properties["model_dir"]
         settings = dict((context.model_yaml_config or {}).get("handler") or {})
-        self.top_k = int(settings.get("top_k", 3))
+        self.top_k = int(settings["top_k"])
         self.forward_batch_size = int(settings.get("forward_batch_size", 128))
         gpu_id = properties.get("gpu_id")
         if gpu_id is not None and torch.cuda.is_available():

@@ -23,6 +23,7 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from shim.classifier import Classifier
@@ -31,11 +32,17 @@ from shim.errors import ApiError
 from shim.guard import RequestGuard
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
+from shim.request_id import RequestIdMiddleware
 from shim.routes import classify, models, ops, train, train_data
 from shim.settings import Settings
 from shim.store import Store
 from shim.supervisor import Supervisor
-from shim.torchserve import AsyncTorchServeClient, KeyFile, TorchServeClient, TorchServeError
+from shim.torchserve_client import (
+    AsyncTorchServeClient,
+    KeyFile,
+    TorchServeClient,
+    TorchServeError,
+)
 from shim.versions import ModelVersions
 
 logger = logging.getLogger(__name__)
@@ -45,6 +52,14 @@ DOCS_STATIC = "/docs/static"
 DESCRIPTION = """Upload labelled help-desk tickets, train a classifier in the background, and
 classify new tickets by queue and priority. Every /api/v1 route takes `Authorization: Bearer
 <key>` when the service has an API key."""
+
+
+class _App(FastAPI):
+    """FastAPI with the request id outside even Starlette's ServerErrorMiddleware, so that a 500
+    and the log lines about it carry the id too."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        return RequestIdMiddleware(super().build_middleware_stack())
 
 
 @dataclass(frozen=True)
@@ -90,7 +105,7 @@ def create_app(
             if services.versions.client is not None:
                 services.versions.client.close()
 
-    app = FastAPI(
+    app = _App(
         title="ticketserve",
         version="1.0",
         summary="Support-ticket classifier: upload, train, classify, model versions",

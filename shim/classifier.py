@@ -28,7 +28,7 @@ from shim.schemas import (
 )
 from shim.settings import Settings
 from shim.store import Store
-from shim.torchserve import AsyncTorchServeClient
+from shim.torchserve_client import AsyncTorchServeClient
 from shim.versions import ModelVersions
 from training.calibration import clears_gate, threshold_for
 

@@ -1,7 +1,8 @@
-"""The `ticketserve` console script: the training commands plus `serve` (the /api/v1 service).
+"""The `ticketserve` console script: the training commands plus `serve` (the /api/v1 service)
+and `backup` / `restore` of its data directory.
 
 It lives on the shim side so that `training` never imports `shim`: the training CLI's parser is
-reused and gains one subcommand.
+reused and gains these subcommands.
 """
 
 from __future__ import annotations
@@ -11,13 +12,16 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from training import cli as training_cli
 
+if TYPE_CHECKING:
+    from shim.backup import Summary
+
 
 def build_parser() -> tuple[argparse.ArgumentParser, Any]:
-    """The training CLI's parser with the `serve` subcommand added."""
+    """The training CLI's parser with the `serve`, `backup` and `restore` subcommands added."""
     parser, commands = training_cli.build_parser()
     serve = commands.add_parser(
         "serve",
@@ -34,7 +38,33 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
         "--api-key-file", type=Path, help="file holding the API key (or TICKETSERVE_API_KEY)"
     )
     serve.set_defaults(handler=cmd_serve)
+
+    backup = commands.add_parser(
+        "backup",
+        help="back up the data directory to one .tar.gz (safe while the service runs)",
+        description="Writes the registry, uploads, model versions and archives to OUT, a new "
+        "file. Jobs' logs and TorchServe's files are not included.",
+    )
+    backup.add_argument("out", metavar="OUT", type=Path, help="backup file to write (.tar.gz)")
+    _add_data_dir(backup, "data directory to back up")
+    backup.set_defaults(handler=cmd_backup)
+
+    restore = commands.add_parser(
+        "restore",
+        help="restore a backup into an empty or new data directory",
+        description="Checks every file of IN against its manifest, then lays it out in the "
+        "data directory; start the service there afterwards.",
+    )
+    restore.add_argument("archive", metavar="IN", type=Path, help="backup file to restore")
+    _add_data_dir(restore, "data directory to fill: empty or new")
+    restore.set_defaults(handler=cmd_restore)
     return parser, commands
+
+
+def _add_data_dir(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--data-dir", type=Path, help=f"{what} (default TICKETSERVE_DATA_DIR, else var/)"
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -60,8 +90,59 @@ def cmd_serve(args: argparse.Namespace) -> None:
         _fail(exc)
 
 
-def _fail(exc: Exception) -> NoReturn:
-    print(f"ticketserve serve: error: {exc}", file=sys.stderr)
+def cmd_backup(args: argparse.Namespace) -> None:
+    """Write a backup of the data directory; an error is one line and exit status 1."""
+    from shim.backup import backup
+
+    try:
+        summary = backup(_data_dir(args), args.out)
+    except OSError as exc:  # e.g. run as a user who may not read the data directory
+        _fail(exc, args.command)
+    print(
+        f"wrote {summary.path} ({_megabytes(summary.bytes)}): {_contents(summary)}, "
+        f"registry schema {summary.schema_version}"
+    )
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    """Restore a backup into an empty or new data directory."""
+    from shim.backup import restore
+
+    try:
+        summary = restore(args.archive, _data_dir(args))
+    except OSError as exc:  # e.g. a target the user may not create
+        _fail(exc, args.command)
+    print(
+        f"restored {args.archive} into {summary.path}: {_contents(summary)}; start the service "
+        f"with --data-dir {summary.path}"
+    )
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    """--data-dir, else the service's own setting (TICKETSERVE_DATA_DIR, else var/)."""
+    from shim.settings import Settings, SettingsError
+
+    try:
+        return Settings.from_env(data_dir=args.data_dir).data_dir
+    except SettingsError as exc:
+        _fail(exc, args.command)
+
+
+def _contents(summary: Summary) -> str:
+    versions = ", ".join(map(str, summary.versions)) or "none"
+    default = summary.default_version if summary.default_version is not None else "none"
+    return (
+        f"{summary.files} files, model versions {versions} (default {default}), "
+        f"{summary.dataset_rows} stored tickets"
+    )
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1e6:.1f} MB"
+
+
+def _fail(exc: Exception, command: str = "serve") -> NoReturn:
+    print(f"ticketserve {command}: error: {exc}", file=sys.stderr)
     raise SystemExit(1) from None
 
 

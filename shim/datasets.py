@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from shim.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaType
 from shim.schemas import DatasetPublic, TrainDataSummaryPublic, TrainDataUploadPublic
 from shim.store import DatasetRecord, Store, utcnow
+from training.config import DEFAULT_MIN_CLASS_EXAMPLES
 from training.data import DELIMITERS, Columns, DataError, Format, TicketData, read_table, validate
 from training.labels import label_key
 from training.text_rules import MAX_TICKET_CHARS
@@ -41,7 +42,7 @@ class UploadOptions:
     queue_column: str | None = None
     priority_column: str | None = None
     delimiter: str = ","
-    min_class_examples: int = 5
+    min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES
     max_text_chars: int = MAX_TICKET_CHARS
     idempotency_key: str | None = None  # the client's; else the body's hash is the key
 

@@ -11,6 +11,7 @@ is gone (the child exits when its parent dies) or is stopped here, and nothing r
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import os
@@ -138,8 +139,12 @@ class JobRunner:
                 spec = self._write_spec(job, [d.file for d in datasets])
             self.store.save_job(job)
             self._active = job
+            # In a copy of this request's context: the job's log lines carry its request id.
             self._thread = threading.Thread(
-                target=self._run, args=(job, spec), name=f"train-{job.id}", daemon=True
+                target=contextvars.copy_context().run,
+                args=(self._run, job, spec),
+                name=f"train-{job.id}",
+                daemon=True,
             )
             self._thread.start()
             return Job.from_dict(job.to_dict())
@@ -236,7 +241,7 @@ class JobRunner:
         env = child_environment(TOKENIZERS_PARALLELISM="false")
         with open(log_path, "ab") as log:
             with self._lock:
-                if self._stopping:
+                if self._stopping or job.status.is_terminal:  # shut down or cancelled while queued
                     return None
                 process = subprocess.Popen(
                     [sys.executable, "-m", "training.job", str(spec)],
@@ -253,7 +258,8 @@ class JobRunner:
             done, error = self._read_events(job, process)
             code = process.wait()
         if done is not None and code == 0:
-            self._change(job, job.trained, summarize(done["metrics"]))
+            if not self._change(job, job.trained, summarize(done["metrics"])):
+                return None  # cancelled as training ended: publish nothing
             return Path(done["model_dir"]), done["metrics"]
         message = error or f"training process exited with code {code}: {last_log_line(log_path)}"
         self._change(job, job.fail, message)
@@ -288,13 +294,15 @@ class JobRunner:
                 error = one_line(event.get("message") or event.get("kind") or "training failed")
         return done, error
 
-    def _change(self, job: Job, method: Callable[..., None], *args: Any) -> None:
-        """Apply a state change and persist it, unless the job already ended (e.g. shutdown)."""
+    def _change(self, job: Job, method: Callable[..., None], *args: Any) -> bool:
+        """Apply a state change and persist it, unless the job already ended (e.g. cancelled or
+        shut down); says whether it was applied."""
         with self._lock:
             if job.status.is_terminal:
-                return
+                return False
             method(*args)
             self.store.save_job(job)
+            return True
 
 
 def last_log_line(path: Path) -> str:

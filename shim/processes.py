@@ -1,4 +1,4 @@
-"""Child processes: their environment, and stopping them by pid safely (pids are reused)."""
+"""Child processes: their environment, and stopping them (one home for SIGTERM, wait, SIGKILL)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ import logging
 import os
 import signal
 import time
+from contextlib import suppress
 from pathlib import Path
+
+import psutil
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +47,22 @@ def terminate(pid: int, timeout_s: float = 15.0) -> None:
             if not _alive(pid):
                 return
             time.sleep(0.1)
+
+
+def stop_processes(
+    processes: list[psutil.Process], timeout_s: float, signal_all: bool = True
+) -> None:
+    """SIGTERM all `processes`, or only the first (a JVM stops its own workers); wait up to
+    `timeout_s` for all of them to exit, then SIGKILL those left."""
+    for process in processes if signal_all else processes[:1]:
+        with suppress(psutil.NoSuchProcess):
+            process.send_signal(signal.SIGTERM)
+    _, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    for process in alive:
+        logger.warning("process %d still running after %.0fs: killing", process.pid, timeout_s)
+        with suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=10)
 
 
 def _alive(pid: int) -> bool:

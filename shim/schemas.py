@@ -6,21 +6,23 @@ default are defined once, in the training package; here every field is optional.
 
 from __future__ import annotations
 
+import json
 import sys
-from dataclasses import fields
+from dataclasses import MISSING, fields
 from datetime import datetime
-from typing import Any, Literal, get_type_hints
+from typing import Annotated, Any, Literal, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from training.config import TrainConfig
+from shim.job_record import JobStatus
+from shim.store import DatasetRecord
+from training.config import MAX_GRID, MAX_NAME_CHARS, TrainConfig, non_null
+from training.progress import Progress
 from training.text_rules import text_problem
 
 # Model versions count from 1; a larger number than this cannot exist (SQLite's integers and
 # TorchServe's version strings both hold it).
 MAX_VERSION = 2**31 - 1
-
-JobStatusName = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 class ErrorBody(BaseModel):
@@ -65,14 +67,15 @@ class TrainDataUploadPublic(BaseModel):
     stored_datasets: int
 
 
-class DatasetPublic(BaseModel):
-    id: str
-    format: Literal["csv", "json", "jsonl"]
-    bytes: int
-    rows: int
-    heads: list[str]
-    label_counts: dict[str, dict[str, int]]
-    created_at: datetime
+def _public(record: type, name: str, private: tuple[str, ...], doc: str) -> type[BaseModel]:
+    """The API shape of a stored record: its fields, less the private ones."""
+    hints = get_type_hints(record)
+    shown = {f.name: (hints[f.name], ...) for f in fields(record) if f.name not in private}
+    return create_model(name, __doc__=doc, **shown)
+
+
+# Where the file lies on the server is no client's business.
+DatasetPublic = _public(DatasetRecord, "DatasetPublic", ("file",), "One stored upload.")
 
 
 class TrainDataSummaryPublic(BaseModel):
@@ -88,13 +91,27 @@ class TrainDataSummaryPublic(BaseModel):
 
 
 def _train_request_model() -> type[BaseModel]:
+    """Every TrainConfig field, optional, with its help, default and bound in the schema."""
     hints = get_type_hints(TrainConfig)
-    optional: dict[str, Any] = {
-        f.name: (hints[f.name] | None, Field(None, description=f"default: {f.default!r}"))
-        if not callable(f.default_factory)
-        else (hints[f.name] | None, None)
-        for f in fields(TrainConfig)
-    }
+    optional: dict[str, Any] = {}
+    for f in fields(TrainConfig):
+        bound = f.metadata["bound"]
+        hint = non_null(hints[f.name])
+        limits = bound.limits() if bound is not None else {}
+        size: dict[str, int] = {}
+        if get_origin(hint) is list:
+            hint = list[Annotated[float, Field(allow_inf_nan=False, **limits)]]
+            size, limits = {"min_length": 1, "max_length": MAX_GRID}, {}
+        elif get_origin(hint) is dict:
+            hint = dict[str, Annotated[float, Field(allow_inf_nan=False, **limits)]]
+            size, limits = {"max_length": MAX_GRID}, {}
+        elif hint is str:
+            size = {"min_length": 1, "max_length": MAX_NAME_CHARS}
+        if hint is float:
+            limits["allow_inf_nan"] = False
+        default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+        description = f"{f.metadata['help']}; default: {json.dumps(default)}"
+        optional[f.name] = (hint | None, Field(None, description=description, **limits, **size))
     return create_model(
         "TrainRequest",
         __config__=ConfigDict(extra="forbid", strict=True),
@@ -106,22 +123,11 @@ def _train_request_model() -> type[BaseModel]:
 TrainRequest = _train_request_model()
 
 
-class TrainProgressPublic(BaseModel):
-    epoch: int
-    epochs: int
-    step: int
-    total_steps: int
-    loss: float | None = Field(description="the training loss (while fine-tuning)")
-    elapsed_s: float
-    eta_s: float
-    stage: str = Field("fine-tuning", description="embedding, fitting heads or fine-tuning")
-
-
 class TrainJobPublic(BaseModel):
     """A training job: its status, live progress, and the resulting version or the error."""
 
     job_id: str
-    status: JobStatusName
+    status: JobStatus
     phase: str = Field(description="queued, loading data, training, evaluating, publishing, done")
     created_at: datetime
     started_at: datetime | None
@@ -133,7 +139,7 @@ class TrainJobPublic(BaseModel):
         "until then from the previous job's seconds per ticket"
     )
     eta_s: float | None = Field(description="seconds left, by the latest measurement")
-    progress: TrainProgressPublic | None
+    progress: Progress | None
     params: dict[str, Any] = Field(description="the full training configuration")
     metrics: dict[str, Any] | None = Field(description="validation/test macro-F1 and per head")
     model_version: int | None

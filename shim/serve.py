@@ -7,10 +7,8 @@ is cleaned up by the next start on the same data directory before a new one star
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import logging.handlers
 import signal
 from pathlib import Path
 from types import FrameType
@@ -20,6 +18,8 @@ import uvicorn
 
 from shim.app import TorchServeEndpoints, create_app
 from shim.http_protocol import LingeringH11Protocol
+from shim.logs import configure_logging
+from shim.processes import stop_processes
 from shim.settings import Settings
 from shim.store import Store
 from shim.supervisor import Supervisor
@@ -37,8 +37,9 @@ class Stop(Exception):
 def serve(settings: Settings) -> None:
     """Run until interrupted; TorchServe is always stopped on the way out."""
     settings.check_exposure()
+    # Before the store: its start-up (a registry migration) is logged too.
+    configure_logging(settings.log_format, settings.data_dir.resolve() / "logs" / "service.log")
     store = Store(settings.data_dir)
-    _log_to_file(store.root / "logs" / "service.log")
     workdir = store.root / "torchserve"
     workdir.mkdir(exist_ok=True)
     stop_stale_torchserve(workdir)
@@ -69,6 +70,7 @@ def serve(settings: Settings) -> None:
             host=settings.host,
             port=settings.port,
             log_level="info",
+            log_config=None,  # uvicorn's lines go through the service's handlers and format
             access_log=False,
             http=LingeringH11Protocol,
         )
@@ -107,24 +109,8 @@ def stop_stale_torchserve(workdir: Path) -> None:
         path.unlink(missing_ok=True)
         return
     logger.warning("stopping TorchServe %d left by a previous service", pid)
-    for process in processes:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process.terminate()
-    _, alive = psutil.wait_procs(processes, timeout=30)
-    for process in alive:
-        process.kill()
-    psutil.wait_procs(alive, timeout=10)
+    stop_processes(processes, timeout_s=30.0)
     path.unlink(missing_ok=True)
-
-
-def _log_to_file(path: Path) -> None:
-    """The service's log also goes to `path`, rotated at 10 MB (5 kept)."""
-    path.parent.mkdir(exist_ok=True)
-    handler = logging.handlers.RotatingFileHandler(
-        path, maxBytes=10 * 1024 * 1024, backupCount=5, encoding="utf-8"
-    )
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger().addHandler(handler)
 
 
 def _write_pid(workdir: Path, pid: int | None) -> None:

@@ -29,6 +29,7 @@ ENV_PREFIX = "TICKETSERVE_"
 LOOPBACK_NAMES = ("localhost",)
 
 Promotion = Literal["not_worse", "always", "never"]
+LogFormat = Literal["text", "json"]
 
 
 class SettingsError(ValueError):
@@ -95,6 +96,9 @@ class Settings(BaseModel):
         None, description="TorchServe config.properties (None: the project's one)"
     )
     retry_after_s: int = Field(10, ge=1, le=3600, description="Retry-After on 503 answers")
+    log_format: LogFormat = Field(
+        "text", description="service log lines: text, or one JSON object per line (json)"
+    )
 
     @field_validator("api_key")
     @classmethod

@@ -11,16 +11,20 @@ Layout of the data directory:
 A dataset file is written to a temporary name, fsynced and renamed before its row is committed,
 so a crash never shows half a dataset; an orphan file left by a crash is removed at start-up.
 SQLite runs in WAL mode with synchronous=FULL: a committed upload survives a kill.
+
+The registry's schema version is SQLite's `user_version`. Opening a Store migrates an older
+registry forward through `MIGRATIONS`, in one transaction, and refuses one from a newer release.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,10 +33,14 @@ from typing import Any
 
 from shim.errors import NotFound
 from shim.job_record import Job, JobStatus
+from training.config import UserError
+from training.data import Format
 from training.files import PRIVATE_FILE, write_atomic
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS datasets (
+# The tables of the first release (schema version 1), exactly as it created them. Never edit a
+# shipped step: a change to the schema is a new step at the end of MIGRATIONS.
+BASELINE_TABLES = (
+    """CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY,
     file TEXT NOT NULL,
     format TEXT NOT NULL,
@@ -41,13 +49,13 @@ CREATE TABLE IF NOT EXISTS datasets (
     heads TEXT NOT NULL,
     label_counts TEXT NOT NULL,
     created_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS jobs (
+)""",
+    """CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     id TEXT UNIQUE NOT NULL,
     record TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS versions (
+)""",
+    """CREATE TABLE IF NOT EXISTS versions (
     version INTEGER PRIMARY KEY,
     job_id TEXT,
     created_at TEXT NOT NULL,
@@ -56,14 +64,82 @@ CREATE TABLE IF NOT EXISTS versions (
     metrics TEXT NOT NULL,
     score REAL NOT NULL,
     data_rows INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
--- An upload's key (its Idempotency-Key, else a hash of its body and options) -> its dataset.
-CREATE TABLE IF NOT EXISTS upload_keys (key TEXT PRIMARY KEY, dataset_id TEXT NOT NULL);
-"""
+)""",
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # An upload's key (its Idempotency-Key, else a hash of its body and options) -> its dataset.
+    "CREATE TABLE IF NOT EXISTS upload_keys (key TEXT PRIMARY KEY, dataset_id TEXT NOT NULL)",
+)
+
+
+class RegistryError(UserError):
+    """The registry cannot be used by this release (e.g. it was written by a newer one)."""
+
+
+def _create_baseline(db: sqlite3.Connection, root: Path) -> None:
+    # IF NOT EXISTS: a registry of the first release (user_version 0, tables present) is schema 1.
+    for statement in BASELINE_TABLES:
+        db.execute(statement)
+
+
+def _relative_version_paths(db: sqlite3.Connection, root: Path) -> None:
+    # Paths inside the data directory become relative to it, so the directory can be moved or
+    # restored elsewhere; a path outside it stays absolute. Relative ones are left alone.
+    rows = db.execute("SELECT version, model_dir, archive FROM versions").fetchall()
+    for version, model_dir, archive in rows:
+        db.execute(
+            "UPDATE versions SET model_dir = ?, archive = ? WHERE version = ?",
+            (_stored_path(root, Path(model_dir)), _stored_path(root, Path(archive)), version),
+        )
+
+
+# Step i brings a registry from schema version i to i + 1. Each step must be idempotent: it may
+# meet a registry that already has its change (the first release did not record its version).
+MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection, Path], None]], ...] = (
+    ("tables of the first release", _create_baseline),
+    ("version paths relative to the data directory", _relative_version_paths),
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def schema_version(db: sqlite3.Connection) -> int:
+    """The schema version recorded in a registry (0: none recorded)."""
+    return int(db.execute("PRAGMA user_version").fetchone()[0])
+
+
+def migrate(db: sqlite3.Connection, root: Path, where: str | Path) -> int:
+    """Bring the registry open in `db` (autocommit mode) to SCHEMA_VERSION; returns its old one.
+
+    `root` is the data directory the registry's paths refer to; `where` names the registry in
+    the error for a registry newer than this release.
+    """
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        found = schema_version(db)
+        if found > SCHEMA_VERSION:
+            raise RegistryError(
+                f"the registry {where} has schema version {found}, newer than this release "
+                f"knows ({SCHEMA_VERSION}): run the newer ticketserve, or restore a backup "
+                "made with this one"
+            )
+        for _, step in MIGRATIONS[found:]:
+            step(db, root)
+        if found < SCHEMA_VERSION:
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")  # no parameters in a PRAGMA
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return found
+
+
+def _stored_path(root: Path, path: Path) -> str:
+    """How a path is kept in the registry: relative to the data directory when inside it."""
+    return str(path.relative_to(root)) if path.is_relative_to(root) else str(path)
 
 
 PRIVATE_DIR = 0o700
+
+logger = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -74,7 +150,7 @@ def utcnow() -> datetime:
 class DatasetRecord:
     id: str
     file: Path
-    format: str  # csv, json or jsonl: how it was uploaded
+    format: Format  # how it was uploaded
     bytes: int
     rows: int
     heads: list[str]
@@ -113,7 +189,9 @@ class Store:
         self.upload_lock = threading.Lock()
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+            old = migrate(db, self.root, self.db_path)
+        if old < SCHEMA_VERSION:
+            logger.info("registry schema version %d -> %d", old, SCHEMA_VERSION)
         self.db_path.chmod(PRIVATE_FILE)
 
     @contextmanager
@@ -272,8 +350,8 @@ class Store:
                     record.version,
                     record.job_id,
                     record.created_at.isoformat(),
-                    str(record.model_dir),
-                    str(record.archive),
+                    _stored_path(self.root, record.model_dir),
+                    _stored_path(self.root, record.archive),
                     json.dumps(record.metrics),
                     record.score,
                     record.data_rows,
@@ -285,14 +363,14 @@ class Store:
     def versions(self) -> list[VersionRecord]:
         with self._connect() as db:
             rows = db.execute("SELECT * FROM versions ORDER BY version").fetchall()
-        return [_version(r) for r in rows]
+        return [_version(self.root, r) for r in rows]
 
     def get_version(self, version: int) -> VersionRecord:
         with self._connect() as db:
             row = db.execute("SELECT * FROM versions WHERE version = ?", (version,)).fetchone()
         if row is None:
             raise NotFound(f"no model version {version}", code="version_not_found")
-        return _version(row)
+        return _version(self.root, row)
 
     def default_version(self) -> int | None:
         with self._connect() as db:
@@ -340,13 +418,13 @@ def _set_meta(db: sqlite3.Connection, key: str, value: str) -> None:
     )
 
 
-def _version(row: tuple[Any, ...]) -> VersionRecord:
+def _version(root: Path, row: tuple[Any, ...]) -> VersionRecord:
     return VersionRecord(
         version=row[0],
         job_id=row[1],
         created_at=datetime.fromisoformat(row[2]),
-        model_dir=Path(row[3]),
-        archive=Path(row[4]),
+        model_dir=root / row[3],  # an absolute path stays as it is
+        archive=root / row[4],
         metrics=json.loads(row[5]),
         score=row[6],
         data_rows=row[7],

@@ -20,7 +20,7 @@ Launcher (one instance per data directory or test module; instances never collid
     load_models: None keeps config_file's value, "" loads nothing, else e.g. "ticket-v3.mar".
 
 Clients: TorchServeClient / AsyncTorchServeClient / TorchServeError / KeyFile live in
-shim/torchserve_client.py (its docstring lists their methods) and are re-exported here;
+shim/torchserve_client.py (its docstring lists their methods);
 `TorchServe.client()` gives a TorchServeClient for the instance, with its keys.
 
 Locked down for a host with other local users: token authorization is on, TorchServe writes its
@@ -35,45 +35,34 @@ import logging
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Mapping
-from contextlib import ExitStack, suppress
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import psutil
 
-from shim.processes import child_environment
-from shim.torchserve_client import (
-    AsyncTorchServeClient,
-    KeyFile,
-    TorchServeClient,
-    TorchServeError,
-    has_ready_worker,
-)
-
-__all__ = [
-    "DEFAULT_CONFIG",
-    "AsyncTorchServeClient",
-    "KeyFile",
-    "Ports",
-    "TorchServe",
-    "TorchServeClient",
-    "TorchServeError",
-    "TorchServeStartError",
-]
+from shim.processes import child_environment, stop_processes
+from shim.torchserve_client import KeyFile, TorchServeClient, TorchServeError, has_ready_worker
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "config.properties"
+
+def serving_file(name: str) -> Path:
+    """The repository's copy of a TorchServe file in a checkout, else the installed one."""
+    checkout = Path(__file__).resolve().parent.parent / name
+    return checkout if checkout.is_file() else Path(sys.prefix) / "share" / "ticketserve" / name
+
+
+DEFAULT_CONFIG = serving_file("config.properties")
 # INFO, rotated by size; TorchServe's own configuration logs at DEBUG.
-LOG_CONFIG = DEFAULT_CONFIG.with_name("log4j2.xml")
+LOG_CONFIG = serving_file("log4j2.xml")
 CONSOLE_LOG_BYTES = 10 * 1024 * 1024  # torchserve.out is rotated at start beyond this
 CONSOLE_LOGS_KEPT = 3
 JVM_MAIN_CLASS = "org.pytorch.serve.ModelServer"
@@ -233,14 +222,14 @@ class TorchServe:
         except psutil.NoSuchProcess:
             jvms, processes = [], []
         if jvms:
-            _terminate(processes, timeout)
+            stop_processes(processes, timeout, signal_all=False)
         else:
             if launcher.poll() is None:
                 launcher.terminate()
             # The JVM was killed: its workers lost their parent but may still be running.
             orphans = self._orphaned_workers()
             if orphans:
-                _terminate(orphans, timeout=10.0, signal_all=True)
+                stop_processes(orphans, timeout_s=10.0)
         try:
             launcher.wait(timeout=10)
         except subprocess.TimeoutExpired:
@@ -335,7 +324,7 @@ class TorchServe:
         except psutil.Error:
             return
         logger.warning("stopping TorchServe (pid %d) left running in %s", pid, self.workdir)
-        _terminate(processes, timeout=60.0)
+        stop_processes(processes, timeout_s=60.0, signal_all=False)
 
     def _wait_started(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -373,19 +362,6 @@ def rotate_log(path: Path, limit: int = CONSOLE_LOG_BYTES, kept: int = CONSOLE_L
 def _store_urls(model_store: Path) -> str:
     """The regular expression of archive URLs inside `model_store` (Java regex syntax)."""
     return f"file://{re.escape(str(model_store))}/[^/]+\\.mar"
-
-
-def _terminate(processes: list[psutil.Process], timeout: float, signal_all: bool = False) -> None:
-    """SIGTERM the first process (the JVM stops its workers) or all, wait, then SIGKILL."""
-    for process in processes if signal_all else processes[:1]:
-        with suppress(psutil.NoSuchProcess):
-            process.send_signal(signal.SIGTERM)
-    _, alive = psutil.wait_procs(processes, timeout=timeout)
-    for process in alive:
-        logger.warning("TorchServe process %d still running after %.0fs: killing", process.pid,
-                       timeout)  # fmt: skip
-        process.kill()
-    psutil.wait_procs(alive, timeout=10)
 
 
 def _not_ready(client: TorchServeClient) -> list[str] | None:

@@ -15,7 +15,11 @@
 Management errors raise TorchServeError(status, message) with TorchServe's own message;
 `TorchServeError.from_response(resp)` does the same for a predict answer. TorchServe's token
 authorization is on: pass `keys=KeyFile(<workdir>/key_file.json)`; every request then carries the
-key TorchServe wrote at its latest start. Everything here is also importable from `shim.torchserve`.
+key TorchServe wrote at its latest start.
+
+Each call is written once, as a generator of HTTP requests (and pauses) that receives their
+responses; `TorchServeClient` runs it with httpx.Client, `AsyncTorchServeClient` with
+httpx.AsyncClient, so the two cannot drift apart.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import asyncio
 import json
 import threading
 import time
+from collections.abc import Generator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -89,67 +95,105 @@ class KeyFile:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
 
-class _Requests:
-    """The HTTP requests of both clients: (method, url, params, content, headers) per call."""
+@dataclass(frozen=True)
+class _Pause:
+    """A step of a call: wait this long before the next request."""
 
-    def __init__(self, inference_url: str, management_url: str, keys: KeyFile | None) -> None:
-        self.inference_url = inference_url.rstrip("/")
-        self.management_url = management_url.rstrip("/")
-        self.keys = keys
+    seconds: float
 
-    def _headers(self, api: Literal["inference", "management"]) -> dict[str, str]:
-        return self.keys.headers(api) if self.keys is not None else {}
 
-    def predict(
-        self, model: str, body: Any, content_type: str, version: str | None
-    ) -> dict[str, Any]:
-        if isinstance(body, dict | list):
-            body = json.dumps(body, ensure_ascii=False)
-        content = body.encode("utf-8") if isinstance(body, str) else body
-        path = f"/predictions/{model}" + (f"/{version}" if version else "")
-        return {
-            "method": "POST",
-            "url": self.inference_url + path,
-            "content": content,
-            "headers": {**self._headers("inference"), "Content-Type": content_type},
-        }
-
-    def management(
-        self, method: str, path: str, params: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
-        return {
-            "method": method,
-            "url": self.management_url + path,
-            "params": params,
-            "headers": self._headers("management"),
-        }
-
-    def register(self, mar_file_name: str, initial_workers: int) -> dict[str, Any]:
-        params = {"url": mar_file_name, "initial_workers": initial_workers, "synchronous": "true"}
-        return self.management("POST", "/models", params)
-
-    def describe(self, model: str, version: str | None) -> dict[str, Any]:
-        return self.management("GET", f"/models/{model}" + (f"/{version}" if version else ""))
-
-    def set_default(self, model: str, version: str) -> dict[str, Any]:
-        return self.management("PUT", f"/models/{model}/{version}/set-default")
-
-    def unregister(self, model: str, version: str | None) -> dict[str, Any]:
-        return self.management("DELETE", f"/models/{model}" + (f"/{version}" if version else ""))
-
-    def list_models(self, page_token: str | None) -> dict[str, Any]:
-        params = {"limit": 100, **({"next_page_token": page_token} if page_token else {})}
-        return self.management("GET", "/models", params)
-
-    def ping(self) -> dict[str, Any]:
-        return {"method": "GET", "url": self.inference_url + "/ping",
-                "headers": self._headers("inference")}  # fmt: skip
+# A call yields requests (httpx.request keyword arguments) or pauses, receives each request's
+# response, and returns its result.
+Call = Generator["dict[str, Any] | _Pause", "httpx.Response | None", Any]
 
 
 def _json_or_raise(response: httpx.Response) -> Any:
     if response.status_code >= 400:
         raise TorchServeError.from_response(response)
     return response.json()
+
+
+class _Calls:
+    """The calls both clients make, free of I/O."""
+
+    def __init__(
+        self, inference_url: str, management_url: str, timeout: float, keys: KeyFile | None
+    ) -> None:
+        self.inference_url = inference_url.rstrip("/")
+        self.management_url = management_url.rstrip("/")
+        self.keys = keys
+        # Registering unpacks the archive and starts a worker: far slower than a prediction.
+        self.slow = httpx.Timeout(max(timeout, 300.0))
+
+    def _headers(self, api: Literal["inference", "management"]) -> dict[str, str]:
+        return self.keys.headers(api) if self.keys is not None else {}
+
+    def _management(
+        self, method: str, path: str, params: dict[str, Any] | None = None, **extra: Any
+    ) -> dict[str, Any]:
+        return {
+            "method": method,
+            "url": self.management_url + path,
+            "params": params,
+            "headers": self._headers("management"),
+            **extra,
+        }
+
+    def predict(self, model: str, body: Any, content_type: str, version: str | None) -> Call:
+        if isinstance(body, dict | list):
+            body = json.dumps(body, ensure_ascii=False)
+        content = body.encode("utf-8") if isinstance(body, str) else body
+        path = f"/predictions/{model}" + (f"/{version}" if version else "")
+        headers = {**self._headers("inference"), "Content-Type": content_type}
+        url = self.inference_url + path
+        return (yield {"method": "POST", "url": url, "content": content, "headers": headers})
+
+    def register(self, mar_file_name: str, initial_workers: int) -> Call:
+        params = {"url": mar_file_name, "initial_workers": initial_workers, "synchronous": "true"}
+        return _json_or_raise(
+            (yield self._management("POST", "/models", params, timeout=self.slow))
+        )
+
+    def describe(self, model: str, version: str | None) -> Call:
+        path = f"/models/{model}" + (f"/{version}" if version else "")
+        return _json_or_raise((yield self._management("GET", path)))
+
+    def wait_ready(self, model: str, version: str | None, timeout: float) -> Call:
+        deadline = time.monotonic() + timeout
+        while True:
+            description = (yield from self.describe(model, version))[0]
+            if has_ready_worker(description):
+                return description
+            if time.monotonic() > deadline:
+                raise TorchServeError(503, f"{model} has no READY worker after {timeout:.0f}s")
+            yield _Pause(0.25)
+
+    def set_default(self, model: str, version: str) -> Call:
+        return _json_or_raise(
+            (yield self._management("PUT", f"/models/{model}/{version}/set-default"))
+        )
+
+    def unregister(self, model: str, version: str | None) -> Call:
+        path = f"/models/{model}" + (f"/{version}" if version else "")
+        return _json_or_raise((yield self._management("DELETE", path, timeout=self.slow)))
+
+    def list_models(self) -> Call:
+        models, token = [], None
+        while True:
+            params = {"limit": 100, **({"next_page_token": token} if token else {})}
+            page = _json_or_raise((yield self._management("GET", "/models", params)))
+            models += page.get("models", [])
+            token = page.get("nextPageToken")
+            if not token:
+                return models
+
+    def ping(self) -> Call:
+        url = self.inference_url + "/ping"
+        try:
+            response = yield {"method": "GET", "url": url, "headers": self._headers("inference")}
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
 
 
 class TorchServeClient:
@@ -162,10 +206,8 @@ class TorchServeClient:
         timeout: float = 30.0,
         keys: KeyFile | None = None,
     ) -> None:
-        self._requests = _Requests(inference_url, management_url, keys)
+        self._calls = _Calls(inference_url, management_url, timeout, keys)
         self._http = httpx.Client(timeout=timeout)
-        # Registering unpacks the archive and starts a worker: far slower than a prediction.
-        self._slow = httpx.Timeout(max(timeout, 300.0))
 
     def __enter__(self) -> TorchServeClient:
         return self
@@ -176,6 +218,23 @@ class TorchServeClient:
     def close(self) -> None:
         self._http.close()
 
+    def _run(self, call: Call) -> Any:
+        try:
+            step = next(call)
+            while True:
+                if isinstance(step, _Pause):
+                    time.sleep(step.seconds)
+                    step = call.send(None)
+                    continue
+                try:
+                    response = self._http.request(**step)
+                except httpx.TransportError as exc:
+                    step = call.throw(exc)
+                else:
+                    step = call.send(response)
+        except StopIteration as done:
+            return done.value
+
     def predict(
         self,
         model: str,
@@ -184,50 +243,32 @@ class TorchServeClient:
         version: str | None = None,
     ) -> httpx.Response:
         """POST one request body (dict/list as JSON, str, bytes) to /predictions/<model>."""
-        return self._http.request(**self._requests.predict(model, body, content_type, version))
+        return self._run(self._calls.predict(model, body, content_type, version))
 
     def register(self, mar_file_name: str, initial_workers: int = 1) -> dict[str, Any]:
         """Register an archive of the model store; returns once its workers have started."""
-        call = self._requests.register(mar_file_name, initial_workers)
-        return _json_or_raise(self._http.request(**call, timeout=self._slow))
+        return self._run(self._calls.register(mar_file_name, initial_workers))
 
     def wait_ready(
         self, model: str, version: str | None = None, timeout: float = 120.0
     ) -> dict[str, Any]:
         """Poll until the version (default: the default version) has a READY worker."""
-        deadline = time.monotonic() + timeout
-        while True:
-            description = self.describe(model, version)[0]
-            if has_ready_worker(description):
-                return description
-            if time.monotonic() > deadline:
-                raise TorchServeError(503, f"{model} has no READY worker after {timeout:.0f}s")
-            time.sleep(0.25)
+        return self._run(self._calls.wait_ready(model, version, timeout))
 
     def set_default(self, model: str, version: str) -> dict[str, Any]:
-        return _json_or_raise(self._http.request(**self._requests.set_default(model, version)))
+        return self._run(self._calls.set_default(model, version))
 
     def unregister(self, model: str, version: str | None = None) -> dict[str, Any]:
-        call = self._requests.unregister(model, version)
-        return _json_or_raise(self._http.request(**call, timeout=self._slow))
+        return self._run(self._calls.unregister(model, version))
 
     def describe(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
-        return _json_or_raise(self._http.request(**self._requests.describe(model, version)))
+        return self._run(self._calls.describe(model, version))
 
     def list_models(self) -> list[dict[str, Any]]:
-        models, token = [], None
-        while True:
-            page = _json_or_raise(self._http.request(**self._requests.list_models(token)))
-            models += page.get("models", [])
-            token = page.get("nextPageToken")
-            if not token:
-                return models
+        return self._run(self._calls.list_models())
 
     def ping(self) -> bool:
-        try:
-            return self._http.request(**self._requests.ping()).status_code == 200
-        except httpx.TransportError:
-            return False
+        return self._run(self._calls.ping())
 
 
 class AsyncTorchServeClient:
@@ -240,9 +281,8 @@ class AsyncTorchServeClient:
         timeout: float = 30.0,
         keys: KeyFile | None = None,
     ) -> None:
-        self._requests = _Requests(inference_url, management_url, keys)
+        self._calls = _Calls(inference_url, management_url, timeout, keys)
         self._http = httpx.AsyncClient(timeout=timeout)
-        self._slow = httpx.Timeout(max(timeout, 300.0))
 
     async def __aenter__(self) -> AsyncTorchServeClient:
         return self
@@ -253,6 +293,23 @@ class AsyncTorchServeClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    async def _run(self, call: Call) -> Any:
+        try:
+            step = next(call)
+            while True:
+                if isinstance(step, _Pause):
+                    await asyncio.sleep(step.seconds)
+                    step = call.send(None)
+                    continue
+                try:
+                    response = await self._http.request(**step)
+                except httpx.TransportError as exc:
+                    step = call.throw(exc)
+                else:
+                    step = call.send(response)
+        except StopIteration as done:
+            return done.value
+
     async def predict(
         self,
         model: str,
@@ -260,48 +317,27 @@ class AsyncTorchServeClient:
         content_type: str = "application/json",
         version: str | None = None,
     ) -> httpx.Response:
-        call = self._requests.predict(model, body, content_type, version)
-        return await self._http.request(**call)
+        return await self._run(self._calls.predict(model, body, content_type, version))
 
     async def register(self, mar_file_name: str, initial_workers: int = 1) -> dict[str, Any]:
-        call = self._requests.register(mar_file_name, initial_workers)
-        return _json_or_raise(await self._http.request(**call, timeout=self._slow))
+        return await self._run(self._calls.register(mar_file_name, initial_workers))
 
     async def wait_ready(
         self, model: str, version: str | None = None, timeout: float = 120.0
     ) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            description = (await self.describe(model, version))[0]
-            if has_ready_worker(description):
-                return description
-            if time.monotonic() > deadline:
-                raise TorchServeError(503, f"{model} has no READY worker after {timeout:.0f}s")
-            await asyncio.sleep(0.25)
+        return await self._run(self._calls.wait_ready(model, version, timeout))
 
     async def set_default(self, model: str, version: str) -> dict[str, Any]:
-        call = self._requests.set_default(model, version)
-        return _json_or_raise(await self._http.request(**call))
+        return await self._run(self._calls.set_default(model, version))
 
     async def unregister(self, model: str, version: str | None = None) -> dict[str, Any]:
-        call = self._requests.unregister(model, version)
-        return _json_or_raise(await self._http.request(**call, timeout=self._slow))
+        return await self._run(self._calls.unregister(model, version))
 
     async def describe(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
-        return _json_or_raise(await self._http.request(**self._requests.describe(model, version)))
+        return await self._run(self._calls.describe(model, version))
 
     async def list_models(self) -> list[dict[str, Any]]:
-        models, token = [], None
-        while True:
-            call = self._requests.list_models(token)
-            page = _json_or_raise(await self._http.request(**call))
-            models += page.get("models", [])
-            token = page.get("nextPageToken")
-            if not token:
-                return models
+        return await self._run(self._calls.list_models())
 
     async def ping(self) -> bool:
-        try:
-            return (await self._http.request(**self._requests.ping())).status_code == 200
-        except httpx.TransportError:
-            return False
+        return await self._run(self._calls.ping())

@@ -27,7 +27,7 @@ from shim.errors import Conflict, Unavailable, UpstreamError
 from shim.job_record import Job, PublishResult
 from shim.settings import Settings
 from shim.store import Store, VersionRecord
-from shim.torchserve import TorchServeClient, TorchServeError
+from shim.torchserve_client import TorchServeClient, TorchServeError
 from training.archive import build_archive
 from training.evaluate import selection_score, summarize
 

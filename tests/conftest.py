@@ -3,11 +3,13 @@ a trained model (training, prediction, serving)."""
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from filelock import FileLock
 
 from training.config import TrainConfig
 from training.data import load_tickets
@@ -21,7 +23,7 @@ TEST_ROWS = 300
 TEST_CONFIG = TrainConfig(
     base_model="all-MiniLM-L6-v2",  # bundled; about twice as fast as the default encoder
     mode="full",  # the fine-tune (with the lexical branch); FAST_CONFIG covers the fast mode
-    epochs=5,
+    epochs=3,  # starts from the fast heads: 3 epochs learn both heads well past the majority
     max_length=128,
     batch_size=16,
     learning_rate=2e-4,
@@ -49,37 +51,46 @@ class TrainedModel:
 
 @pytest.fixture(scope="session")
 def trained_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
-    """The bundled MiniLM fine-tuned on generated tickets (trained once per session)."""
-    work = tmp_path_factory.mktemp("trained")
-    data_path = work / "tickets.csv"
-    write_sample_csv(data_path, rows=TEST_ROWS, seed=1)
-    cache = work / "embeddings.sqlite"
-    result = train(load_tickets(data_path), TEST_CONFIG, work / "model", embedding_cache=cache)
-    return TrainedModel(
-        model_dir=result.model_dir,
-        data_path=data_path,
-        metrics=result.metrics,
-        probe_texts=PROBE_TEXTS,
-        probe_predictions=result.predictor.predict(PROBE_TEXTS),
-    )
+    """The bundled MiniLM fine-tuned on generated tickets (trained once per test run)."""
+    return shared_model(tmp_path_factory, "trained", TEST_CONFIG)
 
 
 @pytest.fixture(scope="session")
 def fast_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     """The bundled MiniLM in fast mode (frozen, lexical branch, linear heads) on the same data."""
-    work = tmp_path_factory.mktemp("fast")
-    data_path = work / "tickets.csv"
-    write_sample_csv(data_path, rows=TEST_ROWS, seed=1)
-    result = train(
-        load_tickets(data_path),
-        FAST_CONFIG,
-        work / "model",
-        embedding_cache=work / "embeddings.sqlite",
-    )
+    return shared_model(tmp_path_factory, "fast", FAST_CONFIG)
+
+
+def shared_model(
+    tmp_path_factory: pytest.TempPathFactory, name: str, config: TrainConfig
+) -> TrainedModel:
+    """Train `config` on the test tickets once for the whole run: with pytest-xdist each worker
+    is a session of its own, so the first one trains under a file lock and the others reuse it."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, shared by its workers
+    work = root / f"shared-{name}"
+    record = work / "trained.json"
+    with FileLock(root / f"shared-{name}.lock"):
+        if not record.is_file():
+            work.mkdir(exist_ok=True)
+            data_path = work / "tickets.csv"
+            write_sample_csv(data_path, rows=TEST_ROWS, seed=1)
+            tickets = load_tickets(data_path)
+            cache = work / "embeddings.sqlite"
+            result = train(tickets, config, work / "model", embedding_cache=cache)
+            saved = {
+                "model_dir": str(result.model_dir),
+                "data_path": str(data_path),
+                "metrics": result.metrics,
+                "probe_predictions": result.predictor.predict(PROBE_TEXTS),
+            }
+            record.write_text(json.dumps(saved))
+    saved = json.loads(record.read_text())
     return TrainedModel(
-        model_dir=result.model_dir,
-        data_path=data_path,
-        metrics=result.metrics,
+        model_dir=Path(saved["model_dir"]),
+        data_path=Path(saved["data_path"]),
+        metrics=saved["metrics"],
         probe_texts=PROBE_TEXTS,
-        probe_predictions=result.predictor.predict(PROBE_TEXTS),
+        probe_predictions=saved["probe_predictions"],
     )

@@ -257,10 +257,15 @@ def test_a_running_job_can_be_cancelled(service: Service) -> None:
     again = service.post(f"/api/v1/train/{job['job_id']}/cancel")
     assert again.status_code == 409, again.text
     assert service.post("/api/v1/train/unknown-job/cancel").status_code == 404
-    # The slot is free again.
+    # The slot is free again; a job cancelled at once (queued, or just started) never trains on.
     second = service.post("/api/v1/train", json=slow)
     assert second.status_code == 202, second.text
-    service.post(f"/api/v1/train/{second.json()['job_id']}/cancel")
+    second_id = second.json()["job_id"]
+    answer = service.post(f"/api/v1/train/{second_id}/cancel")
+    assert answer.status_code == 200 and answer.json()["status"] == "cancelled", answer.text
+    time.sleep(2)  # room for a process that a queued job's runner would wrongly start late
+    assert training_processes(second_id) == []
+    assert service.get(f"/api/v1/train/{second_id}").json()["status"] == "cancelled"
 
 
 def training_processes(job_id: str) -> list[psutil.Process]:

@@ -33,7 +33,7 @@ from typing import Any
 
 import yaml
 
-from training.config import UserError
+from training.config import DEFAULT_TOP_K, UserError
 
 HANDLERS_DIR = Path(__file__).resolve().parent.parent / "handlers"
 MODEL_SOURCE = Path(__file__).resolve().parent / "model.py"
@@ -237,9 +237,10 @@ def _run_archiver(
 
 
 def _top_k(model_dir: Path) -> int:
-    """The top_k the model was trained to report (training_config.json), 3 when unknown."""
+    """The top_k the model was trained to report (training_config.json), the default when
+    unknown."""
     try:
         config = json.loads((model_dir / "training_config.json").read_text(encoding="utf-8"))
-        return int(config.get("top_k", 3))
+        return int(config.get("top_k", DEFAULT_TOP_K))
     except (OSError, ValueError, TypeError):
         return 3

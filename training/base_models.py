@@ -34,6 +34,13 @@ def resolve_base_model(name: str) -> str:
         return str(bundled_minilm_path())
     if name in PREPARED_MODELS:
         return str(prepare_base_model(name))
+    return check_base_model(name)
+
+
+def check_base_model(name: str) -> str:
+    """Refuse a path that holds no model, without preparing anything (a cheap early check)."""
+    if name in BUNDLED_ALIASES or name in PREPARED_MODELS:
+        return name
     looks_like_path = name.startswith((".", "/", "~")) or Path(name).exists()
     if looks_like_path and not (Path(name).expanduser() / "config.json").is_file():
         raise ConfigError(f"base model {name!r} is not a model directory (no config.json)")

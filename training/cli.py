@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from training.base_models import PREPARED_MODELS
-from training.config import MODES, ConfigError, TrainConfig, UserError
+from training.config import DEFAULT_MIN_CLASS_EXAMPLES, ConfigError, TrainConfig, UserError
+from training.config_flags import add_config_flags, config_overrides
 
 if TYPE_CHECKING:
     from training.data import DataReport, TicketData
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 # Only light modules above: torch and transformers load inside the commands that need them, so
 # `--help` and argument errors answer at once.
 USER_ERRORS = (UserError, FileNotFoundError)
-DEFAULTS = TrainConfig()
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -49,33 +49,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     train = commands.add_parser("train", help="fine-tune a model on a CSV/JSON/JSONL file")
     train.add_argument("data", metavar="DATA", type=Path, help="labelled tickets")
     train.add_argument("--out", required=True, type=Path, help="model directory to write")
-    train.add_argument(
-        "--base-model",
-        default=DEFAULTS.base_model,
-        metavar="PATH_OR_NAME",
-        help=(
-            f"encoder (default {DEFAULTS.base_model}); all-MiniLM-L6-v2 is bundled, about "
-            "twice as fast and less accurate; or a model directory or hub name"
-        ),
-    )
-    train.add_argument(
-        "--mode",
-        choices=MODES,
-        default=DEFAULTS.mode,
-        help="fast: frozen encoder with cached embeddings, heads fitted in seconds (minutes on a "
-        "CPU); full: fine-tune the encoder too (for a GPU); auto (default): full only on a GPU "
-        "where the measured projection fits the budget",
-    )
-    train.add_argument("--epochs", type=int, default=DEFAULTS.epochs)
-    train.add_argument(
-        "--max-length",
-        type=int,
-        default=DEFAULTS.max_length,
-        help="tokens per ticket, longer ones are truncated",
-    )
-    train.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
-    train.add_argument("--learning-rate", type=float, default=DEFAULTS.learning_rate)
-    train.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    add_config_flags(train.add_argument_group("training settings"))
     _add_column_options(train)
     train.set_defaults(handler=cmd_train)
 
@@ -132,7 +106,7 @@ def _add_column_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(
-    args: argparse.Namespace, min_class_examples: int = DEFAULTS.min_class_examples
+    args: argparse.Namespace, min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES
 ) -> TicketData:
     from training.data import Columns, DataError, load_tickets
 
@@ -173,22 +147,15 @@ def cmd_sample_data(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from training.base_models import resolve_base_model
+    from training.base_models import check_base_model
     from training.export import check_output_dir
     from training.train import train
 
-    config = TrainConfig(
-        base_model=args.base_model,
-        mode=args.mode,
-        epochs=args.epochs,
-        max_length=args.max_length,
-        batch_size=args.batch_size,
-        learning_rate=args.learning_rate,
-        seed=args.seed,
-    )
-    # Fail on a bad --out or --base-model before reading data and training, not after.
+    config = TrainConfig.from_dict(config_overrides(args))
+    # Fail on a bad --out or --base-model before reading data and training, not after (an
+    # encoder that needs preparing is prepared by train(), once the data is known to be usable).
     check_output_dir(args.out)
-    resolve_base_model(config.base_model)
+    check_base_model(config.base_model)
     data = _load(args, config.min_class_examples)
     result = train(data, config, args.out, progress_bar=True, on_plan=print_plan)
     metrics = result.metrics

@@ -8,37 +8,23 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args, get_origin, get_type_hints
 
 BUNDLED_BASE_MODEL = "bundled:all-MiniLM-L6-v2"
 # Built offline on first use (training/base_models.py). On the multilingual benchmark it beats
 # both MiniLM and the TF-IDF baseline; the bundled MiniLM trains about twice as fast.
 DEFAULT_BASE_MODEL = "multilingual-e5-small"
 DEFAULT_HEADS = ("queue", "priority")
+DEFAULT_TOP_K = 3  # labels listed per head in an answer
+DEFAULT_MIN_CLASS_EXAMPLES = 5  # rarer labels are dropped before training
 MODES = ("auto", "fast", "full")
 Mode = Literal["auto", "fast", "full"]
-MAX_GRID = 8  # most values in one of the fast mode's candidate lists
+MAX_GRID = 8  # most values in one of the fast mode's candidate lists (and heads weighted)
 # The encoders' position limit: longer inputs would not fit their position embeddings.
 MAX_POSITIONS = 512
-
-# Every integer setting and its bounds: a client's request can hold the machine no longer
-# than these allow (and a seed must fit numpy's 32 bits).
-INTEGER_RANGES: dict[str, tuple[int, int]] = {
-    "max_length": (8, MAX_POSITIONS),
-    "epochs": (1, 100),
-    "batch_size": (1, 512),
-    "top_k": (1, 100),
-    "patience": (0, 100),
-    "seed": (0, 2**32 - 1),
-    "min_class_examples": (1, 100_000),
-    "num_threads": (0, 256),
-    "auto_full_budget_s": (0, 7 * 24 * 3600),
-    "lexical_min_df": (1, 1000),
-    "lexical_max_features": (1, 5_000_000),
-    "folds": (2, 10),
-}
+MAX_NAME_CHARS = 200  # longest base_model name
 
 
 class UserError(ValueError):
@@ -52,133 +38,210 @@ class ConfigError(UserError):
     """A configuration value is unusable; the message names the field and the value."""
 
 
+@dataclass(frozen=True)
+class Bound:
+    """The interval a number must lie in; open ends exclude the endpoint."""
+
+    low: float
+    high: float
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: float) -> bool:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        return (
+            f"{'(' if self.low_open else '['}{_number(self.low)}, "
+            f"{_number(self.high)}{')' if self.high_open else ']'}"
+        )
+
+    def limits(self) -> dict[str, float]:
+        """As pydantic's Field keywords (ge/gt, le/lt)."""
+        return {
+            "gt" if self.low_open else "ge": self.low,
+            "lt" if self.high_open else "le": self.high,
+        }
+
+
+def about(help: str, bound: Bound | None = None) -> dict[str, Any]:
+    """A TrainConfig field's help text and bound: the one source of the CLI flags, the API
+    body's schema and the docs table (training/config_flags.py, shim/schemas.py)."""
+    return {"help": help, "bound": bound}
+
+
+def _range(low: float, high: float) -> Bound:
+    """A closed interval."""
+    return Bound(low, high)
+
+
+_FRACTION = Bound(0, 1, high_open=True)
+_RATE = Bound(0, 1, low_open=True, high_open=True)
+
+
 @dataclass
 class TrainConfig:
-    """Hyper-parameters of one fine-tuning run."""
+    """Hyper-parameters of one training run."""
 
-    base_model: str = DEFAULT_BASE_MODEL
-    # fast: the encoder stays frozen, its embeddings are cached, and the heads are fitted on
-    # [embedding + lexical features] in seconds. full: the encoder is fine-tuned too, starting
-    # from the fast heads. auto: full only on a GPU when the projected fine-tune (measured on
-    # its first steps) fits in auto_full_budget_s; fast otherwise (training/modes.py).
-    mode: Mode = "auto"
-    auto_full_budget_s: int = 1800
-    # The lexical branch: word 1-2-gram and char 2-5-gram TF-IDF features beside the encoder.
-    lexical: bool = True
-    lexical_min_df: int = 2  # an n-gram must occur in this many training texts
-    lexical_max_features: int = 200_000  # per block (word, char): the most frequent n-grams
-    # fast mode's candidates, chosen per head on validation macro-F1: the linear SVM's C, and the
-    # weight of the (L2-normalised) embedding against the (L2-normalised) lexical features.
-    linear_c: list[float] = field(default_factory=lambda: [0.3, 1.0])
-    dense_weight: list[float] = field(default_factory=lambda: [2.0, 4.0])
-    # fast mode cross-fits the heads on this many folds of train + validation (training/heads.py)
-    folds: int = 5
-    # The auto-routing gate: per head, the lowest confidence reaching this validation precision.
-    target_precision: float = 0.9
-    max_length: int = 256
-    epochs: int = 8  # a ceiling: training stops early once validation stops improving
-    batch_size: int = 32
-    learning_rate: float = 1e-4
-    head_learning_rate: float | None = None  # None: same as learning_rate
-    # Layer-wise decay: layer i of L trains at learning_rate * decay**(L - i), embeddings at
-    # decay**L; 1.0 trains every layer at the same rate.
-    layer_lr_decay: float = 1.0
-    weight_decay: float = 0.01
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    dropout: float = 0.1
-    patience: int = 2
-    seed: int = 42
-    val_fraction: float = 0.1
-    test_fraction: float = 0.1
-    min_class_examples: int = 5
-    # Balanced class weights (for macro-F1 on skewed labels); null: chosen per head on validation
-    # in fast mode, and full mode keeps each head's fast choice.
-    class_weighting: bool | None = None
-    freeze_embeddings: bool = False
-    # Shrink a SentencePiece encoder's vocabulary to the pieces of the training texts before
-    # fine-tuning (see training/vocab_trim.py); WordPiece encoders such as MiniLM are kept whole.
-    trim_vocabulary: bool = True
-    head_weights: dict[str, float] = field(default_factory=dict)
-    top_k: int = 3
-    num_threads: int = 0  # 0: let torch decide
+    base_model: str = field(
+        default=DEFAULT_BASE_MODEL,
+        metadata=about(
+            "encoder: multilingual-e5-small, or the bundled all-MiniLM-L6-v2 (about twice as "
+            "fast, less accurate); the command line also takes a model directory"
+        ),
+    )
+    mode: Mode = field(
+        default="auto",
+        metadata=about(
+            "fast: frozen encoder with cached embeddings, heads fitted in seconds on "
+            "[embedding + lexical features]; full: fine-tune the encoder too, starting from "
+            "the fast heads (for a GPU); auto: full only on a GPU where the projection "
+            "measured on its first steps fits auto_full_budget_s (training/modes.py)"
+        ),
+    )
+    auto_full_budget_s: int = field(
+        default=1800,
+        metadata=about(
+            "seconds a full fine-tune may take for auto to choose it", _range(0, 7 * 24 * 3600)
+        ),
+    )
+    lexical: bool = field(
+        default=True,
+        metadata=about("word 1-2-gram and char 2-5-gram TF-IDF features beside the encoder"),
+    )
+    lexical_min_df: int = field(
+        default=2,
+        metadata=about("an n-gram must occur in this many training texts", _range(1, 1000)),
+    )
+    lexical_max_features: int = field(
+        default=200_000,
+        metadata=about("most frequent n-grams kept per block (word, char)", _range(1, 5_000_000)),
+    )
+    linear_c: list[float] = field(
+        default_factory=lambda: [0.3, 1.0],
+        metadata=about(
+            "fast mode: candidate C of the linear SVM, chosen per head on validation macro-F1",
+            _range(1e-4, 1e4),
+        ),
+    )
+    dense_weight: list[float] = field(
+        default_factory=lambda: [2.0, 4.0],
+        metadata=about(
+            "fast mode: candidate weights of the L2-normalised embedding against the "
+            "L2-normalised lexical features, chosen per head",
+            _range(0, 100),
+        ),
+    )
+    folds: int = field(
+        default=5,
+        metadata=about(
+            "fast mode cross-fits the heads on this many folds of train + validation", _range(2, 10)
+        ),
+    )
+    target_precision: float = field(
+        default=0.9,
+        metadata=about(
+            "auto-routing gate: per head, the lowest confidence reaching this validation precision",
+            Bound(0, 1, low_open=True),
+        ),
+    )
+    max_length: int = field(
+        default=256,
+        metadata=about("tokens per ticket; longer ones are truncated", _range(8, MAX_POSITIONS)),
+    )
+    epochs: int = field(
+        default=8,
+        metadata=about(
+            "full mode: a ceiling; training stops once validation stops improving", _range(1, 100)
+        ),
+    )
+    batch_size: int = field(default=32, metadata=about("tickets per training step", _range(1, 512)))
+    learning_rate: float = field(
+        default=1e-4, metadata=about("full mode: peak learning rate", _RATE)
+    )
+    head_learning_rate: float | None = field(
+        default=None,
+        metadata=about("full mode: learning rate of the heads (none: learning_rate)", _RATE),
+    )
+    layer_lr_decay: float = field(
+        default=1.0,
+        metadata=about(
+            "full mode: layer i of L trains at learning_rate * decay**(L - i), embeddings at "
+            "decay**L; 1 trains every layer at the same rate",
+            Bound(0, 1, low_open=True),
+        ),
+    )
+    weight_decay: float = field(
+        default=0.01, metadata=about("full mode: AdamW weight decay", _range(0, 10))
+    )
+    warmup_ratio: float = field(
+        default=0.1, metadata=about("full mode: share of the steps spent warming up", _FRACTION)
+    )
+    max_grad_norm: float = field(
+        default=1.0, metadata=about("full mode: gradient clipping norm (0: none)", _range(0, 1000))
+    )
+    dropout: float = field(
+        default=0.1, metadata=about("full mode: dropout before the heads", _FRACTION)
+    )
+    patience: int = field(
+        default=2,
+        metadata=about("full mode: epochs without improvement before stopping", _range(0, 100)),
+    )
+    seed: int = field(
+        default=42, metadata=about("random seed of splits and training", _range(0, 2**32 - 1))
+    )
+    val_fraction: float = field(
+        default=0.1,
+        metadata=about(
+            "share of the tickets held out for validation", Bound(0, 0.5, high_open=True)
+        ),
+    )
+    test_fraction: float = field(
+        default=0.1,
+        metadata=about(
+            "share of the tickets held out for the test report", Bound(0, 0.5, high_open=True)
+        ),
+    )
+    min_class_examples: int = field(
+        default=DEFAULT_MIN_CLASS_EXAMPLES,
+        metadata=about("labels with fewer tickets are dropped before training", _range(1, 100_000)),
+    )
+    class_weighting: bool | None = field(
+        default=None,
+        metadata=about(
+            "balanced class weights (for macro-F1 on skewed labels); none: chosen per head on "
+            "validation in fast mode, and full mode keeps each head's fast choice"
+        ),
+    )
+    freeze_embeddings: bool = field(
+        default=False, metadata=about("full mode: keep the token embeddings fixed")
+    )
+    trim_vocabulary: bool = field(
+        default=True,
+        metadata=about(
+            "full mode: shrink a SentencePiece encoder's vocabulary to the pieces of the "
+            "training texts (training/vocab_trim.py); WordPiece encoders are kept whole"
+        ),
+    )
+    head_weights: dict[str, float] = field(
+        default_factory=dict,
+        metadata=about("full mode: loss weight per head (1 unless given)", _range(0, 100)),
+    )
+    top_k: int = field(
+        default=DEFAULT_TOP_K, metadata=about("labels listed per head in an answer", _range(1, 100))
+    )
+    num_threads: int = field(
+        default=0, metadata=about("CPU threads for torch (0: torch decides)", _range(0, 256))
+    )
 
     def __post_init__(self) -> None:
-        if self.head_learning_rate is not None:
-            _require(
-                "head_learning_rate",
-                self.head_learning_rate,
-                _is_number(self.head_learning_rate) and 0 < self.head_learning_rate < 1,
-                "a number in (0, 1) or null",
-            )
-        _require(
-            "learning_rate",
-            self.learning_rate,
-            _is_number(self.learning_rate) and 0 < self.learning_rate < 1,
-            "a number in (0, 1)",
-        )
-        for name in ("weight_decay", "max_grad_norm"):
-            value = getattr(self, name)
-            _require(name, value, _is_number(value) and value >= 0, "a non-negative number")
-        _require(
-            "layer_lr_decay",
-            self.layer_lr_decay,
-            _is_number(self.layer_lr_decay) and 0 < self.layer_lr_decay <= 1,
-            "a number in (0, 1]",
-        )
-        for name in ("warmup_ratio", "dropout"):
-            value = getattr(self, name)
-            _require(name, value, _is_number(value) and 0 <= value < 1, "a number in [0, 1)")
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            _require(name, value, _is_number(value) and 0 <= value < 0.5, "a number in [0, 0.5)")
-        _require(
-            "base_model",
-            self.base_model,
-            isinstance(self.base_model, str) and self.base_model.strip() != "",
-            "a model directory or name",
-        )
-        _require("mode", self.mode, self.mode in MODES, f"one of {', '.join(MODES)}")
-        for name, (low, high) in INTEGER_RANGES.items():
-            value = getattr(self, name)
-            _require(name, value, _is_int(value) and low <= value <= high, f"an integer in "
-                     f"[{low}, {high}]")  # fmt: skip
-        for name, low, high in (("linear_c", 1e-4, 1e4), ("dense_weight", 0.0, 100.0)):
-            value = getattr(self, name)
-            _require(
-                name,
-                value,
-                isinstance(value, list)
-                and 1 <= len(value) <= MAX_GRID
-                and all(_is_number(v) and low <= v <= high for v in value),
-                f"a list of 1 to {MAX_GRID} numbers in [{low:g}, {high:g}]",
-            )
-        _require(
-            "target_precision",
-            self.target_precision,
-            _is_number(self.target_precision) and 0 < self.target_precision <= 1,
-            "a number in (0, 1]",
-        )
-        _require(
-            "class_weighting",
-            self.class_weighting,
-            self.class_weighting is None or isinstance(self.class_weighting, bool),
-            "true, false or null",
-        )
-        for name in ("lexical", "freeze_embeddings", "trim_vocabulary"):
-            value = getattr(self, name)
-            _require(name, value, isinstance(value, bool), "true or false")
-        _require(
-            "head_weights",
-            self.head_weights,
-            isinstance(self.head_weights, dict)
-            and len(self.head_weights) <= MAX_GRID
-            and all(
-                isinstance(k, str) and _is_number(v) and 0 <= v <= 100
-                for k, v in self.head_weights.items()
-            ),
-            f"a mapping of at most {MAX_GRID} head names to numbers in [0, 100]",
-        )
+        hints = get_type_hints(TrainConfig)
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not accepts(hints[f.name], f.metadata["bound"], value):
+                raise ConfigError(f"{f.name} must be {expected(f)}, got {value!r}")
 
     def class_weighting_options(self) -> list[bool]:
         """Balanced class weights or not: the fixed choice, else both, preferred first."""
@@ -214,14 +277,70 @@ class TrainConfig:
         return cls.from_dict(values)
 
 
+def expected(f: Field[Any]) -> str:
+    """What a field accepts, in words: "an integer in [1, 100]", "true or false", ..."""
+    hint = get_type_hints(TrainConfig)[f.name]
+    bound = f.metadata["bound"]
+    nullable = type(None) in get_args(hint)
+    base = non_null(hint)
+    if f.name == "base_model":
+        return f"a model directory or name of 1 to {MAX_NAME_CHARS} characters"
+    if get_origin(base) is Literal:
+        return f"one of {', '.join(get_args(base))}"
+    if base is bool:
+        return "true, false or null" if nullable else "true or false"
+    if base is int:
+        return f"an integer in {bound}"
+    if base is float:
+        return f"a number in {bound}" + (" or null" if nullable else "")
+    if get_origin(base) is list:
+        return f"a list of 1 to {MAX_GRID} numbers in {bound}"
+    return f"a mapping of at most {MAX_GRID} head names to numbers in {bound}"
+
+
+def accepts(hint: Any, bound: Bound | None, value: Any) -> bool:
+    """Whether `value` fits a field of type `hint` within `bound`."""
+    if value is None:
+        return type(None) in get_args(hint)
+    hint = non_null(hint)
+    if get_origin(hint) is Literal:
+        return value in get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str) and len(value.strip()) > 0 and len(value) <= MAX_NAME_CHARS
+    if hint is int:
+        return _is_int(value) and value in bound
+    if hint is float:
+        return _is_number(value) and value in bound
+    if get_origin(hint) is list:
+        return (
+            isinstance(value, list)
+            and 1 <= len(value) <= MAX_GRID
+            and all(_is_number(v) and v in bound for v in value)
+        )
+    return (
+        isinstance(value, dict)
+        and len(value) <= MAX_GRID
+        and all(isinstance(k, str) and _is_number(v) and v in bound for k, v in value.items())
+    )
+
+
+def non_null(hint: Any) -> Any:
+    """`float` for `float | None`; other types as they are."""
+    if type(None) not in get_args(hint):
+        return hint
+    return next(a for a in get_args(hint) if a is not type(None))
+
+
+def _number(value: float) -> str:
+    """1e-4 as 0.0001, 4294967295 in full (not 4.29497e+09)."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _require(name: str, value: Any, ok: bool, expected: str) -> None:
-    if not ok:
-        raise ConfigError(f"{name} must be {expected}, got {value!r}")

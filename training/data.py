@@ -16,7 +16,7 @@ from typing import Any, Literal
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from training.config import UserError
+from training.config import DEFAULT_MIN_CLASS_EXAMPLES, UserError
 from training.labels import display_forms, label_key
 from training.text_rules import (
     MAX_TICKET_CHARS,
@@ -112,7 +112,7 @@ class TicketData:
 def load_tickets(
     path: str | Path,
     columns: Columns | None = None,
-    min_class_examples: int = 5,
+    min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES,
     delimiter: str = ",",
 ) -> TicketData:
     """Read and validate a ticket file; the format comes from its suffix."""
@@ -142,7 +142,7 @@ def parse_tickets(
     fmt: Format,
     source: str = "input",
     columns: Columns | None = None,
-    min_class_examples: int = 5,
+    min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES,
     delimiter: str = ",",
 ) -> TicketData:
     """Validate tickets given as bytes (an uploaded body or a file's content)."""
@@ -247,7 +247,7 @@ def validate(
     table: pd.DataFrame,
     source: str,
     columns: Columns,
-    min_class_examples: int = 5,
+    min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES,
     max_text_chars: int = MAX_TICKET_CHARS,
 ) -> TicketData:
     """Turn a raw frame into clean tickets, rejecting and reporting unusable rows."""

@@ -366,7 +366,7 @@ def predict_proba(
 def format_predictions(
     probs: dict[str, np.ndarray],
     labels: dict[str, list[str]],
-    top_k: int = 3,
+    top_k: int,
     gate: dict[str, dict[str, Any]] | None = None,
 ) -> list[dict[str, dict[str, Any]]]:
     """One dict per text: head -> {label, confidence, top_k: [[label, probability], ...]}, plus

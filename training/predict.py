@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from training.config import DEFAULT_TOP_K
 from training.export import is_model_dir
 from training.model import TicketClassifier, format_predictions, predict_proba
 
@@ -16,14 +17,19 @@ class Predictor:
     """Classify texts with a trained model: one dict per text, head -> label/confidence/top_k."""
 
     def __init__(
-        self, model: TicketClassifier, tokenizer: PreTrainedTokenizerBase, top_k: int = 3
+        self,
+        model: TicketClassifier,
+        tokenizer: PreTrainedTokenizerBase,
+        top_k: int = DEFAULT_TOP_K,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.top_k = top_k
 
     @classmethod
-    def load(cls, model_dir: str | Path, device: str | None = None, top_k: int = 3) -> Predictor:
+    def load(
+        cls, model_dir: str | Path, device: str | None = None, top_k: int = DEFAULT_TOP_K
+    ) -> Predictor:
         if not is_model_dir(model_dir):
             raise FileNotFoundError(
                 f"{model_dir} is not a trained model directory "

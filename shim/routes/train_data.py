@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from shim import datasets
 from shim.deps import SettingsDep, StoreDep
 from shim.schemas import ErrorPublic, TrainDataSummaryPublic, TrainDataUploadPublic
+from training.config import DEFAULT_MIN_CLASS_EXAMPLES
 
 router = APIRouter(prefix="/train-data", tags=["training data"])
 
@@ -71,7 +72,9 @@ async def upload_train_data(
         queue_column=queue_column,
         priority_column=priority_column,
         delimiter=delimiter,
-        min_class_examples=int(settings.train_defaults.get("min_class_examples", 5)),
+        min_class_examples=int(
+            settings.train_defaults.get("min_class_examples", DEFAULT_MIN_CLASS_EXAMPLES)
+        ),
         max_text_chars=settings.max_ticket_chars,
         idempotency_key=idempotency_key,
     )

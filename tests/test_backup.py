@@ -1,0 +1,406 @@
+"""`ticketserve backup` / `restore`: a backup taken while the service runs restores the service.
+
+The main test backs up a real `ticketserve serve` (TorchServe, a published version, uploads
+arriving meanwhile, a training job on record as running), restores into a new directory after
+the original is moved away, and asks a service started there the same questions. The others
+check that every broken input is refused in one line, with nothing half-written left behind.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from hashlib import sha256
+from pathlib import Path
+
+import pytest
+from api_service import Service, tickets_csv
+from conftest import PROBE_TEXTS, TrainedModel
+
+from shim.backup import BACKUP_INTERRUPTED, MANIFEST, BackupError, backup, restore
+from shim.cli import main
+from shim.datasets import UploadOptions, ingest
+from shim.job_record import Job, JobStatus
+from shim.store import SCHEMA_VERSION, RegistryError, Store, VersionRecord
+from training.archive import build_archive
+from training.evaluate import selection_score
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def run(capsys: pytest.CaptureFixture[str]):
+    """`ticketserve ARGS...` in this process: exit status and what it printed."""
+
+    def run(*args: str) -> Result:
+        capsys.readouterr()
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own exits
+            code = exc.code if isinstance(exc.code, int) else 1
+        out, err = capsys.readouterr()
+        return Result(code, out, err)
+
+    return run
+
+
+def one_line_error(result: Result, command: str) -> str:
+    assert result.returncode == 1, result
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"ticketserve {command}: error: "), lines[0]
+    return lines[0]
+
+
+def publish(store: Store, model: TrainedModel) -> int:
+    """What the service leaves after publishing a trained model: models/v<N>, its archive in
+    model_store/, its row, and the default pointing at it."""
+    version = store.next_version()
+    model_dir = store.models_dir / f"v{version}"
+    shutil.copytree(model.model_dir, model_dir)
+    archive = build_archive(model_dir, store.model_store, str(version), update_latest=False)
+    record = VersionRecord(
+        version=version,
+        job_id=None,
+        created_at=datetime.now(UTC),
+        model_dir=model_dir,
+        archive=archive,
+        metrics=model.metrics,
+        score=selection_score(model.metrics),
+        data_rows=300,
+    )
+    store.add_version(record, make_default=True)
+    return version
+
+
+def answers(service: Service, version: int | None = None) -> list[dict]:
+    params = {"version": version} if version else {}
+    tickets = [{"ticket_data": text} for text in PROBE_TEXTS]
+    answer = service.post("/api/v1/classify", json={"tickets": tickets}, params=params)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["predictions"]
+
+
+def lookalike_training(job_id: str) -> subprocess.Popen[bytes]:
+    """A process the service takes for the training of `job_id` (and in its own process group,
+    as the runner starts them): a service that tried to stop that job would kill it."""
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)", "training.job", job_id],
+        start_new_session=True,
+    )
+
+
+def upload_until(service: Service, done: threading.Event, statuses: list[int]) -> None:
+    """Upload small datasets, one every 0.2 s, until `done`; their HTTP statuses go to
+    `statuses`."""
+    seed = 100
+    while not done.is_set():
+        statuses.append(service.upload_csv(tickets_csv(30, seed=seed)).status_code)
+        seed += 1
+        done.wait(0.2)
+
+
+def test_backup_while_serving_restores_a_service_with_the_same_answers(
+    trained_model: TrainedModel, run, tmp_path: Path
+) -> None:
+    source = Service(tmp_path / "var")
+    publish(Store(source.data_dir), trained_model)
+    restored = Service(tmp_path / "restored" / "var")
+    training = None
+    try:
+        source.start()
+        for seed in (1, 2):
+            assert source.upload_csv(tickets_csv(40, seed=seed)).status_code == 201
+        source.wait_ready()
+        # A job the registry says is running, with a live process of that job's name.
+        job = Job.new({"epochs": 1})
+        training = lookalike_training(job.id)
+        job.start(training.pid)
+        Store(source.data_dir).save_job(job)
+        expected = answers(source)
+        versions = source.get("/api/v1/models").json()
+
+        # Uploads keep arriving while the backup runs: it holds those committed at its snapshot.
+        done, statuses = threading.Event(), []
+        uploader = threading.Thread(target=upload_until, args=(source, done, statuses))
+        uploader.start()
+        out = tmp_path / "backups" / "ticketserve.tar.gz"
+        out.parent.mkdir()
+        try:
+            result = run("backup", str(out), "--data-dir", str(source.data_dir))
+        finally:
+            done.set()
+            uploader.join()
+        assert statuses and set(statuses) == {201}
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(f"wrote {out} (")
+        assert "model versions 1 (default 1)" in result.stdout
+        assert result.stdout.rstrip().endswith(f"registry schema {SCHEMA_VERSION}")
+        assert [p.name for p in out.parent.iterdir()] == [out.name]  # no work files left
+        assert out.stat().st_mode & 0o777 == 0o600  # it holds every ticket
+
+        stored = source.get("/api/v1/train-data").json()
+        assert source.get(f"/api/v1/train/{job.id}").json()["status"] == "running"  # untouched
+        process, source.process = source.process, None
+        assert process is not None
+        process.send_signal(signal.SIGTERM)  # it stops while the restore runs
+        result = run("restore", str(out), "--data-dir", str(restored.data_dir))
+        assert result.returncode == 0, result.stderr
+        assert f"into {restored.data_dir}: " in result.stdout
+        assert (restored.data_dir.stat().st_mode & 0o777) == 0o700
+        assert not [p for p in restored.data_dir.iterdir() if p.name.startswith(".")]
+        assert process.wait(timeout=120) == 0
+        # The restored service must need nothing of the original directory.
+        source.data_dir.rename(tmp_path / "moved")
+        record = Store(restored.data_dir).get_job(job.id)
+        assert record.status == JobStatus.FAILED and record.pid is None
+        assert record.error == BACKUP_INTERRUPTED
+
+        restored.start()
+        assert restored.wait_ready()["model_version"] == 1
+        assert answers(restored) == expected
+        assert answers(restored, version=1) == expected
+        assert restored.get("/api/v1/models").json() == versions
+        summary = restored.get("/api/v1/train-data").json()
+        # Consistent: the two uploads before, then a prefix of those made during the backup.
+        assert summary["datasets"] == stored["datasets"][: len(summary["datasets"])]
+        assert len(summary["datasets"]) >= 2
+        assert summary["rows"] == sum(d["rows"] for d in summary["datasets"])
+        assert f"{summary['rows']} stored tickets" in result.stdout
+        job_view = restored.get(f"/api/v1/train/{job.id}").json()
+        assert job_view["status"] == "failed" and job_view["error"] == BACKUP_INTERRUPTED
+        assert training.poll() is None  # the restored service left the "original" job alone
+        assert restored.stop() == 0
+    finally:
+        source.cleanup()
+        restored.cleanup()
+        if training is not None:
+            training.kill()
+            training.wait()
+
+
+# -- refusals: one line each, nothing half-written ----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Small:
+    """A data directory with one upload and no model, and its backup."""
+
+    data_dir: Path
+    archive: Path
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory: pytest.TempPathFactory) -> Small:
+    root = tmp_path_factory.mktemp("small")
+    store = Store(root / "var")
+    ingest(store, tickets_csv(30, seed=7), "text/csv", UploadOptions())
+    summary = backup(store.root, root / "small.tar.gz")
+    assert summary.files == 2 and summary.dataset_rows == 30 and summary.versions == []
+    return Small(store.root, summary.path)
+
+
+def entries(archive: Path) -> dict[str, bytes]:
+    with tarfile.open(archive, "r:gz") as tar:
+        return {m.name: tar.extractfile(m).read() for m in tar.getmembers()}  # type: ignore[union-attr]
+
+
+def write_tar_gz(path: Path, files: dict[str, bytes], symlinks: dict[str, str] | None = None):
+    with tarfile.open(path, "w:gz") as tar:
+        for name, body in files.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+        for name, target in (symlinks or {}).items():
+            info = tarfile.TarInfo(name)
+            info.type, info.linkname = tarfile.SYMTYPE, target
+            tar.addfile(info)
+    return path
+
+
+def with_manifest(contents: dict[str, bytes], **changes: object) -> dict[str, bytes]:
+    """`contents` of an archive with these fields of its manifest changed."""
+    manifest = json.loads(contents[MANIFEST])
+    manifest.update(changes)
+    return {**contents, MANIFEST: json.dumps(manifest).encode()}
+
+
+def refused(archive: Path, target: Path, match: str) -> None:
+    """Restoring `archive` into `target` fails with `match`, leaving `target` as it was."""
+    new = [path for path in (target, *target.parents) if not path.exists()]
+    before = sorted(target.rglob("*")) if target.exists() else None
+    with pytest.raises(BackupError, match=match) as error:
+        restore(archive, target)
+    assert "\n" not in str(error.value)
+    if before is not None:
+        assert sorted(target.rglob("*")) == before
+    assert not [path for path in new if path.exists()]  # not even a parent folder
+
+
+def test_the_small_backup_restores(small: Small, tmp_path: Path) -> None:
+    summary = restore(small.archive, tmp_path / "new" / "var")
+    assert summary.files == 2 and summary.dataset_rows == 30
+    assert sorted(p.name for p in summary.path.iterdir()) == ["datasets", "registry.sqlite3"]
+    store = Store(summary.path)
+    (dataset,) = store.datasets()
+    assert dataset.file.read_bytes() == next(small.data_dir.glob("datasets/*.jsonl")).read_bytes()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert restore(small.archive, empty).schema_version == SCHEMA_VERSION
+
+
+def test_restore_refuses_a_directory_that_is_not_empty(small: Small, tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    refused(small.archive, tmp_path, f"{tmp_path} is not empty: restore only into an empty")
+    refused(small.archive, small.data_dir, "is not empty")  # e.g. the live data directory
+    refused(small.archive, tmp_path / "notes.txt", "is not a directory")
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate"])
+def test_a_damaged_archive_is_refused(small: Small, tmp_path: Path, damage: str) -> None:
+    data = bytearray(small.archive.read_bytes())
+    if damage == "flip":
+        middle = len(data) // 2
+        data[middle : middle + 8] = bytes(b ^ 0xFF for b in data[middle : middle + 8])
+    else:
+        data = data[: len(data) * 2 // 3]
+    broken = tmp_path / "broken.tar.gz"
+    broken.write_bytes(bytes(data))
+    refused(broken, tmp_path / "var", f"{broken} is damaged or unreadable: ")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    refused(broken, empty, "is damaged or unreadable")
+
+
+def test_a_file_that_differs_from_its_manifest_hash_is_refused(
+    small: Small, tmp_path: Path
+) -> None:
+    files = entries(small.archive)
+    (dataset,) = [name for name in files if name.startswith("datasets/")]
+    files[dataset] = files[dataset].replace(b'"queue"', b'"QUEUE"', 1)
+    tampered = write_tar_gz(tmp_path / "tampered.tar.gz", files)
+    refused(tampered, tmp_path / "var", rf"{dataset} is damaged \(its sha256 differs")
+
+
+def test_a_tar_gz_that_is_no_backup_is_refused(small: Small, tmp_path: Path) -> None:
+    other = write_tar_gz(tmp_path / "other.tar.gz", {"notes.txt": b"hello"})
+    refused(other, tmp_path / "var", f"{other} is damaged or no ticketserve backup: it holds no")
+    files = with_manifest(entries(small.archive), format="something-else")
+    foreign = write_tar_gz(tmp_path / "foreign.tar.gz", files)
+    refused(foreign, tmp_path / "var", f"{MANIFEST} is not a ticketserve backup manifest")
+    for changes, match in [
+        ({"schema_version": "2"}, f"{MANIFEST} is not a ticketserve backup manifest"),
+        ({"files": [{"path": "registry.sqlite3"}]}, f"{MANIFEST} has a malformed file list"),
+        ({"format_version": 2}, "has backup format 2, newer than this release reads"),
+    ]:
+        odd = write_tar_gz(
+            tmp_path / "odd.tar.gz", with_manifest(entries(small.archive), **changes)
+        )
+        refused(odd, tmp_path / "var", match)
+    plain = tmp_path / "plain.tar.gz"
+    plain.write_text("not even gzip")
+    refused(plain, tmp_path / "var", "is damaged or unreadable")
+    refused(tmp_path / "nothing.tar.gz", tmp_path / "var", "no backup at")
+
+
+def test_a_backup_of_a_newer_registry_is_refused(small: Small, tmp_path: Path) -> None:
+    files = with_manifest(entries(small.archive), schema_version=SCHEMA_VERSION + 1)
+    newer = write_tar_gz(tmp_path / "newer.tar.gz", files)
+    with pytest.raises(RegistryError, match=f"schema version {SCHEMA_VERSION + 1}, newer than"):
+        restore(newer, tmp_path / "var")
+    assert not (tmp_path / "var").exists()
+
+
+def test_path_traversal_entries_are_refused(small: Small, tmp_path: Path) -> None:
+    files = entries(small.archive)
+    target = tmp_path / "deep" / "var"
+    escape = write_tar_gz(tmp_path / "escape.tar.gz", {**files, "../../evil.txt": b"x"})
+    refused(escape, target, "unexpected entry '../../evil.txt'")
+    # Listed in the manifest, hash and all: the manifest itself is refused.
+    evil = {"path": "datasets/../../evil.txt", "bytes": 1, "sha256": sha256(b"x").hexdigest()}
+    listed = [*json.loads(files[MANIFEST])["files"], evil]
+    sneaky = {**with_manifest(files, files=listed), "datasets/../../evil.txt": b"x"}
+    refused(write_tar_gz(tmp_path / "sneaky.tar.gz", sneaky), target, "malformed file list")
+    absolute = with_manifest(files, files=[*listed[:-1], {**listed[-1], "path": "/tmp/evil.txt"}])
+    refused(write_tar_gz(tmp_path / "abs.tar.gz", absolute), target, "malformed file list")
+    linked = write_tar_gz(
+        tmp_path / "link.tar.gz", files, symlinks={"datasets/evil.jsonl": "/etc/passwd"}
+    )
+    refused(linked, target, "unexpected entry 'datasets/evil.jsonl'")
+    assert not list(tmp_path.rglob("evil*"))
+
+
+def test_backup_refuses_an_existing_file_and_a_directory_without_registry(
+    small: Small, tmp_path: Path
+) -> None:
+    existing = tmp_path / "taken.tar.gz"
+    existing.write_bytes(b"keep me")
+    with pytest.raises(BackupError, match=f"{existing} already exists; choose a new name"):
+        backup(small.data_dir, existing)
+    assert existing.read_bytes() == b"keep me"
+    with pytest.raises(BackupError, match=f"no registry at {tmp_path / 'registry.sqlite3'}"):
+        backup(tmp_path, tmp_path / "new.tar.gz")
+    with pytest.raises(BackupError, match=f"the folder {tmp_path / 'nope'} does not exist"):
+        backup(small.data_dir, tmp_path / "nope" / "new.tar.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["taken.tar.gz"]
+
+
+def test_backup_of_a_registry_naming_a_missing_file_fails_cleanly(
+    small: Small, tmp_path: Path
+) -> None:
+    data_dir = tmp_path / "var"
+    shutil.copytree(small.data_dir, data_dir)
+    (dataset,) = data_dir.glob("datasets/*.jsonl")
+    dataset.unlink()
+    with pytest.raises(BackupError, match=f"{dataset}, named by the registry, is missing"):
+        backup(data_dir, tmp_path / "out.tar.gz")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["var"]
+
+
+def test_cli_exit_codes_and_one_line_errors(
+    small: Small, run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = tmp_path / "b.tar.gz"
+    result = run("backup", str(out), "--data-dir", str(small.data_dir))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"wrote {out} (0.0 MB): 2 files, model versions none")
+    assert "30 stored tickets" in result.stdout
+
+    line = one_line_error(run("backup", str(out), "--data-dir", str(small.data_dir)), "backup")
+    assert line.endswith(f"{out} already exists; choose a new name")
+    line = one_line_error(
+        run("backup", str(tmp_path / "c.tar.gz"), "--data-dir", str(tmp_path)), "backup"
+    )
+    assert "no registry at" in line
+    monkeypatch.setenv("TICKETSERVE_DATA_DIR", str(small.data_dir))  # the service's setting
+    assert run("backup", str(tmp_path / "d.tar.gz")).returncode == 0
+
+    target = tmp_path / "restored"
+    result = run("restore", str(out), "--data-dir", str(target))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"restored {out} into {target}: 2 files,")
+    line = one_line_error(run("restore", str(out), "--data-dir", str(target)), "restore")
+    assert line.endswith("restore only into an empty or new data directory")
+    (tmp_path / "file").write_text("x")
+    line = one_line_error(
+        run("restore", str(out), "--data-dir", str(tmp_path / "file" / "var")), "restore"
+    )
+    assert str(tmp_path / "file") in line
+    monkeypatch.setenv("TICKETSERVE_DATA_DIR", str(tmp_path / "from-env"))
+    assert run("restore", str(out)).returncode == 0
+    assert (tmp_path / "from-env" / "registry.sqlite3").is_file()
+    result = run("restore")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
