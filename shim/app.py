@@ -29,11 +29,13 @@ from swagger_ui_bundle import swagger_ui_path
 from shim.classifier import Classifier
 from shim.deps import Services
 from shim.errors import ApiError
+from shim.feedback import Feedback
 from shim.guard import RequestGuard
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
+from shim.predictions import PredictionLog
 from shim.request_id import RequestIdMiddleware
-from shim.routes import classify, models, ops, train, train_data
+from shim.routes import classify, feedback, models, ops, train, train_data
 from shim.settings import Settings
 from shim.store import Store
 from shim.supervisor import Supervisor
@@ -129,7 +131,7 @@ def create_app(
     add_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (train_data, train, classify, models):
+    for module in (train_data, train, classify, feedback, models):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)
@@ -152,7 +154,7 @@ def add_docs(app: FastAPI) -> None:
 
 
 def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -> Services:
-    """Store, runner, versions and classifier of one app instance."""
+    """Store, runner, versions, classifier and feedback of one app instance."""
     store = Store(settings.data_dir)
     sync_client = async_client = None
     if torchserve is not None:
@@ -162,13 +164,15 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
         async_client = AsyncTorchServeClient(*urls, timeout=timeout, keys=torchserve.keys)
     metrics = ApiMetrics()
     versions = ModelVersions(store, settings, sync_client, settings.max_loaded_versions)
+    predictions = PredictionLog(settings, store)
     return Services(
         settings=settings,
         api_key=settings.resolved_api_key(),
         store=store,
         runner=JobRunner(store, settings, versions.publish),
         versions=versions,
-        classifier=Classifier(settings, store, versions, async_client, metrics),
+        classifier=Classifier(settings, store, versions, async_client, metrics, predictions),
+        feedback=Feedback(settings, store, predictions, metrics),
         metrics=metrics,
     )
 

@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from shim.errors import BadRequest, NotFound, Unavailable, Unprocessable, UpstreamError
 from shim.metrics import ApiMetrics
+from shim.predictions import PredictionLog, new_prediction_id
 from shim.schemas import (
     ClassifyBatchPublic,
     ClassifyRequest,
@@ -49,12 +50,14 @@ class Classifier:
         versions: ModelVersions,
         client: AsyncTorchServeClient | None,
         metrics: ApiMetrics,
+        predictions: PredictionLog | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.versions = versions
         self.client = client
         self.metrics = metrics
+        self.predictions = predictions or PredictionLog(settings, store)
         # Validation curves per version and head (a version's metrics never change).
         self._curves: dict[int, dict[str, Any]] = {}
 
@@ -91,8 +94,15 @@ class Classifier:
         answer = await self._predict(payload, version)
         if request.tickets is None:
             result = self.ticket(answer)
+            await run_in_threadpool(self.predictions.record, tickets, [result])
             return result
         predictions = [self.ticket(p) for p in answer["predictions"]]
+        if len(predictions) != len(tickets):
+            raise UpstreamError(
+                f"TorchServe answered {len(predictions)} predictions for {len(tickets)} tickets"
+            )
+        # One transaction for the whole batch, off the event loop.
+        await run_in_threadpool(self.predictions.record, tickets, predictions)
         served = predictions[0].model_version if predictions else version
         return ClassifyBatchPublic(predictions=predictions, model_version=served)
 
@@ -132,7 +142,8 @@ class Classifier:
         raise UpstreamError(f"TorchServe answered {response.status_code}: {message}")
 
     def ticket(self, answer: dict[str, Any]) -> TicketPredictionPublic:
-        """One ticket of the handler's answer, with each head's gate applied."""
+        """One ticket of the handler's answer, with each head's gate applied, under a new
+        prediction id (logged by `classify`)."""
         heads: dict[str, HeadPredictionPublic] = {}
         version = _version(answer.get("model_version"))
         for head in HEADS:
@@ -144,6 +155,7 @@ class Classifier:
         primary = heads.get(PRIMARY_HEAD) or next(iter(heads.values()))
         self.metrics.tickets_classified.inc()
         return TicketPredictionPublic(
+            prediction_id=new_prediction_id(),
             predicted_label=primary.label,
             confidence=primary.confidence,
             auto_route=primary.auto_route,

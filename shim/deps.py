@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from shim.classifier import Classifier
+from shim.feedback import Feedback
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
 from shim.settings import Settings
@@ -26,6 +27,7 @@ class Services:
     runner: JobRunner
     versions: ModelVersions
     classifier: Classifier
+    feedback: Feedback
     metrics: ApiMetrics
     supervisor: Supervisor | None = None
 
@@ -54,9 +56,14 @@ def get_classifier(request: Request) -> Classifier:
     return get_services(request).classifier
 
 
+def get_feedback(request: Request) -> Feedback:
+    return get_services(request).feedback
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
 RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 VersionsDep = Annotated[ModelVersions, Depends(get_versions)]
 ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
+FeedbackDep = Annotated[Feedback, Depends(get_feedback)]

@@ -49,6 +49,12 @@ class Conflict(ApiError):
     status, code = 409, "conflict"
 
 
+class Gone(ApiError):
+    """It existed, but is no longer kept (e.g. a prediction past its retention)."""
+
+    status, code = 410, "gone"
+
+
 class PayloadTooLarge(ApiError):
     status, code = 413, "payload_too_large"
 

@@ -45,6 +45,7 @@ class Job:
     finished_at: datetime | None = None
     pid: int | None = None
     data_rows: int | None = None
+    feedback_rows: int | None = None  # agents' corrections among the training data
     progress: dict[str, Any] | None = None
     metrics: dict[str, Any] | None = None
     mode: str | None = None  # the mode that runs (fast/full), once the job has chosen it

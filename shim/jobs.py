@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shim.errors import BadRequest, Conflict, Unprocessable
+from shim.feedback import FEEDBACK_FILE, training_file
 from shim.job_record import INTERRUPTED, Job, JobStatus, PublishResult
 from shim.processes import child_environment, is_job_process, terminate
 from shim.settings import Settings
@@ -32,7 +33,7 @@ from shim.store import Store
 from training.base_models import BUNDLED_ALIASES, PREPARED_MODELS
 from training.config import ConfigError, TrainConfig
 from training.evaluate import summarize
-from training.files import write_atomic
+from training.files import PRIVATE_FILE, write_atomic
 
 logger = logging.getLogger(__name__)
 
@@ -134,9 +135,15 @@ class JobRunner:
                         "no training data stored; upload tickets to POST /api/v1/train-data first",
                         code="no_training_data",
                     )
+                # Agents' corrections join as one more file (none without uploads: alone
+                # they are too few to train on).
+                feedback, feedback_rows = training_file(self.store.feedback(), datasets[0].heads)
                 job = Job.new(config.to_dict())
-                job.expected_duration_s = self._expected_duration(sum(d.rows for d in datasets))
-                spec = self._write_spec(job, [d.file for d in datasets])
+                job.feedback_rows = feedback_rows
+                job.expected_duration_s = self._expected_duration(
+                    sum(d.rows for d in datasets) + feedback_rows
+                )
+                spec = self._write_spec(job, [d.file for d in datasets], feedback)
             self.store.save_job(job)
             self._active = job
             # In a copy of this request's context: the job's log lines carry its request id.
@@ -195,8 +202,9 @@ class JobRunner:
     def is_busy(self) -> bool:
         return self._active is not None
 
-    def _write_spec(self, job: Job, files: list[Path]) -> Path:
-        """The job's own directory: links to today's datasets, so a later replace is harmless."""
+    def _write_spec(self, job: Job, files: list[Path], feedback: bytes = b"") -> Path:
+        """The job's own directory: links to today's datasets, so a later replace is harmless,
+        and a copy of the feedback rows, so a later delete is too."""
         job_dir = self.store.jobs_dir / job.id
         data_dir = job_dir / "data"
         data_dir.mkdir(parents=True)
@@ -207,6 +215,10 @@ class JobRunner:
                 os.link(source, target)
             except OSError:
                 target.write_bytes(source.read_bytes())
+            linked.append(str(target))
+        if feedback:
+            target = data_dir / FEEDBACK_FILE
+            write_atomic(target, feedback, PRIVATE_FILE)
             linked.append(str(target))
         spec = {
             "data_files": linked,

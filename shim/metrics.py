@@ -48,6 +48,13 @@ class ApiMetrics:
             ("head",),
             registry=self.registry,
         )
+        self.feedback = Counter(
+            "ticketserve_feedback",
+            "Labels of agents' feedback, by head and whether they agree with the prediction "
+            "(none: a ticket never classified here)",
+            ("head", "agreed"),
+            registry=self.registry,
+        )
         self.training_active = Gauge(
             "ticketserve_training_active",
             "1 while a training job is queued or running",

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, get_origin, get_type_hints
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
 from shim.job_record import JobStatus
+from shim.settings import TICKET_CHARS_LIMIT
 from shim.store import DatasetRecord
 from training.config import MAX_GRID, MAX_NAME_CHARS, TrainConfig, non_null
 from training.progress import Progress
@@ -133,6 +134,9 @@ class TrainJobPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     data_rows: int | None = Field(description="tickets used, after validation")
+    feedback_rows: int | None = Field(
+        None, description="agents' corrections (POST /feedback) among the training data"
+    )
     mode: str | None = Field(description="the training mode that runs (fast or full), once chosen")
     expected_duration_s: float | None = Field(
         description="measured expectation of the whole job: from the job's first batch, or "
@@ -222,6 +226,9 @@ class HeadPredictionPublic(BaseModel):
 class TicketPredictionPublic(BaseModel):
     """Per head label/confidence/top-k, plus the queue as `predicted_label`/`confidence`."""
 
+    prediction_id: str = Field(
+        description="this answer's id, for POST /api/v1/feedback while the answer is retained"
+    )
     predicted_label: str
     confidence: float
     auto_route: bool = Field(description="the queue (or only head) clears its gate")
@@ -234,6 +241,86 @@ class TicketPredictionPublic(BaseModel):
 class ClassifyBatchPublic(BaseModel):
     predictions: list[TicketPredictionPublic]
     model_version: int | None
+
+
+# -- feedback --------------------------------------------------------------------------------
+
+# A label as the agent sends it; its spelling is unified with the stored data's.
+Label = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+TicketText = Annotated[str, Field(max_length=TICKET_CHARS_LIMIT)]
+MAX_ID_CHARS = 64
+
+
+class FeedbackRequest(BaseModel):
+    """An agent's labels for a classified ticket (`prediction_id`) or for any ticket (its text).
+
+    By `prediction_id`, a head left out keeps the prediction's label (the agent accepted it); the
+    text is the one classified, and must be sent again when the service keeps only its hash. A
+    ticket never classified here needs its text and a label for every head of the stored data.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_id: str | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)
+    ticket_data: TicketText | None = Field(None, examples=["My printer is broken"])
+    subject: TicketText | None = None
+    body: TicketText | None = None
+    queue: Label | None = Field(None, examples=["Hardware"])
+    priority: Label | None = None
+    allow_new_labels: bool = Field(
+        False, description="accept a label the stored training data does not have yet"
+    )
+
+    @model_validator(mode="after")
+    def _one_ticket(self) -> FeedbackRequest:
+        ticket = self.ticket()  # validated here, whatever else the body has
+        if self.prediction_id is None and ticket is None:
+            raise ValueError(
+                "send a 'prediction_id', or the ticket ('ticket_data' or 'subject'/'body')"
+            )
+        return self
+
+    def ticket(self) -> TicketIn | None:
+        """The ticket the body carries (validated as classify does), if any."""
+        if self.ticket_data is None and self.subject is None and self.body is None:
+            return None
+        return TicketIn(ticket_data=self.ticket_data, subject=self.subject, body=self.body)
+
+    def labels(self) -> dict[str, str]:
+        """The labels sent, per head."""
+        return {head: label for head in ("queue", "priority") if (label := getattr(self, head))}
+
+
+class FeedbackPublic(BaseModel):
+    """One stored correction: a training row of its own."""
+
+    feedback_id: str
+    prediction_id: str | None = Field(description="none: a ticket never classified here")
+    created_at: datetime = Field(description="when it was given (or last replaced)")
+    model_version: int | None = Field(description="the version that made the prediction")
+    text: str
+    labels: dict[str, str] = Field(description="the training row's label per head")
+    predicted: dict[str, str] | None = Field(description="the prediction's label per head")
+    corrected: list[str] = Field(description="heads whose label differs from the prediction's")
+
+
+class FeedbackSavedPublic(FeedbackPublic):
+    replaced: bool = Field(description="an earlier correction of the same prediction was replaced")
+
+
+class FeedbackListPublic(BaseModel):
+    """A page of corrections, oldest first, and label counts over all of them."""
+
+    total: int
+    offset: int
+    limit: int
+    label_counts: dict[str, dict[str, int]]
+    feedback: list[FeedbackPublic]
+
+
+class FeedbackDeletedPublic(BaseModel):
+    feedback_id: str
+    deleted: Literal[True] = True
 
 
 # -- model versions --------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from training.text_rules import MAX_TICKET_CHARS
 
 ENV_PREFIX = "TICKETSERVE_"
 LOOPBACK_NAMES = ("localhost",)
+TICKET_CHARS_LIMIT = 1_000_000  # the most max_ticket_chars may be set to
 
 Promotion = Literal["not_worse", "always", "never"]
 LogFormat = Literal["text", "json"]
@@ -53,7 +54,7 @@ class Settings(BaseModel):
         8 * 1024 * 1024, ge=1024, le=2**30, description="largest body of every other request"
     )
     max_ticket_chars: int = Field(
-        MAX_TICKET_CHARS, ge=1, le=1_000_000, description="longest ticket text accepted"
+        MAX_TICKET_CHARS, ge=1, le=TICKET_CHARS_LIMIT, description="longest ticket text accepted"
     )
     max_batch: int = Field(64, ge=1, le=1024, description="most tickets in one classify request")
     model_name: str = Field("ticket", description="model name inside TorchServe")
@@ -98,6 +99,17 @@ class Settings(BaseModel):
     retry_after_s: int = Field(10, ge=1, le=3600, description="Retry-After on 503 answers")
     log_format: LogFormat = Field(
         "text", description="service log lines: text, or one JSON object per line (json)"
+    )
+    prediction_retention_count: int = Field(
+        100_000, ge=1, le=100_000_000, description="classify answers kept for feedback, newest"
+    )
+    prediction_retention_days: int = Field(
+        30, ge=1, le=3650, description="days a classify answer is kept for feedback"
+    )
+    store_texts: bool = Field(
+        True,
+        description="keep classified ticket texts for feedback (false: only their sha256; "
+        "feedback must then send the text again)",
     )
 
     @field_validator("api_key")

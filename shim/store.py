@@ -2,7 +2,8 @@
 
 Layout of the data directory:
 
-    registry.sqlite3        datasets, jobs, versions, and which version is the default
+    registry.sqlite3        datasets, jobs, versions, the default version, the predictions
+                            log and the agents' feedback
     datasets/<id>.jsonl     one upload's normalised tickets (`text` + one key per head)
     jobs/<id>/              a job's spec, its data (hard links), its log, its model while training
     models/v<N>/            a published model directory
@@ -26,7 +27,7 @@ import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -92,11 +93,44 @@ def _relative_version_paths(db: sqlite3.Connection, root: Path) -> None:
         )
 
 
+# Classify answers kept for feedback (pruned by count and age), and the agents' corrections:
+# training rows of their own, apart from uploads. `seq` orders both by insertion, so pruning the
+# oldest predictions is a range delete; a prediction id starts with its creation time.
+FEEDBACK_TABLES = (
+    """CREATE TABLE IF NOT EXISTS predictions (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    created_ms INTEGER NOT NULL,
+    version INTEGER,
+    text TEXT,
+    text_sha256 TEXT NOT NULL,
+    labels TEXT NOT NULL
+)""",
+    "CREATE INDEX IF NOT EXISTS predictions_created ON predictions (created_ms)",
+    """CREATE TABLE IF NOT EXISTS feedback (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    id TEXT UNIQUE NOT NULL,
+    prediction_id TEXT UNIQUE,
+    created_at TEXT NOT NULL,
+    model_version INTEGER,
+    text TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    predicted TEXT
+)""",
+)
+
+
+def _create_feedback_tables(db: sqlite3.Connection, root: Path) -> None:
+    for statement in FEEDBACK_TABLES:
+        db.execute(statement)
+
+
 # Step i brings a registry from schema version i to i + 1. Each step must be idempotent: it may
 # meet a registry that already has its change (the first release did not record its version).
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection, Path], None]], ...] = (
     ("tables of the first release", _create_baseline),
     ("version paths relative to the data directory", _relative_version_paths),
+    ("predictions and feedback", _create_feedback_tables),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -138,6 +172,8 @@ def _stored_path(root: Path, path: Path) -> str:
 
 
 PRIVATE_DIR = 0o700
+# meta key: the creation time (ms) of the newest prediction pruned so far.
+PRUNED_UNTIL = "predictions_pruned_until_ms"
 
 logger = logging.getLogger(__name__)
 
@@ -170,6 +206,27 @@ class VersionRecord:
     data_rows: int
 
 
+@dataclass(frozen=True)
+class PredictionRecord:
+    id: str
+    created_ms: int
+    version: int | None
+    text: str | None  # None when texts are not stored
+    text_sha256: str
+    labels: dict[str, dict[str, Any]]  # head -> {"label": the model's, "confidence"}
+
+
+@dataclass(frozen=True)
+class FeedbackRecord:
+    id: str
+    prediction_id: str | None  # None for a ticket never classified here
+    created_at: datetime
+    model_version: int | None
+    text: str
+    labels: dict[str, str]  # the training row's label per head
+    predicted: dict[str, str] | None  # the prediction's label per head
+
+
 class Store:
     """SQLite registry plus the files it points to; safe to use from several threads."""
 
@@ -195,18 +252,19 @@ class Store:
         self.db_path.chmod(PRIVATE_FILE)
 
     @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
+    def _connect(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
         # A connection per operation keeps threads apart; SQLite's own locking serialises writes.
         db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
         try:
-            db.execute("PRAGMA synchronous=FULL")
+            # NORMAL in WAL mode is still atomic; it may lose the last commits on power loss.
+            db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
             yield db
         finally:
             db.close()
 
     @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        with self._connect() as db:
+    def _transaction(self, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        with self._connect(durable) as db:
             db.execute("BEGIN IMMEDIATE")
             try:
                 yield db
@@ -387,6 +445,135 @@ class Store:
     def delete_version(self, version: int) -> None:
         with self._transaction() as db:
             db.execute("DELETE FROM versions WHERE version = ?", (version,))
+
+    # -- predictions ------------------------------------------------------------------------
+
+    def add_predictions(
+        self, records: list[PredictionRecord], keep_count: int, cutoff_ms: int
+    ) -> None:
+        """Log a request's answers and prune, in one transaction: beyond the newest
+        `keep_count`, and older than `cutoff_ms`. A log, not a record: no fsync per request."""
+        with self._transaction(durable=False) as db:
+            db.executemany(
+                "INSERT INTO predictions (id, created_ms, version, text, text_sha256, labels) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (r.id, r.created_ms, r.version, r.text, r.text_sha256, json.dumps(r.labels))
+                    for r in records
+                ],
+            )
+            top = db.execute("SELECT MAX(seq) FROM predictions").fetchone()[0] or 0
+            last_kept_out = top - keep_count
+            # Both through an index: the cost follows the rows pruned, not the rows kept.
+            newest_gone = max(
+                db.execute(
+                    "SELECT COALESCE(MAX(created_ms), 0) FROM predictions WHERE seq <= ?",
+                    (last_kept_out,),
+                ).fetchone()[0],
+                db.execute(
+                    "SELECT COALESCE(MAX(created_ms), 0) FROM predictions WHERE created_ms < ?",
+                    (cutoff_ms,),
+                ).fetchone()[0],
+            )
+            if newest_gone:
+                db.execute("DELETE FROM predictions WHERE seq <= ?", (last_kept_out,))
+                db.execute("DELETE FROM predictions WHERE created_ms < ?", (cutoff_ms,))
+                db.execute(
+                    "INSERT INTO meta VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = "
+                    "MAX(CAST(value AS INTEGER), CAST(excluded.value AS INTEGER))",
+                    (PRUNED_UNTIL, str(newest_gone)),
+                )
+
+    def get_prediction(self, prediction_id: str) -> PredictionRecord | None:
+        with self._connect() as db:
+            row = db.execute(
+                "SELECT id, created_ms, version, text, text_sha256, labels FROM predictions "
+                "WHERE id = ?",
+                (prediction_id,),
+            ).fetchone()
+        if row is None:
+            return None
+        return PredictionRecord(*row[:5], labels=json.loads(row[5]))
+
+    def predictions_pruned_until(self) -> int:
+        """The creation time (ms) of the newest prediction pruned so far (0: none)."""
+        with self._connect() as db:
+            row = db.execute("SELECT value FROM meta WHERE key = ?", (PRUNED_UNTIL,)).fetchone()
+        return int(row[0]) if row else 0
+
+    # -- feedback ---------------------------------------------------------------------------
+
+    def put_feedback(self, record: FeedbackRecord) -> tuple[FeedbackRecord, bool]:
+        """Store a correction; one of the same prediction is replaced, keeping its id.
+
+        Returns (the stored record, whether it replaced one).
+        """
+        values = (
+            record.created_at.isoformat(),
+            record.model_version,
+            record.text,
+            json.dumps(record.labels),
+            json.dumps(record.predicted) if record.predicted is not None else None,
+        )
+        with self._transaction() as db:
+            earlier = None
+            if record.prediction_id is not None:
+                earlier = db.execute(
+                    "SELECT id FROM feedback WHERE prediction_id = ?", (record.prediction_id,)
+                ).fetchone()
+            if earlier is not None:
+                db.execute(
+                    "UPDATE feedback SET created_at = ?, model_version = ?, text = ?, labels = ?, "
+                    "predicted = ? WHERE id = ?",
+                    (*values, earlier[0]),
+                )
+                return replace(record, id=earlier[0]), True
+            db.execute(
+                "INSERT INTO feedback (id, prediction_id, created_at, model_version, text, "
+                "labels, predicted) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (record.id, record.prediction_id, *values),
+            )
+        return record, False
+
+    def feedback(self, offset: int = 0, limit: int | None = None) -> list[FeedbackRecord]:
+        """Stored corrections, oldest first (all of them without `limit`)."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT id, prediction_id, created_at, model_version, text, labels, predicted "
+                "FROM feedback ORDER BY seq LIMIT ? OFFSET ?",
+                (-1 if limit is None else limit, offset),
+            ).fetchall()
+        return [
+            FeedbackRecord(
+                id=r[0],
+                prediction_id=r[1],
+                created_at=datetime.fromisoformat(r[2]),
+                model_version=r[3],
+                text=r[4],
+                labels=json.loads(r[5]),
+                predicted=json.loads(r[6]) if r[6] is not None else None,
+            )
+            for r in rows
+        ]
+
+    def feedback_counts(self) -> tuple[int, dict[str, dict[str, int]]]:
+        """(corrections stored, head -> label -> rows)."""
+        with self._connect() as db:
+            total = db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+            rows = db.execute(
+                "SELECT j.key, j.value, COUNT(*) FROM feedback, json_each(feedback.labels) AS j "
+                "GROUP BY j.key, j.value ORDER BY j.key, COUNT(*) DESC, j.value"
+            ).fetchall()
+        counts: dict[str, dict[str, int]] = {}
+        for head, label, count in rows:
+            counts.setdefault(head, {})[label] = count
+        return total, counts
+
+    def delete_feedback(self, feedback_id: str) -> None:
+        with self._transaction() as db:
+            gone = db.execute("DELETE FROM feedback WHERE id = ?", (feedback_id,)).rowcount
+        if not gone:
+            raise NotFound(f"no feedback {feedback_id!r}", code="feedback_not_found")
 
     # -- housekeeping -----------------------------------------------------------------------
 

@@ -1,0 +1,213 @@
+"""Agents' corrections: checked like uploads, stored as training rows apart from the uploads.
+
+A correction names a logged prediction (`shim.predictions`) or carries a ticket never classified
+here. Its labels are checked against the stored training data's, per head, and take their
+spelling; the next training job gets every stored correction as one extra data file.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+from shim.errors import Unprocessable
+from shim.metrics import ApiMetrics
+from shim.predictions import PredictionLog, text_sha256
+from shim.schemas import (
+    FeedbackDeletedPublic,
+    FeedbackListPublic,
+    FeedbackPublic,
+    FeedbackRequest,
+    FeedbackSavedPublic,
+)
+from shim.settings import Settings
+from shim.store import FeedbackRecord, PredictionRecord, Store, utcnow
+from training.labels import label_key
+from training.text_rules import label_problem, text_problem
+
+FEEDBACK_FILE = "feedback.jsonl"
+MAX_KNOWN_SHOWN = 50  # labels listed in an unknown label's error
+
+
+class Feedback:
+    """The feedback use case: take a correction, list them, remove one."""
+
+    def __init__(
+        self, settings: Settings, store: Store, predictions: PredictionLog, metrics: ApiMetrics
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.predictions = predictions
+        self.metrics = metrics
+
+    def submit(self, request: FeedbackRequest) -> FeedbackSavedPublic:
+        """Validate and store one correction (committed before return); blocking."""
+        known = self._known_labels()
+        sent = {head: " ".join(label.split()) for head, label in request.labels().items()}
+        for head, label in sent.items():
+            # Before any message repeats it (a lone surrogate cannot be sent back as UTF-8);
+            # the stored data's labels all pass, so this refuses no known label.
+            problem = label_problem(label) if label else f"the {head} label is blank"
+            if problem:
+                raise Unprocessable(problem, {"head": head}, code="invalid_label")
+            if head not in known:
+                raise Unprocessable(
+                    f"the stored training data has no {head!r} labels; its heads: "
+                    f"{', '.join(known)}",
+                    {"head": head, "heads": list(known)},
+                    code="unknown_head",
+                )
+        text = self._text(request)
+        prediction = None
+        predicted: dict[str, str] | None = None
+        if request.prediction_id is not None:
+            prediction = self.predictions.get(request.prediction_id)
+            predicted = {head: str(p["label"]) for head, p in prediction.labels.items()}
+            text = self._prediction_text(prediction, text)
+            for head in sent:
+                if head not in predicted:
+                    raise Unprocessable(
+                        f"the prediction has no {head!r} head: the model that made it has "
+                        f"{', '.join(predicted) or 'none'}",
+                        {"head": head},
+                        code="unknown_head",
+                    )
+        assert text is not None  # FeedbackRequest needs a prediction_id or a text
+        labels = {head: sent.get(head) or (predicted or {}).get(head) for head in known}
+        missing = [head for head, label in labels.items() if not label]
+        if missing:
+            raise Unprocessable(
+                f"no label for {', '.join(missing)}: "
+                + (
+                    "the prediction has none; send it"
+                    if prediction is not None
+                    else "a ticket never classified here needs a label for every head"
+                ),
+                {"missing": missing},
+                code="missing_label",
+            )
+        labels = {
+            head: self._label(head, str(label), known[head], request.allow_new_labels)
+            for head, label in labels.items()
+        }
+        record, replaced = self.store.put_feedback(
+            FeedbackRecord(
+                id=uuid.uuid4().hex[:16],
+                prediction_id=request.prediction_id,
+                created_at=utcnow(),
+                model_version=prediction.version if prediction is not None else None,
+                text=text,
+                labels=labels,
+                predicted=predicted,
+            )
+        )
+        for head, label in labels.items():
+            before = (predicted or {}).get(head)
+            agreed = "none" if before is None else str(label_key(before) == label_key(label))
+            self.metrics.feedback.labels(head=head, agreed=agreed.lower()).inc()
+        return FeedbackSavedPublic(**public(record).model_dump(), replaced=replaced)
+
+    def page(self, offset: int, limit: int) -> FeedbackListPublic:
+        """A page of corrections, and label counts over all of them."""
+        total, counts = self.store.feedback_counts()
+        return FeedbackListPublic(
+            total=total,
+            offset=offset,
+            limit=limit,
+            label_counts=counts,
+            feedback=[public(r) for r in self.store.feedback(offset, limit)],
+        )
+
+    def delete(self, feedback_id: str) -> FeedbackDeletedPublic:
+        self.store.delete_feedback(feedback_id)  # 404 for an unknown id
+        return FeedbackDeletedPublic(feedback_id=feedback_id)
+
+    def _known_labels(self) -> dict[str, dict[str, str]]:
+        """Head -> label key -> spelling, over every stored upload (the first spelling wins)."""
+        datasets = self.store.datasets()
+        if not datasets:
+            raise Unprocessable(
+                "no training data stored: feedback is checked against it; upload tickets to "
+                "POST /api/v1/train-data first",
+                code="no_training_data",
+            )
+        known: dict[str, dict[str, str]] = {head: {} for head in datasets[0].heads}
+        for dataset in datasets:
+            for head, counts in dataset.label_counts.items():
+                for label in counts:
+                    known.setdefault(head, {}).setdefault(label_key(label), label)
+        return known
+
+    def _text(self, request: FeedbackRequest) -> str | None:
+        ticket = request.ticket()
+        if ticket is None:
+            return None
+        text = ticket.text()
+        if problem := text_problem(text, self.settings.max_ticket_chars):
+            code = "ticket_too_long" if len(text) > self.settings.max_ticket_chars else "bad_text"
+            raise Unprocessable(problem, code=code)
+        return text
+
+    def _prediction_text(self, prediction: PredictionRecord, text: str | None) -> str:
+        """The classified text: the logged one, or the one sent, which must be it."""
+        if text is None:
+            if prediction.text is None:
+                raise Unprocessable(
+                    "this service keeps only a hash of classified texts: send the ticket "
+                    "('ticket_data' or 'subject'/'body') with the prediction_id",
+                    code="text_required",
+                )
+            return prediction.text
+        if text_sha256(text) != prediction.text_sha256:
+            raise Unprocessable(
+                f"the text sent is not the one prediction {prediction.id} classified",
+                code="text_mismatch",
+            )
+        return text
+
+    def _label(self, head: str, label: str, known: dict[str, str], allow_new: bool) -> str:
+        """The stored data's spelling of `label`; a new one only when allowed and usable."""
+        if label_key(label) in known:
+            return known[label_key(label)]
+        if not allow_new:
+            shown = sorted(known.values())[:MAX_KNOWN_SHOWN]
+            raise Unprocessable(
+                f"unknown {head} label {label!r}: the stored training data has "
+                f'{", ".join(repr(k) for k in shown)}; send "allow_new_labels": true to add it',
+                {"head": head, "label": label, "known": shown},
+                code="unknown_label",
+            )
+        if problem := label_problem(label):  # a predicted label, not yet in the stored data
+            raise Unprocessable(f"{head}: {problem}", {"head": head}, code="invalid_label")
+        return label
+
+
+def public(record: FeedbackRecord) -> FeedbackPublic:
+    predicted = record.predicted or {}
+    return FeedbackPublic(
+        feedback_id=record.id,
+        prediction_id=record.prediction_id,
+        created_at=record.created_at,
+        model_version=record.model_version,
+        text=record.text,
+        labels=record.labels,
+        predicted=record.predicted,
+        corrected=[
+            head
+            for head, label in record.labels.items()
+            if head in predicted and label_key(predicted[head]) != label_key(label)
+        ],
+    )
+
+
+def training_file(records: list[FeedbackRecord], heads: list[str]) -> tuple[bytes, int]:
+    """Corrections as training rows (JSON Lines, like a stored upload) for data with `heads`;
+    returns (content, rows). One stored before the data's heads changed, and lacking one of
+    them, is left out."""
+    rows = [
+        {"text": r.text, **{head: r.labels[head] for head in heads}}
+        for r in records
+        if all(head in r.labels for head in heads)
+    ]
+    content = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+    return content.encode("utf-8"), len(rows)

@@ -1,0 +1,333 @@
+"""Agents' feedback over real HTTP: classify -> correct -> the next job trains on the corrections.
+
+One service per module (real TorchServe, fast-mode training of the bundled MiniLM); the tests run
+in file order: no feedback without training data, the first version, classify answers with ids,
+corrections that the next job learns, retention (410 / 404), the bad inputs, and last a restart
+with `TICKETSERVE_STORE_TEXTS=false` (only the hash is kept; feedback must bring the text).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sqlite3
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import requests
+from api_service import Service, tickets_csv
+
+from shim.errors import Gone, NotFound
+from shim.predictions import DAY_MS, PredictionLog, new_prediction_id
+from shim.settings import Settings
+from shim.store import PredictionRecord, Store
+from training import sample_data
+
+RETENTION = 5
+FAST = {"mode": "fast", "max_length": 64}
+# A ticket no upload resembles: what the model answers for it comes from the feedback only.
+VARIANTS = [f"Zorblax qwertium frobnicator {word} hums again" for word in (
+    "alpha", "bravo", "charlie", "delta", "echo", "foxtrot", "golf", "hotel", "india", "juliet",
+)]  # fmt: skip
+PREDICTION_ID = re.compile(r"[0-9a-f]{24}")
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    service = Service(
+        tmp_path_factory.mktemp("feedback") / "var",
+        env={"TICKETSERVE_PREDICTION_RETENTION_COUNT": str(RETENTION)},
+    )
+    service.start()
+    try:
+        yield service
+    finally:
+        code = service.stop()
+        service.cleanup()
+    assert code == 0, service.log()
+
+
+def assert_error(answer: requests.Response, status: int, code: str) -> dict:
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert error["code"] == code and error["message"], error
+    return error
+
+
+def stored_feedback(service: Service) -> dict:
+    answer = service.get("/api/v1/feedback", params={"limit": 500})
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def classify(service: Service, texts: list[str], **params: int) -> list[dict]:
+    body = {"tickets": [{"ticket_data": text} for text in texts]}
+    answer = service.post("/api/v1/classify", json=body, params=params)
+    assert answer.status_code == 200, answer.text
+    return answer.json()["predictions"]
+
+
+def train(service: Service) -> dict:
+    answer = service.post("/api/v1/train", json=FAST)
+    assert answer.status_code == 202, answer.text
+    done = service.wait_job(answer.json()["job_id"])
+    assert done["status"] == "succeeded", done
+    return done
+
+
+def test_feedback_needs_stored_training_data(service: Service) -> None:
+    body = {"ticket_data": "Printer broken", "queue": "Hardware", "priority": "low"}
+    assert_error(service.post("/api/v1/feedback", json=body), 422, "no_training_data")
+    assert stored_feedback(service)["total"] == 0
+
+
+def test_the_first_version(service: Service) -> None:
+    assert service.upload_csv(tickets_csv(100, seed=21)).status_code == 201
+    job = train(service)
+    assert job["model_version"] == 1 and job["feedback_rows"] == 0
+    service.wait_ready()
+
+
+def test_every_classify_answer_has_its_own_prediction_id(service: Service) -> None:
+    single = service.post("/api/v1/classify", json={"subject": "VPN", "body": "drops hourly"})
+    assert single.status_code == 200, single.text
+    batch = classify(service, ["Printer jammed", "Invoice wrong", "Password reset"])
+    ids = [single.json()["prediction_id"], *(p["prediction_id"] for p in batch)]
+    assert all(PREDICTION_ID.fullmatch(i) for i in ids) and len(set(ids)) == 4
+    # Ids carry their creation time: they sort by it.
+    assert ids[0][:12] <= ids[1][:12]
+
+
+def test_corrections_become_training_rows_the_next_job_learns(service: Service) -> None:
+    before = classify(service, VARIANTS[:5])
+    predicted = before[0]["queue"]["model_label"]
+    target = next(q for q in sample_data.QUEUES if q != predicted)
+    # Five by prediction id: three correct only the queue (the priority is accepted as given).
+    saved = []
+    for i, prediction in enumerate(before):
+        body = {"prediction_id": prediction["prediction_id"], "queue": target}
+        if i >= 3:
+            body["priority"] = "low"
+        answer = service.post("/api/v1/feedback", json=body)
+        assert answer.status_code == 201, answer.text
+        saved.append(answer.json())
+        assert saved[-1]["replaced"] is False
+        assert saved[-1]["text"] == VARIANTS[i] and saved[-1]["model_version"] == 1
+        assert saved[-1]["labels"]["queue"] == target
+        expected_priority = "low" if i >= 3 else prediction["priority"]["model_label"]
+        assert saved[-1]["labels"]["priority"] == expected_priority
+    assert "queue" in saved[0]["corrected"]
+    # The same prediction corrected again replaces the first correction.
+    again = service.post(
+        "/api/v1/feedback",
+        json={"prediction_id": before[0]["prediction_id"], "queue": target, "priority": "low"},
+    )
+    assert again.status_code == 200, again.text
+    assert again.json()["replaced"] is True
+    assert again.json()["feedback_id"] == saved[0]["feedback_id"]
+    # Five tickets never classified here, labels spelled as the agent likes.
+    for text in VARIANTS[5:]:
+        body = {"ticket_data": text, "queue": f" {target.upper()} ", "priority": "LOW"}
+        answer = service.post("/api/v1/feedback", json=body)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["labels"] == {"queue": target, "priority": "low"}
+        assert answer.json()["prediction_id"] is None and answer.json()["predicted"] is None
+
+    listing = stored_feedback(service)
+    assert listing["total"] == 10 and len(listing["feedback"]) == 10
+    assert listing["label_counts"]["queue"] == {target: 10}
+    assert listing["feedback"][0]["feedback_id"] == saved[0]["feedback_id"]  # oldest first
+    page = service.get("/api/v1/feedback", params={"offset": 8, "limit": 5}).json()
+    assert [f["text"] for f in page["feedback"]] == VARIANTS[8:] and page["total"] == 10
+
+    uploaded = service.get("/api/v1/train-data").json()["rows"]
+    job = train(service)
+    assert job["feedback_rows"] == 10 and job["data_rows"] == uploaded + 10
+    assert service.get(f"/api/v1/train/{job['job_id']}").json()["feedback_rows"] == 10
+    [after] = classify(service, VARIANTS[:1], version=job["model_version"])
+    assert after["model_version"] == job["model_version"]
+    assert after["queue"]["model_label"] == target, after
+
+    metrics = requests.get(f"{service.base}/metrics", timeout=30).text
+    assert 'ticketserve_feedback_total{agreed="false",head="queue"}' in metrics
+
+
+def test_retention_keeps_the_newest_answers(service: Service) -> None:
+    [oldest] = classify(service, ["Monitor flickers"])
+    newest = classify(service, [f"Keyboard key {i} stuck" for i in range(RETENTION)])
+    count = stored_feedback(service)["total"]
+    gone = service.post(
+        "/api/v1/feedback", json={"prediction_id": oldest["prediction_id"], "queue": "Hardware"}
+    )
+    assert_error(gone, 410, "prediction_expired")
+    never = newest[-1]["prediction_id"][:12] + "0" * 12  # issued now, but not by us
+    for unknown in (never, "f" * 24, "not-an-id"):
+        answer = service.post("/api/v1/feedback", json={"prediction_id": unknown})
+        assert_error(answer, 404, "prediction_not_found")
+    assert stored_feedback(service)["total"] == count
+    kept = service.post("/api/v1/feedback", json={"prediction_id": newest[0]["prediction_id"]})
+    assert kept.status_code == 201, kept.text
+    assert kept.json()["corrected"] == []  # accepted as predicted
+    assert service.delete(f"/api/v1/feedback/{kept.json()['feedback_id']}").status_code == 200
+
+
+@pytest.fixture
+def live_id(service: Service) -> str:
+    return classify(service, ["Laptop battery swollen"])[0]["prediction_id"]
+
+
+BAD_FEEDBACK = [
+    # (name, body, status, error code)
+    ("unknown label", {"queue": "Space Travel"}, 422, "unknown_label"),
+    ("blank label", {"queue": "   "}, 422, "invalid_label"),
+    ("label too long", {"queue": "x" * 201}, 422, "validation_error"),
+    ("label not a string", {"queue": 5}, 422, "validation_error"),
+    ("other text than classified", {"ticket_data": "Another ticket"}, 422, "text_mismatch"),
+    ("unknown field", {"urgency": "high"}, 422, "validation_error"),
+    ("new label like a formula", {"queue": "=cmd()", "allow_new_labels": True}, 422,
+     "invalid_label"),
+    ("id too long", {"prediction_id": "a" * 65}, 422, "validation_error"),
+    ("no ticket at all", {"prediction_id": None, "queue": "Hardware"}, 422, "validation_error"),
+    ("ticket without every head", {"prediction_id": None, "ticket_data": "Mouse dead",
+                                   "queue": "Hardware"}, 422, "missing_label"),
+    ("text too long", {"prediction_id": None, "ticket_data": "a" * 50_001, "queue": "Hardware",
+                       "priority": "low"}, 422, "ticket_too_long"),
+    ("invisible text", {"prediction_id": None, "ticket_data": "\u200b\u200b", "queue": "Hardware",
+                        "priority": "low"}, 422, "validation_error"),
+    ("text and subject", {"ticket_data": "a", "subject": "b"}, 422, "validation_error"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code"),
+    [case[1:] for case in BAD_FEEDBACK],
+    ids=[case[0] for case in BAD_FEEDBACK],
+)
+def test_bad_feedback_is_refused_and_stores_nothing(
+    service: Service, live_id: str, body: dict, status: int, code: str
+) -> None:
+    before = stored_feedback(service)
+    answer = service.post("/api/v1/feedback", json={"prediction_id": live_id, **body})
+    error = assert_error(answer, status, code)
+    if code == "unknown_label":
+        assert "Space Travel" in error["message"]
+    assert stored_feedback(service) == before
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "kwargs", "status", "code"),
+    [
+        ("get", "/api/v1/feedback?limit=0", {}, 422, "validation_error"),
+        ("get", "/api/v1/feedback?limit=501", {}, 422, "validation_error"),
+        ("get", "/api/v1/feedback?offset=-1", {}, 422, "validation_error"),
+        ("delete", "/api/v1/feedback/nosuchfeedback", {}, 404, "feedback_not_found"),
+        ("delete", "/api/v1/feedback/" + "a" * 65, {}, 422, "validation_error"),
+        (
+            "post",
+            "/api/v1/feedback",
+            {"data": b'{"queue": ', "headers": {"Content-Type": "application/json"}},
+            400,
+            "invalid_json",
+        ),
+    ],
+)
+def test_bad_requests_to_the_feedback_routes(
+    service: Service, method: str, path: str, kwargs: dict, status: int, code: str
+) -> None:
+    before = stored_feedback(service)
+    answer = requests.request(method, service.base + path, timeout=60, **kwargs)
+    assert_error(answer, status, code)
+    assert stored_feedback(service) == before
+
+
+def test_a_new_label_is_taken_when_allowed_and_a_correction_can_be_removed(
+    service: Service, live_id: str
+) -> None:
+    before = stored_feedback(service)
+    body = {"prediction_id": live_id, "queue": "Space Travel", "allow_new_labels": True}
+    answer = service.post("/api/v1/feedback", json=body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["labels"]["queue"] == "Space Travel"
+    assert stored_feedback(service)["label_counts"]["queue"]["Space Travel"] == 1
+    deleted = service.delete(f"/api/v1/feedback/{answer.json()['feedback_id']}")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json() == {"feedback_id": answer.json()["feedback_id"], "deleted": True}
+    assert stored_feedback(service) == before
+    assert_error(
+        service.delete(f"/api/v1/feedback/{answer.json()['feedback_id']}"),
+        404,
+        "feedback_not_found",
+    )
+
+
+def test_a_head_the_stored_data_lacks_is_refused(service: Service, live_id: str) -> None:
+    queue_only = b"text,queue\n" + b"".join(
+        b"ticket number %d,%s\n" % (i, b"Hardware" if i % 2 else b"Billing and Payments")
+        for i in range(12)
+    )
+    assert service.upload_csv(queue_only, replace="true").status_code == 201
+    before = stored_feedback(service)
+    answer = service.post("/api/v1/feedback", json={"prediction_id": live_id, "priority": "low"})
+    assert_error(answer, 422, "unknown_head")
+    assert stored_feedback(service) == before
+    # The row has the data's heads only: the prediction's priority is left out.
+    answer = service.post("/api/v1/feedback", json={"prediction_id": live_id, "queue": "Hardware"})
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["labels"] == {"queue": "Hardware"}
+
+
+def test_without_stored_texts_only_the_hash_is_kept(service: Service) -> None:
+    service.stop()
+    service.env["TICKETSERVE_STORE_TEXTS"] = "false"
+    service.start()
+    service.wait_ready()
+    secret = "Kestrel-7734 payroll export leaks salaries"
+    [prediction] = classify(service, [secret])
+    registry = b"".join(
+        path.read_bytes() for path in service.data_dir.glob("registry.sqlite3*") if path.is_file()
+    )
+    assert secret.encode() not in registry
+    assert hashlib.sha256(secret.encode()).hexdigest().encode() in registry
+
+    pid = prediction["prediction_id"]
+    before = stored_feedback(service)
+    needs = service.post("/api/v1/feedback", json={"prediction_id": pid})
+    assert_error(needs, 422, "text_required")
+    other = service.post("/api/v1/feedback", json={"prediction_id": pid, "ticket_data": "no"})
+    assert_error(other, 422, "text_mismatch")
+    assert stored_feedback(service) == before
+    body = {"prediction_id": pid, "ticket_data": secret, "queue": "Hardware"}
+    answer = service.post("/api/v1/feedback", json=body)
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["text"] == secret  # a training row needs it
+
+
+def test_the_log_prunes_by_age_and_count_as_it_writes(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, prediction_retention_count=3)
+    store = Store(tmp_path)
+    log = PredictionLog(settings, store)
+    now = time.time_ns() // 1_000_000
+    cutoff = now - settings.prediction_retention_days * DAY_MS
+
+    def record(ms: int) -> PredictionRecord:
+        return PredictionRecord(new_prediction_id(ms), ms, 1, "text", "sha", {})
+
+    stale = record(cutoff - 1)
+    store.add_predictions([stale], 3, cutoff)  # written and pruned in the same transaction
+    fresh = [record(now + i) for i in range(5)]
+    store.add_predictions(fresh, 3, cutoff)
+    db = sqlite3.connect(store.db_path)
+    try:
+        kept = [r[0] for r in db.execute("SELECT id FROM predictions ORDER BY seq")]
+    finally:
+        db.close()
+    assert kept == [r.id for r in fresh[2:]]
+    assert log.get(fresh[-1].id) == fresh[-1]
+    for gone in (stale.id, fresh[0].id, new_prediction_id(cutoff - DAY_MS)):
+        with pytest.raises(Gone):
+            log.get(gone)
+    for never in (new_prediction_id(now + 60_000), "0" * 23, "g" * 24):
+        with pytest.raises(NotFound):
+            log.get(never)
