@@ -33,9 +33,10 @@ from shim.feedback import Feedback
 from shim.guard import RequestGuard
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
+from shim.monitoring import Monitoring
 from shim.predictions import PredictionLog
 from shim.request_id import RequestIdMiddleware
-from shim.routes import classify, feedback, models, ops, train, train_data
+from shim.routes import classify, feedback, models, monitoring, ops, train, train_data
 from shim.settings import Settings
 from shim.store import Store
 from shim.supervisor import Supervisor
@@ -131,7 +132,7 @@ def create_app(
     add_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (train_data, train, classify, feedback, models):
+    for module in (train_data, train, classify, feedback, monitoring, models):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)
@@ -154,7 +155,7 @@ def add_docs(app: FastAPI) -> None:
 
 
 def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -> Services:
-    """Store, runner, versions, classifier and feedback of one app instance."""
+    """Store, runner, versions, classifier, feedback and monitoring of one app instance."""
     store = Store(settings.data_dir)
     sync_client = async_client = None
     if torchserve is not None:
@@ -173,6 +174,7 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
         versions=versions,
         classifier=Classifier(settings, store, versions, async_client, metrics, predictions),
         feedback=Feedback(settings, store, predictions, metrics),
+        monitoring=Monitoring(settings, store, metrics),
         metrics=metrics,
     )
 

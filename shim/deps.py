@@ -11,6 +11,7 @@ from shim.classifier import Classifier
 from shim.feedback import Feedback
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
+from shim.monitoring import Monitoring
 from shim.settings import Settings
 from shim.store import Store
 from shim.supervisor import Supervisor
@@ -28,6 +29,7 @@ class Services:
     versions: ModelVersions
     classifier: Classifier
     feedback: Feedback
+    monitoring: Monitoring
     metrics: ApiMetrics
     supervisor: Supervisor | None = None
 
@@ -60,6 +62,10 @@ def get_feedback(request: Request) -> Feedback:
     return get_services(request).feedback
 
 
+def get_monitoring(request: Request) -> Monitoring:
+    return get_services(request).monitoring
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
@@ -67,3 +73,4 @@ RunnerDep = Annotated[JobRunner, Depends(get_runner)]
 VersionsDep = Annotated[ModelVersions, Depends(get_versions)]
 ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
 FeedbackDep = Annotated[Feedback, Depends(get_feedback)]
+MonitoringDep = Annotated[Monitoring, Depends(get_monitoring)]

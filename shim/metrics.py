@@ -55,6 +55,20 @@ class ApiMetrics:
             ("head", "agreed"),
             registry=self.registry,
         )
+        # Live quality over the predictions log's retained window, set when /metrics is scraped;
+        # only stored versions get series.
+        self.feedback_agreement = Gauge(
+            "ticketserve_feedback_agreement",
+            "Share of feedback labels on logged predictions that kept the predicted label",
+            ("version", "head"),
+            registry=self.registry,
+        )
+        self.auto_route_share = Gauge(
+            "ticketserve_auto_route_share",
+            "Share of logged classify answers that cleared the head's auto-routing gate",
+            ("version", "head"),
+            registry=self.registry,
+        )
         self.training_active = Gauge(
             "ticketserve_training_active",
             "1 while a training job is queued or running",

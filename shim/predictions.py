@@ -53,7 +53,11 @@ class PredictionLog:
                 text=ticket.text() if self.settings.store_texts else None,
                 text_sha256=text_sha256(ticket.text()),
                 labels={
-                    head: {"label": prediction.model_label, "confidence": prediction.confidence}
+                    head: {
+                        "label": prediction.model_label,
+                        "confidence": prediction.confidence,
+                        "auto_route": prediction.auto_route,  # for live quality
+                    }
                     for head in ("queue", "priority")
                     if (prediction := getattr(answer, head)) is not None
                 },

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import MISSING, fields
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
@@ -321,6 +321,59 @@ class FeedbackListPublic(BaseModel):
 class FeedbackDeletedPublic(BaseModel):
     feedback_id: str
     deleted: Literal[True] = True
+
+
+# -- monitoring --------------------------------------------------------------------------------
+
+
+class AgreementPublic(BaseModel):
+    """Feedback on logged predictions: how much of it agreed with the prediction."""
+
+    total: int = Field(description="feedback (or feedback labels) on logged predictions")
+    agreed: int = Field(description="of them, the ones that kept the predicted label")
+    share: float | None = Field(description="agreed / total; null without feedback")
+
+
+class HeadAgreementPublic(AgreementPublic):
+    labels: dict[str, AgreementPublic] = Field(description="by the model's predicted label")
+
+
+class FeedbackAgreementPublic(AgreementPublic):
+    """A feedback agrees when every head it names kept the predicted label."""
+
+    heads: dict[str, HeadAgreementPublic]
+
+
+class AutoRoutePublic(BaseModel):
+    """Logged classify answers of one head and how many cleared its auto-routing gate."""
+
+    answers: int
+    cleared: int
+    unknown: int = Field(description="answers logged before the gate's result was kept")
+    share: float | None = Field(description="cleared / (answers - unknown); null without any")
+
+
+class QualityDayPublic(BaseModel):
+    day: date = Field(description="UTC day")
+    feedback: AgreementPublic
+    heads: dict[str, AgreementPublic] = Field(description="feedback agreement per head")
+    auto_route: dict[str, AutoRoutePublic]
+
+
+class VersionQualityPublic(BaseModel):
+    model_version: int
+    feedback: FeedbackAgreementPublic = Field(description="over the retained window")
+    auto_route: dict[str, AutoRoutePublic] = Field(description="per head, the retained window")
+    trend: list[QualityDayPublic] = Field(description="per UTC day, oldest first")
+
+
+class MonitoringPublic(BaseModel):
+    """Live quality per model version: totals over the predictions log's retained window, and
+    the same numbers per day for the last `days` days."""
+
+    since: datetime = Field(description="start of the retained window of the totals")
+    days: int
+    versions: list[VersionQualityPublic]
 
 
 # -- model versions --------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from shim.job_record import Job, JobStatus
 from training.config import UserError
 from training.data import Format
 from training.files import PRIVATE_FILE, write_atomic
+from training.labels import label_key
 
 # The tables of the first release (schema version 1), exactly as it created them. Never edit a
 # shipped step: a change to the schema is a new step at the end of MIGRATIONS.
@@ -125,12 +126,25 @@ def _create_feedback_tables(db: sqlite3.Connection, root: Path) -> None:
         db.execute(statement)
 
 
+# Live quality reads both logs by version over a time window.
+QUALITY_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS predictions_version ON predictions (version, created_ms)",
+    "CREATE INDEX IF NOT EXISTS feedback_version ON feedback (model_version, created_at)",
+)
+
+
+def _create_quality_indexes(db: sqlite3.Connection, root: Path) -> None:
+    for statement in QUALITY_INDEXES:
+        db.execute(statement)
+
+
 # Step i brings a registry from schema version i to i + 1. Each step must be idempotent: it may
 # meet a registry that already has its change (the first release did not record its version).
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection, Path], None]], ...] = (
     ("tables of the first release", _create_baseline),
     ("version paths relative to the data directory", _relative_version_paths),
     ("predictions and feedback", _create_feedback_tables),
+    ("indexes for live quality", _create_quality_indexes),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -213,7 +227,8 @@ class PredictionRecord:
     version: int | None
     text: str | None  # None when texts are not stored
     text_sha256: str
-    labels: dict[str, dict[str, Any]]  # head -> {"label": the model's, "confidence"}
+    # head -> {"label": the model's, "confidence", "auto_route" (absent in older rows)}
+    labels: dict[str, dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -574,6 +589,62 @@ class Store:
             gone = db.execute("DELETE FROM feedback WHERE id = ?", (feedback_id,)).rowcount
         if not gone:
             raise NotFound(f"no feedback {feedback_id!r}", code="feedback_not_found")
+
+    # -- live quality -----------------------------------------------------------------------
+
+    def agreement(
+        self, versions: list[int], since: datetime
+    ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        """Feedback on logged predictions of `versions` stored since `since`.
+
+        Returns (per version and UTC day: feedback, agreed on every head) and (per version, day,
+        head and predicted label: labels, agreed). A label agrees when its key equals the
+        prediction's (`training.labels.label_key`, as the feedback use case compares them).
+        """
+        if not versions:
+            return [], []
+        marks = ",".join("?" * len(versions))
+        # One row per feedback label that has a prediction to compare with.
+        labels = (
+            "SELECT f.seq, f.model_version AS version, substr(f.created_at, 1, 10) AS day, "
+            "l.key AS head, json_extract(f.predicted, '$.\"' || l.key || '\"') AS said, "
+            "label_key(l.value) = label_key(json_extract(f.predicted, '$.\"' || l.key || '\"'))"
+            " AS agreed FROM feedback AS f, json_each(f.labels) AS l "
+            f"WHERE f.model_version IN ({marks}) AND f.created_at >= ? "
+            "AND f.predicted IS NOT NULL AND said IS NOT NULL"
+        )
+        params = (*versions, since.isoformat())
+        with self._connect() as db:
+            db.create_function("label_key", 1, label_key, deterministic=True)
+            overall = db.execute(
+                "SELECT version, day, COUNT(*), SUM(agreed) FROM "
+                f"(SELECT version, day, MIN(agreed) AS agreed FROM ({labels}) GROUP BY seq) "
+                "GROUP BY version, day",
+                params,
+            ).fetchall()
+            per_label = db.execute(
+                "SELECT version, day, head, said, COUNT(*), SUM(agreed) "
+                f"FROM ({labels}) GROUP BY version, day, head, said",
+                params,
+            ).fetchall()
+        return overall, per_label
+
+    def auto_routing(self, versions: list[int], since_ms: int) -> list[tuple[Any, ...]]:
+        """Per version, UTC day and head of the predictions logged since `since_ms`: (version,
+        day, head, answers, cleared the gate, unknown: logged before the log kept it)."""
+        if not versions:
+            return []
+        marks = ",".join("?" * len(versions))
+        with self._connect() as db:
+            return db.execute(
+                "SELECT p.version, date(p.created_ms / 1000, 'unixepoch'), h.key, COUNT(*), "
+                "SUM(json_extract(h.value, '$.auto_route') IS 1), "
+                "SUM(json_type(h.value, '$.auto_route') IS NULL) "
+                "FROM predictions AS p, json_each(p.labels) AS h "
+                f"WHERE p.version IN ({marks}) AND p.created_ms >= ? "
+                "GROUP BY p.version, date(p.created_ms / 1000, 'unixepoch'), h.key",
+                (*versions, since_ms),
+            ).fetchall()
 
     # -- housekeeping -----------------------------------------------------------------------
 
