@@ -120,21 +120,28 @@ class TicketHandler(BaseHandler):
         self, plan: ticket_requests.BatchPlan, probs: dict[str, Any], context: Any
     ) -> list[bytes]:
         """One JSON body per request, with its HTTP status and content type set on the context."""
-        answers = ticket_requests.batch_answers(plan, self._predictions(probs), self.model_version)
+        predictions = self._predictions(probs, plan.texts)
+        answers = ticket_requests.batch_answers(plan, predictions, self.model_version)
         return [_respond(context, idx, status, body) for idx, (status, body) in enumerate(answers)]
 
-    def _predictions(self, probs: dict[str, Any]) -> list[dict[str, dict[str, Any]]]:
+    def _predictions(self, probs: dict[str, Any], texts: list[str]) -> list[dict[str, Any]]:
+        """Each ticket's heads, and the share of its words the tokenizer barely knows (for the
+        service's drift watch)."""
         if not probs:
             return []
-        return ticket_model.format_predictions(
+        predictions: list[dict[str, Any]] = ticket_model.format_predictions(
             probs, self.model.labels, self.top_k, self.model.gate
         )
+        shares = ticket_model.rare_token_shares(self.tokenizer, texts, self.model.max_length)
+        for prediction, share in zip(predictions, shares, strict=True):
+            prediction["rare_token_share"] = share
+        return predictions
 
     def _alone(self, idx: int, row: dict[str, Any], context: Any) -> bytes:
         """Answer request `idx` of a failed batch by itself; its own failure becomes a 500."""
         plan = ticket_requests.plan_batch([(row, _content_type(context, idx, row))])
         try:
-            predictions = self._predictions(self.inference(plan.texts))
+            predictions = self._predictions(self.inference(plan.texts), plan.texts)
             status, body = ticket_requests.batch_answers(plan, predictions, self.model_version)[0]
         except Exception as exc:
             logger.exception("request %d of the batch failed on its own", idx)

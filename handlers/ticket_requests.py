@@ -11,7 +11,8 @@ A request body is one of
   form fields ticket_data= or subject=&body=   one ticket (an HTML form post)
 A single ticket is answered with one object; a `tickets` request with {"predictions": [...]} in
 the same order. Every ticket's object carries `queue` / `priority` ({label, confidence, top_k}),
-`predicted_label` + `confidence` (the queue, or the only head) and `model_version`.
+`predicted_label` + `confidence` (the queue, or the only head), `model_version` and
+`rare_token_share` (the share of its words the tokenizer split into rare pieces).
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ def plan_batch(rows: list[tuple[dict[str, Any], str | None]]) -> BatchPlan:
 
 
 def batch_answers(
-    plan: BatchPlan, predictions: list[dict[str, dict[str, Any]]], model_version: str | None
+    plan: BatchPlan, predictions: list[dict[str, Any]], model_version: str | None
 ) -> list[tuple[int, dict[str, Any]]]:
     """(HTTP status, JSON answer) per request, from the predictions of `plan.texts`."""
     if len(predictions) != len(plan.texts):
@@ -150,18 +151,19 @@ def batch_answers(
 
 
 def format_answer(
-    predictions: list[dict[str, dict[str, Any]]], is_list: bool, model_version: str | None
+    predictions: list[dict[str, Any]], is_list: bool, model_version: str | None
 ) -> dict[str, Any]:
     """The JSON answer of one request from its tickets' per-head predictions."""
     tickets = [format_ticket(p, model_version) for p in predictions]
     return {"predictions": tickets} if is_list else tickets[0]
 
 
-def format_ticket(
-    prediction: dict[str, dict[str, Any]], model_version: str | None
-) -> dict[str, Any]:
-    """One ticket: every head's answer, plus the primary head as predicted_label/confidence."""
-    primary = prediction.get(PRIMARY_HEAD) or next(iter(prediction.values()))
+def format_ticket(prediction: dict[str, Any], model_version: str | None) -> dict[str, Any]:
+    """One ticket: every head's answer (and any per-ticket value, such as rare_token_share),
+    plus the primary head as predicted_label/confidence."""
+    primary = prediction.get(PRIMARY_HEAD) or next(
+        value for value in prediction.values() if isinstance(value, dict)
+    )
     return {
         **prediction,
         "predicted_label": primary["label"],

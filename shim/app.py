@@ -28,6 +28,7 @@ from swagger_ui_bundle import swagger_ui_path
 
 from shim.classifier import Classifier
 from shim.deps import Services
+from shim.drift import DriftWatch
 from shim.errors import ApiError
 from shim.feedback import Feedback
 from shim.guard import RequestGuard
@@ -36,7 +37,8 @@ from shim.metrics import ApiMetrics
 from shim.monitoring import Monitoring
 from shim.predictions import PredictionLog
 from shim.request_id import RequestIdMiddleware
-from shim.routes import classify, feedback, models, monitoring, ops, train, train_data
+from shim.retrain import RetrainPolicy
+from shim.routes import classify, feedback, models, monitoring, ops, retrain, train, train_data
 from shim.settings import Settings
 from shim.store import Store
 from shim.supervisor import Supervisor
@@ -132,7 +134,7 @@ def create_app(
     add_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (train_data, train, classify, feedback, monitoring, models):
+    for module in (train_data, train, retrain, classify, feedback, monitoring, models):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)
@@ -155,7 +157,8 @@ def add_docs(app: FastAPI) -> None:
 
 
 def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -> Services:
-    """Store, runner, versions, classifier, feedback and monitoring of one app instance."""
+    """Store, runner, versions, classifier, feedback, monitoring and the retraining policy of
+    one app instance, wired: answers feed the drift watch, drift and corrections the policy."""
     store = Store(settings.data_dir)
     sync_client = async_client = None
     if torchserve is not None:
@@ -165,16 +168,24 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
         async_client = AsyncTorchServeClient(*urls, timeout=timeout, keys=torchserve.keys)
     metrics = ApiMetrics()
     versions = ModelVersions(store, settings, sync_client, settings.max_loaded_versions)
+    runner = JobRunner(store, settings, versions.publish)
+    retrain = RetrainPolicy(settings, store, runner)
+    drift = DriftWatch(settings, store, metrics)
+    drift.listeners.append(retrain.on_drift)
     predictions = PredictionLog(settings, store)
+    predictions.listeners.append(drift.observe)
+    corrections = Feedback(settings, store, predictions, metrics)
+    corrections.listeners.append(retrain.after_feedback)
     return Services(
         settings=settings,
         api_key=settings.resolved_api_key(),
         store=store,
-        runner=JobRunner(store, settings, versions.publish),
+        runner=runner,
         versions=versions,
         classifier=Classifier(settings, store, versions, async_client, metrics, predictions),
-        feedback=Feedback(settings, store, predictions, metrics),
-        monitoring=Monitoring(settings, store, metrics),
+        feedback=corrections,
+        monitoring=Monitoring(settings, store, metrics, drift),
+        retrain=retrain,
         metrics=metrics,
     )
 

@@ -161,6 +161,7 @@ class Classifier:
             auto_route=primary.auto_route,
             low_confidence=primary.low_confidence,
             model_version=version,
+            rare_token_share=_share(answer.get("rare_token_share")),
             **heads,
         )
 
@@ -224,6 +225,11 @@ def _message(response: httpx.Response) -> str:
         return str(body.get("message") or body)
     except ValueError:
         return response.text.strip()[:500] or response.reason_phrase
+
+
+def _share(value: Any) -> float | None:
+    """The handler's rare token share (absent from older archives' answers)."""
+    return float(value) if isinstance(value, int | float) and 0 <= value <= 1 else None
 
 
 def _version(value: Any) -> int | None:

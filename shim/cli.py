@@ -1,5 +1,5 @@
-"""The `ticketserve` console script: the training commands plus `serve` (the /api/v1 service)
-and `backup` / `restore` of its data directory.
+"""The `ticketserve` console script: the training commands plus `serve` (the /api/v1 service),
+`backup` / `restore` of its data directory, and `retrain` (a client of the running service).
 
 It lives on the shim side so that `training` never imports `shim`: the training CLI's parser is
 reused and gains these subcommands.
@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from training import cli as training_cli
+from training.config import UserError
 
 if TYPE_CHECKING:
     from shim.backup import Summary
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, Any]:
-    """The training CLI's parser with the `serve`, `backup` and `restore` subcommands added."""
+    """The training CLI's parser with the service's subcommands added."""
     parser, commands = training_cli.build_parser()
     serve = commands.add_parser(
         "serve",
@@ -58,6 +59,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     restore.add_argument("archive", metavar="IN", type=Path, help="backup file to restore")
     _add_data_dir(restore, "data directory to fill: empty or new")
     restore.set_defaults(handler=cmd_restore)
+
+    retrain = commands.add_parser(
+        "retrain",
+        help="ask the running service to retrain with the latest job's settings (for cron)",
+        description="POSTs /api/v1/retrain to the service named by TICKETSERVE_HOST/PORT (or "
+        "--url), with TICKETSERVE_API_KEY or --api-key-file. Exit status 0 when a job started, "
+        "nothing was new or a job is already running; 1 on an error.",
+    )
+    retrain.add_argument(
+        "--if-new-data",
+        action="store_true",
+        help="only when uploads or corrections arrived since the latest job",
+    )
+    retrain.add_argument("--url", help="the service's base URL (default from the settings)")
+    retrain.add_argument(
+        "--api-key-file", type=Path, help="file holding the API key (or TICKETSERVE_API_KEY)"
+    )
+    retrain.set_defaults(handler=cmd_retrain)
     return parser, commands
 
 
@@ -116,6 +135,53 @@ def cmd_restore(args: argparse.Namespace) -> None:
         f"restored {args.archive} into {summary.path}: {_contents(summary)}; start the service "
         f"with --data-dir {summary.path}"
     )
+
+
+def cmd_retrain(args: argparse.Namespace) -> None:
+    """POST /api/v1/retrain to the running service and print what it did; a refusal or an
+    unreachable service is a UserError (one line, exit status 1)."""
+    import httpx
+
+    from shim.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env(api_key_file=args.api_key_file)
+        key = settings.resolved_api_key()
+    except SettingsError as exc:
+        raise UserError(str(exc)) from exc
+    url = (args.url or _service_url(settings.host, settings.port)).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"--url must start with http:// or https://; got {url[:80]!r}")
+    try:
+        answer = httpx.post(
+            f"{url}/api/v1/retrain",
+            params={"if_new_data": "true" if args.if_new_data else "false"},
+            headers={"Authorization": f"Bearer {key}"} if key else {},
+            timeout=60,
+        )
+    except httpx.HTTPError as exc:
+        raise UserError(f"the service at {url} does not answer: {exc}") from exc
+    try:
+        body = answer.json()
+    except ValueError:
+        body = None
+    if answer.status_code in (200, 202) and isinstance(body, dict):
+        print(body.get("reason", ""))
+        return
+    error = body.get("error") if isinstance(body, dict) else None
+    error = error if isinstance(error, dict) else {}
+    message = error.get("message") or answer.text[:300]
+    if answer.status_code == 409 and error.get("code") == "job_running":
+        print(f"nothing started: {message}")  # for cron, not an error
+        return
+    raise UserError(f"{url} answered {answer.status_code}: {message}")
+
+
+def _service_url(host: str, port: int) -> str:
+    """Where a client on this machine reaches a service listening on `host`:`port`."""
+    if host in ("0.0.0.0", "::", ""):  # every address: this machine's loopback answers
+        host = "127.0.0.1"
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 def _data_dir(args: argparse.Namespace) -> Path:

@@ -12,6 +12,7 @@ from shim.feedback import Feedback
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
 from shim.monitoring import Monitoring
+from shim.retrain import RetrainPolicy
 from shim.settings import Settings
 from shim.store import Store
 from shim.supervisor import Supervisor
@@ -30,6 +31,7 @@ class Services:
     classifier: Classifier
     feedback: Feedback
     monitoring: Monitoring
+    retrain: RetrainPolicy
     metrics: ApiMetrics
     supervisor: Supervisor | None = None
 
@@ -66,6 +68,10 @@ def get_monitoring(request: Request) -> Monitoring:
     return get_services(request).monitoring
 
 
+def get_retrain(request: Request) -> RetrainPolicy:
+    return get_services(request).retrain
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
@@ -74,3 +80,4 @@ VersionsDep = Annotated[ModelVersions, Depends(get_versions)]
 ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
 FeedbackDep = Annotated[Feedback, Depends(get_feedback)]
 MonitoringDep = Annotated[Monitoring, Depends(get_monitoring)]
+RetrainDep = Annotated[RetrainPolicy, Depends(get_retrain)]

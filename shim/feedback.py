@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 
 from shim.errors import Unprocessable
 from shim.metrics import ApiMetrics
@@ -39,6 +40,8 @@ class Feedback:
         self.store = store
         self.predictions = predictions
         self.metrics = metrics
+        # Called with each stored correction once committed (the retraining policy).
+        self.listeners: list[Callable[[FeedbackRecord], None]] = []
 
     def submit(self, request: FeedbackRequest) -> FeedbackSavedPublic:
         """Validate and store one correction (committed before return); blocking."""
@@ -105,6 +108,8 @@ class Feedback:
             before = (predicted or {}).get(head)
             agreed = "none" if before is None else str(label_key(before) == label_key(label))
             self.metrics.feedback.labels(head=head, agreed=agreed.lower()).inc()
+        for listener in self.listeners:
+            listener(record)
         return FeedbackSavedPublic(**public(record).model_dump(), replaced=replaced)
 
     def page(self, offset: int, limit: int) -> FeedbackListPublic:

@@ -11,9 +11,12 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 INTERRUPTED = "interrupted: the service stopped during training"
+# What started a job: POST /train, POST /retrain (e.g. `ticketserve retrain` from cron), or the
+# retraining policy after enough corrections or on drift.
+Trigger = Literal["api", "retrain", "feedback", "drift"]
 
 
 class JobStatus(StrEnum):
@@ -54,10 +57,11 @@ class Job:
     is_default: bool | None = None
     note: str | None = None
     error: str | None = None
+    trigger: Trigger = "api"
 
     @classmethod
-    def new(cls, params: dict[str, Any]) -> Job:
-        return cls(id=uuid.uuid4().hex[:12], params=params)
+    def new(cls, params: dict[str, Any], trigger: Trigger = "api") -> Job:
+        return cls(id=uuid.uuid4().hex[:12], params=params, trigger=trigger)
 
     def start(self, pid: int) -> None:
         """The child process started."""

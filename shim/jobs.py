@@ -26,7 +26,7 @@ from typing import Any
 
 from shim.errors import BadRequest, Conflict, Unprocessable
 from shim.feedback import FEEDBACK_FILE, training_file
-from shim.job_record import INTERRUPTED, Job, JobStatus, PublishResult
+from shim.job_record import INTERRUPTED, Job, JobStatus, PublishResult, Trigger
 from shim.processes import child_environment, is_job_process, terminate
 from shim.settings import Settings
 from shim.store import Store
@@ -113,7 +113,7 @@ class JobRunner:
 
     # -- jobs -------------------------------------------------------------------------------
 
-    def submit(self, overrides: dict[str, Any]) -> Job:
+    def submit(self, overrides: dict[str, Any], trigger: Trigger = "api") -> Job:
         """Queue a training run on all stored data; 409 while one runs, 400 without data."""
         config = build_config(self.settings.train_defaults, overrides)
         with self._lock:
@@ -138,7 +138,7 @@ class JobRunner:
                 # Agents' corrections join as one more file (none without uploads: alone
                 # they are too few to train on).
                 feedback, feedback_rows = training_file(self.store.feedback(), datasets[0].heads)
-                job = Job.new(config.to_dict())
+                job = Job.new(config.to_dict(), trigger)
                 job.feedback_rows = feedback_rows
                 job.expected_duration_s = self._expected_duration(
                     sum(d.rows for d in datasets) + feedback_rows

@@ -69,6 +69,26 @@ class ApiMetrics:
             ("version", "head"),
             registry=self.registry,
         )
+        self.drift_score = Gauge(
+            "ticketserve_drift_score",
+            "Drift score of the version's newest answers against its training data (0..1; "
+            "above drift_threshold the head drifts)",
+            ("version", "head"),
+            registry=self.registry,
+        )
+        self.drift_distance = Gauge(
+            "ticketserve_drift_distance",
+            "The parts of the drift score: Jensen-Shannon distance of the head's predicted "
+            "labels, confidences, or the tickets' rare token shares, against the training data",
+            ("version", "head", "signal"),
+            registry=self.registry,
+        )
+        self.rare_token_share = Gauge(
+            "ticketserve_rare_token_share",
+            "Mean share of the words of the version's newest tickets split into rare pieces",
+            ("version",),
+            registry=self.registry,
+        )
         self.training_active = Gauge(
             "ticketserve_training_active",
             "1 while a training job is queued or running",

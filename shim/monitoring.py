@@ -14,6 +14,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shim.classifier import HEADS
+from shim.drift import DriftWatch
 from shim.metrics import ApiMetrics
 from shim.schemas import (
     AgreementPublic,
@@ -68,10 +69,17 @@ class _Counts:
 class Monitoring:
     """The monitoring use case: the report for `GET /api/v1/monitoring`, and the gauges."""
 
-    def __init__(self, settings: Settings, store: Store, metrics: ApiMetrics) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        metrics: ApiMetrics,
+        drift: DriftWatch | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.metrics = metrics
+        self.drift = drift or DriftWatch(settings, store, metrics)
 
     def report(self, days: int, version: int | None = None) -> MonitoringPublic:
         """Totals and trend of `version`, or of every stored version (blocking)."""
@@ -106,6 +114,7 @@ class Monitoring:
             for head, route in counts.auto_route().items():
                 if route.share is not None:
                     self.metrics.auto_route_share.labels(str(v), head).set(route.share)
+        self.drift.refresh_gauges(versions)
 
     def _versions(self) -> list[int]:
         return sorted(record.version for record in self.store.versions())
@@ -173,4 +182,5 @@ class Monitoring:
             ),
             auto_route=totals.auto_route(),
             trend=trend,
+            drift=self.drift.report(version),
         )

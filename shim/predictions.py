@@ -12,6 +12,7 @@ import hashlib
 import re
 import secrets
 import time
+from collections.abc import Callable
 
 from shim.errors import Gone, NotFound
 from shim.schemas import TicketIn, TicketPredictionPublic
@@ -41,6 +42,8 @@ class PredictionLog:
     def __init__(self, settings: Settings, store: Store) -> None:
         self.settings = settings
         self.store = store
+        # Called with each request's records once they are stored (the drift watch).
+        self.listeners: list[Callable[[list[PredictionRecord]], None]] = []
 
     def record(self, tickets: list[TicketIn], answers: list[TicketPredictionPublic]) -> None:
         """Keep one request's answers (blocking: call it off the event loop)."""
@@ -61,12 +64,15 @@ class PredictionLog:
                     for head in ("queue", "priority")
                     if (prediction := getattr(answer, head)) is not None
                 },
+                rare_token_share=answer.rare_token_share,
             )
             for ticket, answer in zip(tickets, answers, strict=True)
         ]
         self.store.add_predictions(
             records, self.settings.prediction_retention_count, self._cutoff_ms(now)
         )
+        for listener in self.listeners:
+            listener(records)
 
     def get(self, prediction_id: str) -> PredictionRecord:
         """The logged answer; 404 for an id never issued, 410 for one past retention."""

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-from shim.job_record import JobStatus
+from shim.job_record import JobStatus, Trigger
 from shim.settings import TICKET_CHARS_LIMIT
 from shim.store import DatasetRecord
 from training.config import MAX_GRID, MAX_NAME_CHARS, TrainConfig, non_null
@@ -150,6 +150,20 @@ class TrainJobPublic(BaseModel):
     is_default: bool | None
     note: str | None = Field(description="why the new version is or is not the default")
     error: str | None
+    trigger: Trigger = Field(
+        description="what started the job: POST /train (api), POST /retrain (retrain), or the "
+        "retraining policy (feedback: retrain_after_feedback; drift: retrain_when_drift)"
+    )
+
+
+class RetrainPublic(BaseModel):
+    """Whether a retraining job started, and the labelled data that arrived since the last job."""
+
+    started: bool
+    reason: str = Field(description="why a job started or did not")
+    new_uploads: int = Field(description="uploads stored since the last job was created")
+    new_feedback: int = Field(description="corrections stored or replaced since then")
+    job: TrainJobPublic | None = Field(description="the started job")
 
 
 # -- classification --------------------------------------------------------------------------
@@ -236,6 +250,11 @@ class TicketPredictionPublic(BaseModel):
     queue: HeadPredictionPublic | None = None
     priority: HeadPredictionPublic | None = None
     model_version: int | None
+    rare_token_share: float | None = Field(
+        None,
+        description="share of the ticket's words the tokenizer split into rare pieces (3 or "
+        "more, or its unknown token); high for a language the encoder does not know",
+    )
 
 
 class ClassifyBatchPublic(BaseModel):
@@ -360,11 +379,57 @@ class QualityDayPublic(BaseModel):
     auto_route: dict[str, AutoRoutePublic]
 
 
+class DriftSignalPublic(BaseModel):
+    """One comparison of live answers with the model's reference, as shares per bin."""
+
+    distance: float | None = Field(
+        description="Jensen-Shannon distance (base 2): 0 the same distribution, 1 disjoint; "
+        "null without a reference or live answers"
+    )
+    bins: list[str] = Field(description="the bins: labels, or value ranges")
+    live: list[float] = Field(description="share of the window's answers per bin")
+    reference: list[float] = Field(description="share of the reference per bin")
+
+
+class HeadDriftPublic(BaseModel):
+    score: float | None = Field(
+        description="the largest of the head's label and confidence distances and the rare "
+        "token distance; null until the window holds drift_min_predictions answers"
+    )
+    drifting: bool = Field(description="score > threshold")
+    labels: DriftSignalPublic = Field(
+        description="predicted labels vs the labels of the data the model learned from"
+    )
+    confidence: DriftSignalPublic = Field(
+        description="confidence histogram vs the model's on validation"
+    )
+
+
+class DriftPublic(BaseModel):
+    """Live answers of one version against what the model was trained and validated on."""
+
+    window: int = Field(description="answers read: the version's newest, within retention")
+    window_size: int = Field(description="the most answers read (drift_window)")
+    min_predictions: int = Field(description="answers needed for a score")
+    threshold: float = Field(description="a head drifts when its score is above this")
+    status: Literal["ok", "drifting", "not_enough_data", "no_reference"] = Field(
+        description="drifting: some head's score is above the threshold; no_reference: a "
+        "model trained before drift references were kept"
+    )
+    rare_tokens: DriftSignalPublic = Field(
+        description="per-ticket share of rare word pieces vs the training texts'"
+    )
+    rare_token_share: float | None = Field(description="mean share over the window")
+    reference_rare_token_share: float | None = Field(description="mean share, training texts")
+    heads: dict[str, HeadDriftPublic]
+
+
 class VersionQualityPublic(BaseModel):
     model_version: int
     feedback: FeedbackAgreementPublic = Field(description="over the retained window")
     auto_route: dict[str, AutoRoutePublic] = Field(description="per head, the retained window")
     trend: list[QualityDayPublic] = Field(description="per UTC day, oldest first")
+    drift: DriftPublic
 
 
 class MonitoringPublic(BaseModel):

@@ -112,6 +112,37 @@ class Settings(BaseModel):
         "feedback must then send the text again)",
     )
 
+    drift_window: int = Field(
+        500, ge=10, le=100_000, description="newest answers of a version the drift watch reads"
+    )
+    drift_min_predictions: int = Field(
+        200,
+        ge=10,
+        le=100_000,
+        description="answers a version needs in its window before it gets a drift score",
+    )
+    drift_threshold: float = Field(
+        0.3,
+        gt=0,
+        le=1,
+        description="drift score (Jensen-Shannon distance, 0..1) above which a head drifts",
+    )
+    drift_check_every: int = Field(
+        50, ge=1, le=100_000, description="answers between two drift checks of a version"
+    )
+    retrain_after_feedback: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000,
+        description="start a training job when this many corrections arrived since the last "
+        "job (None: never)",
+    )
+    retrain_when_drift: bool = Field(
+        False,
+        description="start a training job when the default version starts drifting and "
+        "labelled data arrived since the last job",
+    )
+
     @field_validator("api_key")
     @classmethod
     def _strip_key(cls, value: str | None) -> str | None:
@@ -133,6 +164,15 @@ class Settings(BaseModel):
             if not 0.0 < target <= 1.0:
                 raise ValueError(f"target precision for {head!r} must be in (0, 1], got {target}")
         return value
+
+    @model_validator(mode="after")
+    def _window_holds_minimum(self) -> Settings:
+        if self.drift_min_predictions > self.drift_window:
+            raise ValueError(
+                f"drift_min_predictions ({self.drift_min_predictions}) is larger than "
+                f"drift_window ({self.drift_window})"
+            )
+        return self
 
     @model_validator(mode="after")
     def _one_gate_per_head(self) -> Settings:

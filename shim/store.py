@@ -138,6 +138,13 @@ def _create_quality_indexes(db: sqlite3.Connection, root: Path) -> None:
         db.execute(statement)
 
 
+def _add_rare_token_share(db: sqlite3.Connection, root: Path) -> None:
+    # The drift watch compares each answer's share of rare word pieces with the training data's.
+    columns = {row[1] for row in db.execute("PRAGMA table_info(predictions)")}
+    if "rare_token_share" not in columns:
+        db.execute("ALTER TABLE predictions ADD COLUMN rare_token_share REAL")
+
+
 # Step i brings a registry from schema version i to i + 1. Each step must be idempotent: it may
 # meet a registry that already has its change (the first release did not record its version).
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection, Path], None]], ...] = (
@@ -145,6 +152,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection, Path], None]], ...] =
     ("version paths relative to the data directory", _relative_version_paths),
     ("predictions and feedback", _create_feedback_tables),
     ("indexes for live quality", _create_quality_indexes),
+    ("rare token share of each answer, for the drift watch", _add_rare_token_share),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -229,6 +237,7 @@ class PredictionRecord:
     text_sha256: str
     # head -> {"label": the model's, "confidence", "auto_route" (absent in older rows)}
     labels: dict[str, dict[str, Any]]
+    rare_token_share: float | None = None  # None: an older archive or row
 
 
 @dataclass(frozen=True)
@@ -470,10 +479,18 @@ class Store:
         `keep_count`, and older than `cutoff_ms`. A log, not a record: no fsync per request."""
         with self._transaction(durable=False) as db:
             db.executemany(
-                "INSERT INTO predictions (id, created_ms, version, text, text_sha256, labels) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO predictions (id, created_ms, version, text, text_sha256, labels, "
+                "rare_token_share) VALUES (?, ?, ?, ?, ?, ?, ?)",
                 [
-                    (r.id, r.created_ms, r.version, r.text, r.text_sha256, json.dumps(r.labels))
+                    (
+                        r.id,
+                        r.created_ms,
+                        r.version,
+                        r.text,
+                        r.text_sha256,
+                        json.dumps(r.labels),
+                        r.rare_token_share,
+                    )
                     for r in records
                 ],
             )
@@ -502,13 +519,26 @@ class Store:
     def get_prediction(self, prediction_id: str) -> PredictionRecord | None:
         with self._connect() as db:
             row = db.execute(
-                "SELECT id, created_ms, version, text, text_sha256, labels FROM predictions "
-                "WHERE id = ?",
+                "SELECT id, created_ms, version, text, text_sha256, labels, rare_token_share "
+                "FROM predictions WHERE id = ?",
                 (prediction_id,),
             ).fetchone()
         if row is None:
             return None
-        return PredictionRecord(*row[:5], labels=json.loads(row[5]))
+        return PredictionRecord(*row[:5], labels=json.loads(row[5]), rare_token_share=row[6])
+
+    def recent_predictions(
+        self, version: int, since_ms: int, limit: int
+    ) -> list[tuple[dict[str, dict[str, Any]], float | None]]:
+        """The newest `limit` answers of `version` logged since `since_ms`: (labels, rare token
+        share) each, newest first."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT labels, rare_token_share FROM predictions "
+                "WHERE version = ? AND created_ms >= ? ORDER BY created_ms DESC, seq DESC LIMIT ?",
+                (version, since_ms, limit),
+            ).fetchall()
+        return [(json.loads(labels), share) for labels, share in rows]
 
     def predictions_pruned_until(self) -> int:
         """The creation time (ms) of the newest prediction pruned so far (0: none)."""
@@ -583,6 +613,14 @@ class Store:
         for head, label, count in rows:
             counts.setdefault(head, {})[label] = count
         return total, counts
+
+    def feedback_since(self, since: datetime | None) -> int:
+        """Corrections stored (or replaced) after `since` (all of them for None)."""
+        with self._connect() as db:
+            return db.execute(
+                "SELECT COUNT(*) FROM feedback WHERE created_at > ?",
+                (since.isoformat() if since else "",),
+            ).fetchone()[0]
 
     def delete_feedback(self, feedback_id: str) -> None:
         with self._transaction() as db:

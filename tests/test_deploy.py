@@ -12,10 +12,10 @@ from shim.settings import Settings
 DEPLOY = Path(__file__).resolve().parents[1] / "deploy"
 
 
-def unit() -> configparser.ConfigParser:
+def unit(name: str = "ticketserve.service") -> configparser.ConfigParser:
     parser = configparser.ConfigParser(strict=False, interpolation=None)
     parser.optionxform = str  # systemd keys are case-sensitive
-    parser.read(DEPLOY / "ticketserve.service")
+    assert parser.read(DEPLOY / name)
     return parser
 
 
@@ -39,3 +39,13 @@ def test_the_unit_starts_the_service_with_arguments_it_accepts() -> None:
     assert args.command == "serve" and args.data_dir == Path("/var/lib/ticketserve")
     assert service["User"] == "ticketserve" and service["NoNewPrivileges"] == "yes"
     assert service["EnvironmentFile"] == "/etc/ticketserve/ticketserve.env"
+
+
+def test_the_retrain_timer_runs_a_command_the_cli_accepts() -> None:
+    service = unit("ticketserve-retrain.service")["Service"]
+    command = shlex.split(service["ExecStart"])
+    args = build_parser()[0].parse_args(command[1:])
+    assert args.command == "retrain" and args.if_new_data
+    assert service["EnvironmentFile"] == unit()["Service"]["EnvironmentFile"]
+    assert service["User"] == "ticketserve" and service["Type"] == "oneshot"
+    assert unit("ticketserve-retrain.timer")["Timer"]["OnCalendar"]

@@ -33,6 +33,9 @@ MODEL_FILE = "ticket_model.json"
 LEXICAL_FILE = "lexical.json"
 
 LexicalBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # indices, weights, offsets
+# A word the tokenizer splits into this many pieces or more (or maps to its unknown token) is one
+# its vocabulary barely knows: English words rarely, words of a language it never saw often.
+RARE_PIECES = 3
 
 
 class LexicalFeaturizer:
@@ -361,6 +364,35 @@ def predict_proba(
 ) -> dict[str, np.ndarray]:
     """Calibrated class probabilities per head, rows in the order of `texts`."""
     return probabilities(predict_logits(model, tokenizer, texts, batch_size), model.temperature)
+
+
+def rare_token_shares(
+    tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int
+) -> list[float | None]:
+    """Per text, the share of its words (as the tokenizer splits words) that became the unknown
+    token or RARE_PIECES pieces or more, over the tokens the model sees. None per text for a
+    tokenizer without word alignment (a slow one)."""
+    if not texts or not tokenizer.is_fast:
+        return [None] * len(texts)
+    batch = tokenizer(
+        texts,
+        truncation=True,
+        max_length=max_length,
+        return_attention_mask=False,
+        return_token_type_ids=False,
+    )
+    unknown = tokenizer.unk_token_id
+    shares: list[float | None] = []
+    for i, ids in enumerate(batch["input_ids"]):
+        pieces: Counter[int] = Counter()
+        rare: set[int] = set()
+        for word, token in zip(batch.word_ids(i), ids, strict=True):
+            if word is not None:
+                pieces[word] += 1
+                if token == unknown or pieces[word] >= RARE_PIECES:
+                    rare.add(word)
+        shares.append(round(len(rare) / len(pieces), 6) if pieces else 0.0)
+    return shares
 
 
 def format_predictions(

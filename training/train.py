@@ -29,6 +29,7 @@ from training.base_models import resolve_base_model
 from training.calibration import fit_temperature, gate_report, precision_curve, threshold_for
 from training.config import ConfigError, TrainConfig
 from training.data import TicketData, split_tickets
+from training.drift import reference as drift_reference
 from training.embeddings import EmbeddingCache, embed_texts, encoder_fingerprint
 from training.evaluate import (
     evaluate_heads,
@@ -44,6 +45,7 @@ from training.model import (
     predict_logits,
     predict_proba,
     probabilities,
+    rare_token_shares,
 )
 from training.modes import choose_mode
 from training.predict import Predictor
@@ -170,6 +172,13 @@ def train(
     else:
         validation_frame, validation_logits = fitted_frame, out_of_fold
     calibration = calibrate(model, validation_logits, _targets(validation_frame, labels), config)
+    learned = pd.concat([splits["train"], splits["validation"]])
+    validation_probs = probabilities(validation_logits, model.temperature)
+    reference = drift_reference(
+        {head: learned[head].value_counts().to_dict() for head in labels},
+        {head: probs.max(axis=1) for head, probs in validation_probs.items()},
+        rare_token_shares(tokenizer, train_texts + validation_texts, model.max_length),
+    )
     train_seconds = time.monotonic() - started
 
     metrics: dict[str, Any] = {
@@ -189,6 +198,8 @@ def train(
         "heads": {head: choice.to_dict() for head, choice in choices.items()},
         "lexical_features": model.lexical.size if model.lexical is not None else 0,
         "calibration": calibration,
+        # What the service compares live tickets with (shim.drift).
+        "drift_reference": reference,
     }
     if len(validation_frame):
         metrics["validation"] = evaluate_split(model, validation_logits, validation_frame, labels)
