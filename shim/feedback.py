@@ -102,7 +102,8 @@ class Feedback:
                 text=text,
                 labels=labels,
                 predicted=predicted,
-            )
+            ),
+            self.settings.max_feedback_rows,
         )
         for head, label in labels.items():
             before = (predicted or {}).get(head)

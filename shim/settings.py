@@ -112,6 +112,13 @@ class Settings(BaseModel):
         "feedback must then send the text again)",
     )
 
+    max_feedback_rows: int = Field(
+        1_000_000,
+        ge=1,
+        le=100_000_000,
+        description="corrections stored at most; beyond, POST /feedback answers 409 until some "
+        "are deleted",
+    )
     drift_window: int = Field(
         500, ge=10, le=100_000, description="newest answers of a version the drift watch reads"
     )

@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shim.errors import NotFound
+from shim.errors import Conflict, NotFound
 from shim.job_record import Job, JobStatus
 from training.config import UserError
 from training.data import Format
@@ -548,8 +548,11 @@ class Store:
 
     # -- feedback ---------------------------------------------------------------------------
 
-    def put_feedback(self, record: FeedbackRecord) -> tuple[FeedbackRecord, bool]:
-        """Store a correction; one of the same prediction is replaced, keeping its id.
+    def put_feedback(
+        self, record: FeedbackRecord, max_rows: int | None = None
+    ) -> tuple[FeedbackRecord, bool]:
+        """Store a correction; one of the same prediction is replaced, keeping its id. A new one
+        beyond `max_rows` stored is refused (409), in the same transaction.
 
         Returns (the stored record, whether it replaced one).
         """
@@ -573,6 +576,15 @@ class Store:
                     (*values, earlier[0]),
                 )
                 return replace(record, id=earlier[0]), True
+            stored = db.execute("SELECT COUNT(*) FROM feedback").fetchone()[0]
+            if max_rows is not None and stored >= max_rows:
+                raise Conflict(
+                    f"{stored} corrections are stored, the most this service keeps "
+                    "(TICKETSERVE_MAX_FEEDBACK_ROWS); delete some with "
+                    "DELETE /api/v1/feedback/{feedback_id}",
+                    {"stored": stored},
+                    code="feedback_full",
+                )
             db.execute(
                 "INSERT INTO feedback (id, prediction_id, created_at, model_version, text, "
                 "labels, predicted) VALUES (?, ?, ?, ?, ?, ?, ?)",

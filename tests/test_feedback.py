@@ -12,6 +12,7 @@ import hashlib
 import re
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,10 +20,10 @@ import pytest
 import requests
 from api_service import Service, tickets_csv
 
-from shim.errors import Gone, NotFound
+from shim.errors import Conflict, Gone, NotFound
 from shim.predictions import DAY_MS, PredictionLog, new_prediction_id
 from shim.settings import Settings
-from shim.store import PredictionRecord, Store
+from shim.store import FeedbackRecord, PredictionRecord, Store, utcnow
 from training import sample_data
 
 RETENTION = 5
@@ -331,3 +332,23 @@ def test_the_log_prunes_by_age_and_count_as_it_writes(tmp_path: Path) -> None:
     for never in (new_prediction_id(now + 60_000), "0" * 23, "g" * 24):
         with pytest.raises(NotFound):
             log.get(never)
+
+
+def test_the_feedback_store_has_a_bound_and_replacing_still_works(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+
+    def correction(prediction_id: str | None, label: str) -> FeedbackRecord:
+        return FeedbackRecord(
+            uuid.uuid4().hex[:16], prediction_id, utcnow(), 1, "text", {"queue": label}, None
+        )
+
+    store.put_feedback(correction("a" * 24, "Hardware"), max_rows=2)
+    store.put_feedback(correction(None, "Hardware"), max_rows=2)
+    with pytest.raises(Conflict) as refused:
+        store.put_feedback(correction("b" * 24, "Hardware"), max_rows=2)
+    assert refused.value.code == "feedback_full" and "TICKETSERVE_MAX_FEEDBACK_ROWS" in str(
+        refused.value
+    )
+    _, replaced = store.put_feedback(correction("a" * 24, "Billing"), max_rows=2)
+    assert replaced
+    assert [r.labels["queue"] for r in store.feedback()] == ["Billing", "Hardware"]

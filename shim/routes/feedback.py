@@ -26,6 +26,7 @@ FeedbackIdPath = Annotated[
 SUBMIT_ERRORS = {
     400: {"model": ErrorPublic, "description": "the body is not valid JSON"},
     404: {"model": ErrorPublic, "description": "unknown prediction_id"},
+    409: {"model": ErrorPublic, "description": "TICKETSERVE_MAX_FEEDBACK_ROWS are stored"},
     410: {"model": ErrorPublic, "description": "the prediction is past its retention"},
     422: {
         "model": ErrorPublic,
