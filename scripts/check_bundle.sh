@@ -35,6 +35,10 @@ TICKETSERVE_CACHE=$WORK/cache $TS serve --port "$PORT" --data-dir data >serve.lo
 SERVICE=$!
 for _ in $(seq 1 240); do curl -sf "$BASE/healthz" >/dev/null && break; sleep 1; done
 curl -sf "$BASE/healthz" >/dev/null || { tail -30 serve.log; exit 1; }
+# The web console's files came with the wheel.
+curl -sf "$BASE/" -o console.html
+grep -q "ticketserve console" console.html
+curl -sf "$BASE/console/console.js" >/dev/null
 curl -sf -X POST "$BASE/api/v1/train-data" -H 'Content-Type: text/csv' --data-binary @tickets.csv >/dev/null
 JOB=$(curl -sf -X POST "$BASE/api/v1/train" -H 'Content-Type: application/json' \
   -d '{"mode": "fast", "base_model": "all-MiniLM-L6-v2", "max_length": 64}' \

@@ -14,6 +14,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from importlib import resources
 
 import httpx
 from fastapi import APIRouter, FastAPI, Request
@@ -120,6 +121,7 @@ def create_app(
         redoc_url=None,
     )
     add_docs(app)
+    add_console(app)
     app.state.services = services
     app.middleware("http")(services.metrics.middleware)
     # Added last, so it runs first: no key, no body.
@@ -153,6 +155,32 @@ def add_docs(app: FastAPI) -> None:
             swagger_js_url=f"{DOCS_STATIC}/swagger-ui-bundle.js",
             swagger_css_url=f"{DOCS_STATIC}/swagger-ui.css",
             swagger_favicon_url=f"{DOCS_STATIC}/favicon-32x32.png",
+        )
+
+
+# The web console's files, shipped in the package (no CDN, no build step); it uses only the
+# public /api/v1 routes, with the key the admin enters.
+CONSOLE_FILES = resources.files("shim") / "console"
+CONSOLE_POLICY = (
+    "default-src 'self'; img-src 'self' blob: data:; object-src 'none'; base-uri 'none'; "
+    "frame-ancestors 'none'; form-action 'self'"
+)
+
+
+def add_console(app: FastAPI) -> None:
+    """The console at `/`, its scripts and styles under /console/."""
+    app.mount("/console", StaticFiles(packages=[("shim", "console")]), name="console")
+    page = (CONSOLE_FILES / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    def console() -> HTMLResponse:
+        return HTMLResponse(
+            page,
+            headers={
+                "Content-Security-Policy": CONSOLE_POLICY,
+                "X-Content-Type-Options": "nosniff",
+                "Referrer-Policy": "no-referrer",
+            },
         )
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path
+from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
 from shim.deps import StoreDep, VersionsDep
+from shim.errors import NotFound
 from shim.schemas import (
     MAX_VERSION,
     ErrorPublic,
@@ -20,6 +22,16 @@ router = APIRouter(prefix="/models", tags=["model versions"])
 
 VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="model version")]
 NOT_FOUND = {404: {"model": ErrorPublic, "description": "unknown version"}}
+# The pictures training writes into a model directory (training.evaluate.write_report).
+FIGURE = r"^(confusion|reliability)_[A-Za-z0-9_]{1,64}\.png$"
+FigurePath = Annotated[
+    str,
+    Path(
+        pattern=FIGURE,
+        max_length=90,
+        description="confusion_<head>.png or reliability_<head>.png",
+    ),
+]
 
 
 @router.get("", response_model=ModelVersionListPublic, summary="Every model version")
@@ -61,3 +73,21 @@ def delete_version(version: VersionPath, versions: VersionsDep) -> ModelDeletedP
     """Unload it and remove its archive; the default only when it is the last version."""
     default = versions.delete(version)
     return ModelDeletedPublic(version=version, default_version=default)
+
+
+@router.get(
+    "/{version}/figures/{name}",
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"image/png": {}}, "description": "the picture"},
+        404: {"model": ErrorPublic, "description": "unknown version or picture"},
+    },
+    summary="A version's confusion matrix or reliability diagram",
+)
+def get_figure(version: VersionPath, name: FigurePath, store: StoreDep) -> FileResponse:
+    """The PNG that training drew on the test split, per head: `confusion_queue.png`,
+    `reliability_priority.png`, ... (a model too small for a test split drew them on validation)."""
+    path = store.get_version(version).model_dir / name
+    if not path.is_file():
+        raise NotFound(f"version {version} has no picture {name!r}", code="figure_not_found")
+    return FileResponse(path, media_type="image/png")

@@ -1,0 +1,523 @@
+// ticketserve console: five pages over the public /api/v1 routes, no build step, no libraries.
+// The API key lives in sessionStorage (this tab, until it closes). Every error the API answers is
+// shown as the API words it. All text from the API goes into the page as text, never as HTML.
+"use strict";
+
+const KEY = "ticketserve.apiKey";
+const PAGES = ["data", "train", "models", "try", "monitoring"];
+const TRAIN_FIELDS = ["epochs", "max_length", "seed"];
+const POLL_MS = 1000;
+const SEPARATOR = /^\s*---\s*$/m;
+
+// -- small helpers ------------------------------------------------------------------------------
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [name, value] of Object.entries(attrs)) {
+    if (value === null || value === undefined || value === false) continue;
+    if (name.startsWith("on")) el.addEventListener(name.slice(2), value);
+    else if (name === "text") el.textContent = value;
+    else el.setAttribute(name, value === true ? "" : String(value));
+  }
+  el.append(...nodes(children));
+  return el;
+}
+
+// Nodes of `children`: nested arrays flattened; null, undefined and false skipped; text as text.
+function nodes(children) {
+  return children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false)
+    .map((c) => (c instanceof Node ? c : document.createTextNode(String(c))));
+}
+
+// Replace what `el` holds with `children`.
+function fill(el, ...children) {
+  el.replaceChildren(...nodes(children));
+}
+
+const $ = (id) => document.getElementById(id);
+const pct = (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)} %`);
+const num = (x, digits = 3) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
+const when = (iso) => (iso ? new Date(iso).toLocaleString() : "–");
+
+function table(headers, rows, numeric = []) {
+  return h("div", { class: "table-wrap" },
+    h("table", {},
+      h("thead", {}, h("tr", {}, headers.map((t, i) =>
+        h("th", { scope: "col", class: numeric.includes(i) ? "num" : null, text: t })))),
+      h("tbody", {}, rows.map((row) => h("tr", {}, row.map((cell, i) =>
+        h("td", { class: numeric.includes(i) ? "num" : null }, cell)))))));
+}
+
+function facts(pairs) {
+  return h("dl", { class: "facts" }, pairs.flatMap(([k, v]) => [h("dt", { text: k }), h("dd", {}, v)]));
+}
+
+function badge(text, kind = "") {
+  return h("span", { class: `badge ${kind}`, text });
+}
+
+function showError(message) {
+  const box = $("error");
+  box.textContent = message;
+  box.hidden = !message;
+}
+
+function say(message) {
+  $("status").textContent = message;
+}
+
+// Bars in [0, max] as a small SVG, with each value in its title (hover) and the chart's label.
+function bars(values, labels, { max = 1, label = "", color = "#1f5fbf" } = {}) {
+  const width = Math.max(160, values.length * 22), height = 70, ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", `0 0 ${width} ${height + 14}`);
+  svg.setAttribute("width", width);
+  svg.setAttribute("class", "chart");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  const step = width / Math.max(values.length, 1);
+  values.forEach((value, i) => {
+    const v = value === null || value === undefined ? 0 : Math.min(value / max, 1);
+    const rect = document.createElementNS(ns, "rect");
+    rect.setAttribute("x", i * step + 2);
+    rect.setAttribute("width", Math.max(step - 4, 2));
+    rect.setAttribute("y", height - v * height);
+    rect.setAttribute("height", Math.max(v * height, value === null ? 0 : 1));
+    rect.setAttribute("fill", value === null || value === undefined ? "#ccd" : color);
+    const title = document.createElementNS(ns, "title");
+    title.textContent = `${labels[i]}: ${value === null || value === undefined ? "no data" : num(value)}`;
+    rect.append(title);
+    svg.append(rect);
+  });
+  const base = document.createElementNS(ns, "line");
+  Object.entries({ x1: 0, x2: width, y1: height, y2: height, stroke: "#889" })
+    .forEach(([k, v]) => base.setAttribute(k, v));
+  svg.append(base);
+  return svg;
+}
+
+// -- the API ------------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(message, status, code) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, path, { json, body, contentType, blob = false } = {}) {
+  const headers = {};
+  const key = sessionStorage.getItem(KEY);
+  if (key) headers.Authorization = `Bearer ${key}`;
+  if (json !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(json);
+  } else if (contentType) {
+    headers["Content-Type"] = contentType;
+  }
+  let response;
+  try {
+    response = await fetch(path, { method, headers, body });
+  } catch (exc) {
+    throw new ApiError(`the service does not answer (${exc.message})`, 0, "network");
+  }
+  if (!response.ok) {
+    let message = `${response.status} ${response.statusText}`, code = null;
+    try {
+      const answer = await response.json();
+      if (answer && answer.error) ({ message, code } = answer.error);
+    } catch (_) { /* not JSON: keep the status line */ }
+    throw new ApiError(message, response.status, code);
+  }
+  return blob ? response.blob() : response.json();
+}
+
+// Run an action; an API error is shown as the API words it.
+async function guarded(action) {
+  try {
+    showError("");
+    return await action();
+  } catch (exc) {
+    showError(exc instanceof ApiError ? exc.message : `unexpected: ${exc.message}`);
+    return undefined;
+  }
+}
+
+// -- Data ---------------------------------------------------------------------------------------
+
+const CONTENT_TYPES = { csv: "text/csv", json: "application/json", jsonl: "application/x-ndjson", ndjson: "application/x-ndjson" };
+
+function contentTypeOf(file) {
+  const ext = file.name.split(".").pop().toLowerCase();
+  return CONTENT_TYPES[ext] || file.type || "text/csv";
+}
+
+async function upload(file) {
+  const replace = $("upload-replace").checked;
+  say(`uploading ${file.name}…`);
+  const report = await guarded(() => api("POST", `/api/v1/train-data?replace=${replace}`,
+    { body: file, contentType: contentTypeOf(file) }));
+  say("");
+  if (!report) return;
+  const out = $("upload-report");
+  fill(out,
+    h("h3", { text: `Upload of ${file.name}` }),
+    facts([
+      ["rows read", report.rows_read],
+      ["accepted", report.rows_accepted],
+      ["rejected", report.rows_rejected],
+      ["duplicates dropped", report.duplicates_dropped],
+      ["stored now", `${report.stored_rows} rows in ${report.stored_datasets} upload(s)`],
+    ]),
+    report.duplicate ? h("p", { class: "hint", text: "This exact upload was already stored: nothing was added." }) : null,
+    report.rejected.length ? [h("h4", { text: "Rejected rows" }),
+      table(["row", "reason"], report.rejected.map((r) => [r.row, r.reason]), [0])] : null,
+    [...report.warnings, ...report.conflicts].map((w) => h("p", { class: "hint", text: w })),
+    labelCounts(report.label_counts));
+  await loadData();
+}
+
+function labelCounts(counts) {
+  return Object.entries(counts || {}).map(([head, labels]) => [
+    h("h4", { text: `${head} labels` }),
+    table(["label", "tickets"], Object.entries(labels).map(([l, n]) => [l, n]), [1]),
+  ]);
+}
+
+async function loadData() {
+  const summary = await guarded(() => api("GET", "/api/v1/train-data"));
+  if (!summary) return;
+  fill($("stored"),
+    facts([["tickets", summary.rows], ["heads", summary.heads.join(", ") || "–"]]),
+    summary.datasets.length ? table(["upload", "format", "rows", "stored at"],
+      summary.datasets.map((d) => [d.id, d.format, d.rows, when(d.created_at)]), [2]) : null,
+    labelCounts(summary.label_counts));
+}
+
+function setUpUpload() {
+  const zone = $("drop-zone"), input = $("upload-file");
+  zone.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); input.click(); }
+  });
+  zone.tabIndex = 0;
+  for (const name of ["dragenter", "dragover"]) {
+    zone.addEventListener(name, (event) => { event.preventDefault(); zone.classList.add("over"); });
+  }
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    const file = event.dataTransfer.files[0];
+    if (file) upload(file);
+  });
+  $("upload-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    if (input.files[0]) upload(input.files[0]);
+    else showError("choose a file first");
+  });
+}
+
+// -- Train --------------------------------------------------------------------------------------
+
+let pollTimer = null;
+
+// The bounds of the training settings, as the API's own OpenAPI schema states them.
+async function applyBounds() {
+  const spec = await guarded(() => api("GET", "/openapi.json"));
+  const props = spec?.components?.schemas?.TrainRequest?.properties || {};
+  for (const name of TRAIN_FIELDS) {
+    const prop = props[name] || {};
+    const typed = (prop.anyOf || [prop]).find((p) => p.type === "integer" || p.type === "number") || {};
+    const input = document.querySelector(`#train-form [name="${name}"]`);
+    if (typed.minimum !== undefined) input.min = typed.minimum;
+    if (typed.maximum !== undefined) input.max = typed.maximum;
+    input.placeholder = typed.minimum !== undefined ? `${typed.minimum}–${typed.maximum}` : "";
+    if (prop.description) input.title = prop.description;
+  }
+}
+
+function showJob(job) {
+  const progress = job.progress;
+  const running = job.status === "queued" || job.status === "running";
+  const summary = job.metrics || {};
+  fill($("job"),
+    h("h3", { text: `Job ${job.job_id}` }),
+    facts([
+      ["status", badge(job.status, { succeeded: "good", failed: "bad", cancelled: "warn" }[job.status] || "")],
+      ["phase", job.phase],
+      ["started by", job.trigger],
+      ["mode", job.mode || "–"],
+      ["tickets", job.data_rows ?? "–"],
+      ["ETA", job.eta_s === null ? "–" : `${Math.round(job.eta_s)} s`],
+    ]),
+    progress ? [
+      h("progress", { max: progress.total_steps || 1, value: progress.step, "aria-label": "training progress" }),
+      h("p", { class: "hint", text:
+        `${progress.stage}: epoch ${progress.epoch}/${progress.epochs}, step ${progress.step}/${progress.total_steps}` +
+        (progress.loss !== null ? `, loss ${num(progress.loss)}` : "") +
+        `, ${Math.round(progress.elapsed_s)} s elapsed` }),
+    ] : null,
+    running ? h("div", { class: "actions" },
+      h("button", { type: "button", class: "danger", id: "cancel-job", onclick: () => cancelJob(job.job_id), text: "Cancel" })) : null,
+    job.status === "succeeded" ? facts([
+      ["new version", job.model_version],
+      ["default", job.is_default ? "yes" : "no"],
+      ["why", job.note || "–"],
+      ["validation macro-F1", num(summary.validation_macro_f1)],
+      ["test macro-F1", num(summary.test_macro_f1)],
+    ]) : null,
+    job.error ? h("p", { class: "hint", text: `error: ${job.error}` }) : null);
+  $("train-button").disabled = running;
+  clearTimeout(pollTimer);
+  if (running) pollTimer = setTimeout(() => followJob(job.job_id), POLL_MS);
+}
+
+async function followJob(id) {
+  try {
+    showJob(await api("GET", `/api/v1/train/${encodeURIComponent(id)}`));
+  } catch (exc) {
+    showError(exc.message);
+    pollTimer = setTimeout(() => followJob(id), 5 * POLL_MS);
+  }
+}
+
+async function cancelJob(id) {
+  if (!window.confirm(`Cancel training job ${id}?`)) return;
+  const job = await guarded(() => api("POST", `/api/v1/train/${encodeURIComponent(id)}/cancel`));
+  if (job) showJob(job);
+}
+
+async function loadTrain() {
+  await applyBounds();
+  try {
+    showJob(await api("GET", "/api/v1/train"));
+  } catch (exc) {
+    if (exc.status === 404) fill($("job"), h("p", { class: "hint", text: "No training job yet." }));
+    else showError(exc.message);
+  }
+}
+
+function setUpTrain() {
+  $("train-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const form = new FormData(event.target), params = {};
+    for (const [name, value] of form.entries()) {
+      if (value === "") continue;
+      params[name] = TRAIN_FIELDS.includes(name) ? Number(value) : value;
+    }
+    const job = await guarded(() => api("POST", "/api/v1/train", { json: params }));
+    if (job) showJob(job);
+  });
+}
+
+// -- Models -------------------------------------------------------------------------------------
+
+async function showFigures(version, heads, target) {
+  const images = await Promise.all(heads.flatMap((head) => ["confusion", "reliability"].map(async (kind) => {
+    try {
+      const blob = await api("GET", `/api/v1/models/${version}/figures/${kind}_${head}.png`, { blob: true });
+      return h("img", { src: URL.createObjectURL(blob), alt: `${kind === "confusion" ? "Confusion matrix" : "Reliability diagram"} of ${head}, version ${version}` });
+    } catch (exc) {
+      return h("p", { class: "hint", text: `${kind} ${head}: ${exc.message}` });
+    }
+  })));
+  fill(target, ...images);
+}
+
+function versionCard(v) {
+  const test = v.metrics.test || {};
+  const heads = Object.keys(test);
+  const figures = h("div", { class: "figures" });
+  const rows = heads.map((head) => {
+    const m = test[head], gate = m.gate || {};
+    return [head, num(m.accuracy), num(m.macro_f1), num(m.ece),
+      gate.coverage === undefined ? "–" : `${pct(gate.coverage)} at ${num(gate.target_precision, 2)}`];
+  });
+  return h("article", { class: "card", "data-version": v.version },
+    h("h3", {}, `Version ${v.version} `, v.is_default ? badge("default", "good") : null,
+      v.loaded ? badge("loaded") : null),
+    facts([
+      ["created", when(v.created_at)],
+      ["tickets", v.data_rows],
+      ["validation macro-F1", num(v.validation_macro_f1)],
+      ["test macro-F1", num(v.test_macro_f1)],
+      ["mode", v.metrics.mode || "–"],
+    ]),
+    rows.length ? table(["head", "accuracy", "macro-F1", "ECE", "auto-routed (precision)"], rows, [1, 2, 3]) : null,
+    h("div", { class: "actions" },
+      h("button", { type: "button", class: "secondary", onclick: () => showFigures(v.version, heads, figures), text: "Pictures" }),
+      v.is_default ? null : h("button", { type: "button", onclick: () => activate(v.version), text: "Make default" }),
+      v.is_default ? null : h("button", { type: "button", class: "danger", onclick: () => remove(v.version), text: "Delete" })),
+    figures);
+}
+
+async function loadModels() {
+  const list = await guarded(() => api("GET", "/api/v1/models"));
+  if (!list) return;
+  fill($("models"), list.versions.length
+    ? h("div", { class: "cards" }, [...list.versions].reverse().map(versionCard))
+    : h("p", { class: "hint", text: "No model yet: upload data and train." }));
+}
+
+async function activate(version) {
+  if (!window.confirm(`Make version ${version} the default? New tickets will be classified by it.`)) return;
+  say(`activating version ${version}…`);
+  const done = await guarded(() => api("POST", `/api/v1/models/${version}/activate`));
+  say(done ? `version ${version} is the default` : "");
+  await loadModels();
+}
+
+async function remove(version) {
+  if (!window.confirm(`Delete version ${version}? Its model and archive are removed.`)) return;
+  const done = await guarded(() => api("DELETE", `/api/v1/models/${version}`));
+  say(done ? `version ${version} deleted` : "");
+  await loadModels();
+}
+
+// -- Try ----------------------------------------------------------------------------------------
+
+let knownLabels = {};
+
+function headCell(p) {
+  if (!p) return "–";
+  const route = p.auto_route ? badge("auto-route", "good") : badge("review", "warn");
+  return h("div", {},
+    h("strong", { text: p.label }), ` ${pct(p.confidence)} `, route,
+    h("div", { class: "hint", text: p.top_k.map(([l, q]) => `${l} ${pct(q)}`).join(" · ") }));
+}
+
+function correction(answer) {
+  const heads = Object.keys(knownLabels).filter((head) => answer[head]);
+  const selects = heads.map((head) => {
+    const select = h("select", { name: head, "aria-label": `correct ${head}` },
+      Object.keys(knownLabels[head]).map((label) => h("option", { value: label, text: label })));
+    select.value = answer[head].model_label;
+    return h("label", {}, `${head} `, select);
+  });
+  const result = h("span", { class: "hint" });
+  const form = h("form", { class: "actions correction" }, selects,
+    h("button", { type: "submit", class: "secondary", text: "Send correction" }), result);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const body = { prediction_id: answer.prediction_id };
+    for (const select of form.querySelectorAll("select")) body[select.name] = select.value;
+    const saved = await guarded(() => api("POST", "/api/v1/feedback", { json: body }));
+    if (saved) result.textContent = saved.replaced ? "correction replaced" : "correction saved";
+  });
+  return heads.length ? form : null;
+}
+
+async function classify(text) {
+  const tickets = text.split(SEPARATOR).map((t) => t.trim()).filter(Boolean);
+  if (!tickets.length) return showError("type a ticket first");
+  const answer = await guarded(() => api("POST", "/api/v1/classify",
+    { json: { tickets: tickets.map((t) => ({ ticket_data: t })) } }));
+  if (!answer) return;
+  const summary = await guarded(() => api("GET", "/api/v1/train-data"));
+  knownLabels = summary ? summary.label_counts : {};
+  fill($("answers"), ...answer.predictions.map((p, i) => h("div", { class: "answer" },
+    h("p", { class: "ticket", text: tickets[i].length > 400 ? `${tickets[i].slice(0, 400)}…` : tickets[i] }),
+    table(["queue", "priority", "version"], [[headCell(p.queue), headCell(p.priority), p.model_version]]),
+    correction(p))));
+}
+
+function setUpTry() {
+  $("try-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    classify($("try-text").value);
+  });
+}
+
+// -- Monitoring ---------------------------------------------------------------------------------
+
+function driftPart(drift) {
+  const kind = { ok: "good", drifting: "bad", not_enough_data: "", no_reference: "" }[drift.status];
+  const heads = Object.entries(drift.heads);
+  return [
+    h("h4", {}, "Drift ", badge(drift.status.replaceAll("_", " "), kind)),
+    h("p", { class: "hint", text: `${drift.window} of ${drift.window_size} newest answers; ` +
+      `threshold ${drift.threshold}; rare word pieces ${pct(drift.rare_token_share)} ` +
+      `(training ${pct(drift.reference_rare_token_share)})` }),
+    heads.length ? table(["head", "score", "labels", "confidence", "rare tokens"], heads.map(([head, d]) => [
+      head, d.score === null ? "–" : h("span", {}, num(d.score), " ", d.drifting ? badge("drifting", "bad") : null),
+      num(d.labels.distance), num(d.confidence.distance), num(drift.rare_tokens.distance)]), [1, 2, 3, 4]) : null,
+    heads.map(([head, d]) => d.labels.bins.length ? h("figure", {},
+      h("figcaption", { class: "hint", text: `${head}: predicted labels (blue) vs training (grey)` }),
+      bars(d.labels.live, d.labels.bins, { label: `${head} predicted label shares` }),
+      bars(d.labels.reference, d.labels.bins, { label: `${head} training label shares`, color: "#8a93a6" })) : null),
+  ];
+}
+
+function qualityCard(v) {
+  const trend = v.trend;
+  const days = trend.map((d) => d.day);
+  return h("article", { class: "card", "data-version": v.model_version },
+    h("h3", { text: `Version ${v.model_version}` }),
+    facts([
+      ["feedback agreement", `${pct(v.feedback.share)} of ${v.feedback.total}`],
+      ...Object.entries(v.feedback.heads).map(([head, a]) => [`  ${head}`, `${pct(a.share)} of ${a.total}`]),
+      ...Object.entries(v.auto_route).map(([head, r]) => [`auto-routed, ${head}`, `${pct(r.share)} of ${r.answers}`]),
+    ]),
+    h("figure", {},
+      h("figcaption", { class: "hint", text: `auto-routed share of the queue per day (${days[0]} to ${days[days.length - 1]})` }),
+      bars(trend.map((d) => d.auto_route.queue ? d.auto_route.queue.share : null), days, { label: "daily auto-routed share" })),
+    h("figure", {},
+      h("figcaption", { class: "hint", text: "feedback agreement per day" }),
+      bars(trend.map((d) => d.feedback.share), days, { label: "daily feedback agreement", color: "#1d7a46" })),
+    driftPart(v.drift));
+}
+
+async function loadMonitoring() {
+  const report = await guarded(() => api("GET", "/api/v1/monitoring?days=14"));
+  if (!report) return;
+  fill($("monitoring"), report.versions.length
+    ? h("div", { class: "cards" }, [...report.versions].reverse().map(qualityCard))
+    : h("p", { class: "hint", text: "No model yet." }));
+}
+
+// -- pages and the key --------------------------------------------------------------------------
+
+const LOADERS = { data: loadData, train: loadTrain, models: loadModels, try: async () => {}, monitoring: loadMonitoring };
+
+function route() {
+  const page = PAGES.includes(location.hash.slice(1)) ? location.hash.slice(1) : "data";
+  for (const section of document.querySelectorAll("section[data-page]")) {
+    section.hidden = section.dataset.page !== page;
+  }
+  for (const link of document.querySelectorAll("nav a")) {
+    if (link.getAttribute("href") === `#${page}`) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  clearTimeout(pollTimer);
+  showError("");
+  say("");
+  document.title = `ticketserve · ${page}`;
+  LOADERS[page]();
+}
+
+function setUpKey() {
+  $("key-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const key = $("api-key").value.trim();
+    if (key) sessionStorage.setItem(KEY, key);
+    $("api-key").value = "";
+    $("api-key").placeholder = key ? "key set for this session" : "kept for this browser session";
+    route();
+  });
+  $("forget-key").addEventListener("click", () => {
+    sessionStorage.removeItem(KEY);
+    $("api-key").placeholder = "kept for this browser session";
+    route();
+  });
+  if (sessionStorage.getItem(KEY)) $("api-key").placeholder = "key set for this session";
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  setUpKey();
+  setUpUpload();
+  setUpTrain();
+  setUpTry();
+  window.addEventListener("hashchange", route);
+  route();
+});
