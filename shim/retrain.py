@@ -43,9 +43,7 @@ class NewData:
 
     def describe(self) -> str:
         after = f"the latest job ({self.since:%Y-%m-%d %H:%M:%S} UTC)" if self.since else "ever"
-        return (
-            f"{self.uploads} upload(s) and {self.feedback} correction(s) since the latest {after}"
-        )
+        return f"{self.uploads} upload(s) and {self.feedback} correction(s) since {after}"
 
 
 @dataclass(frozen=True)
