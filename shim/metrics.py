@@ -69,6 +69,19 @@ class ApiMetrics:
             ("version", "head"),
             registry=self.registry,
         )
+        self.auto_route_precision = Gauge(
+            "ticketserve_auto_route_precision",
+            "Share of feedback labels on auto-routed answers that kept the predicted label",
+            ("version", "head"),
+            registry=self.registry,
+        )
+        self.auto_route_below_target = Gauge(
+            "ticketserve_auto_route_below_target",
+            "1 when the 95 % interval of the auto-routed answers' precision lies below the "
+            "gate's target precision",
+            ("version", "head"),
+            registry=self.registry,
+        )
         self.drift_score = Gauge(
             "ticketserve_drift_score",
             "Drift score of the version's newest answers against its training data (0..1; "

@@ -4,17 +4,22 @@ Totals cover the predictions log's retained window (`prediction_retention_days`)
 the same numbers per UTC day for the last `days` days. Feedback counts only when it names a
 logged prediction (a ticket never classified here has nothing to agree with). A head's answer
 cleared the auto-routing gate when the classifier logged `"auto_route": true`; answers logged
-before it kept that are counted as unknown.
+before it kept that are counted as unknown. The precision of the auto-routed answers is the
+share of feedback on them that kept the label, with a 95 % Clopper-Pearson interval; when the
+interval's upper end is below the gate's target, the gate is not keeping its promise, and the
+report, a gauge and one WARNING per crossing say so.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from shim.classifier import HEADS
 from shim.drift import DriftWatch
+from shim.errors import NotFound
 from shim.metrics import ApiMetrics
 from shim.schemas import (
     AgreementPublic,
@@ -23,12 +28,17 @@ from shim.schemas import (
     HeadAgreementPublic,
     MonitoringPublic,
     QualityDayPublic,
+    RoutedPrecisionPublic,
     VersionQualityPublic,
 )
 from shim.settings import Settings
 from shim.store import Store, utcnow
+from training.calibration import precision_interval
+
+logger = logging.getLogger(__name__)
 
 MAX_DAYS = 90
+LIVE_PRECISION_LEVEL = 0.95  # two-sided level of the live precision's interval
 
 
 def _share(part: int, whole: int) -> float | None:
@@ -80,6 +90,7 @@ class Monitoring:
         self.store = store
         self.metrics = metrics
         self.drift = drift or DriftWatch(settings, store, metrics)
+        self._below_target: set[tuple[int, str]] = set()  # (version, head) warned about
 
     def report(self, days: int, version: int | None = None) -> MonitoringPublic:
         """Totals and trend of `version`, or of every stored version (blocking)."""
@@ -90,11 +101,12 @@ class Monitoring:
         first = today - timedelta(days=days - 1)
         start = datetime(first.year, first.month, first.day, tzinfo=UTC)
         daily = self._counts(versions, start, by_day=True)
+        routed = self._routed_precision(versions, since)
         return MonitoringPublic(
             since=since,
             days=days,
             versions=[
-                self._version(v, totals.get((v, None), _Counts()), daily, first, days)
+                self._version(v, totals.get((v, None), _Counts()), daily, first, days, routed[v])
                 for v in versions
             ],
         )
@@ -114,7 +126,83 @@ class Monitoring:
             for head, route in counts.auto_route().items():
                 if route.share is not None:
                     self.metrics.auto_route_share.labels(str(v), head).set(route.share)
+        self.metrics.auto_route_precision.clear()
+        self.metrics.auto_route_below_target.clear()
+        for v, heads in self._routed_precision(versions, self._since()).items():
+            for head, live in heads.items():
+                if live.precision is not None:
+                    self.metrics.auto_route_precision.labels(str(v), head).set(live.precision)
+                self.metrics.auto_route_below_target.labels(str(v), head).set(live.below_target)
         self.drift.refresh_gauges(versions)
+
+    def _routed_precision(
+        self, versions: list[int], since: datetime
+    ) -> dict[int, dict[str, RoutedPrecisionPublic]]:
+        """Per version and head, the live precision of the auto-routed answers."""
+        counts = {
+            (v, head): (total, agreed)
+            for v, head, total, agreed in self.store.routed_agreement(versions, since)
+        }
+        out: dict[int, dict[str, RoutedPrecisionPublic]] = {}
+        for v in versions:
+            targets = self._targets(v)
+            out[v] = {}
+            for head in HEADS:
+                total, agreed = counts.get((v, head), (0, 0))
+                out[v][head] = self._live(v, head, total, int(agreed or 0), targets.get(head))
+        return out
+
+    def _live(
+        self, version: int, head: str, total: int, agreed: int, target: float | None
+    ) -> RoutedPrecisionPublic:
+        low, high = (
+            precision_interval(agreed, total, LIVE_PRECISION_LEVEL) if total else (None, None)
+        )
+        below = target is not None and high is not None and high < target
+        warning = (
+            f"version {version} head {head}: auto-routed answers are right {agreed} times in "
+            f"{total} by agents' feedback; precision at most {high:.3f} ({LIVE_PRECISION_LEVEL:.0%}"
+            f" interval), below the gate's target {target:.2f}"
+            if below and high is not None and target is not None
+            else None
+        )
+        key = (version, head)
+        if warning and key not in self._below_target:
+            logger.warning("auto-routing gate below its promise: %s", warning)
+            self._below_target.add(key)
+        elif not warning and key in self._below_target:
+            logger.info(
+                "auto-routing gate of version %d head %s back within its promise", version, head
+            )
+            self._below_target.discard(key)
+        return RoutedPrecisionPublic(
+            feedback=total,
+            agreed=agreed,
+            precision=agreed / total if total else None,
+            low=low,
+            high=high,
+            target_precision=target,
+            below_target=below,
+            warning=warning,
+        )
+
+    def _targets(self, version: int) -> dict[str, float]:
+        """Per head, the precision the version's gate promises: the service's configured
+        target_precision, else the one the model was trained with (none for a head with a
+        configured raw threshold)."""
+        try:
+            calibration = self.store.get_version(version).metrics.get("calibration") or {}
+        except NotFound:
+            calibration = {}
+        targets = {
+            head: float(c["target_precision"])
+            for head, c in calibration.items()
+            if isinstance(c, dict) and c.get("target_precision") is not None
+        }
+        targets.update(self.settings.target_precision)
+        for head in self.settings.confidence_thresholds:
+            targets.pop(head, None)
+        return targets
 
     def _versions(self) -> list[int]:
         return sorted(record.version for record in self.store.versions())
@@ -152,6 +240,7 @@ class Monitoring:
         daily: dict[tuple[int, Any], _Counts],
         first: date,
         days: int,
+        routed: dict[str, RoutedPrecisionPublic],
     ) -> VersionQualityPublic:
         heads = {
             head: HeadAgreementPublic(
@@ -181,6 +270,7 @@ class Monitoring:
                 **_agreement(*totals.feedback).model_dump(), heads=heads
             ),
             auto_route=totals.auto_route(),
+            auto_route_precision=routed,
             trend=trend,
             drift=self.drift.report(version),
         )

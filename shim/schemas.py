@@ -424,10 +424,28 @@ class DriftPublic(BaseModel):
     heads: dict[str, HeadDriftPublic]
 
 
+class RoutedPrecisionPublic(BaseModel):
+    """Agents' feedback on answers that cleared the head's auto-routing gate: the precision the
+    gate reaches live, with its 95 % Clopper-Pearson interval."""
+
+    feedback: int = Field(description="feedback labels on auto-routed answers")
+    agreed: int = Field(description="of them, the ones that kept the predicted label")
+    precision: float | None = Field(description="agreed / feedback; null without feedback")
+    low: float | None = Field(description="lower end of the interval; null without feedback")
+    high: float | None = Field(description="upper end of the interval; null without feedback")
+    target_precision: float | None = Field(description="what the gate promises")
+    below_target: bool = Field(description="the interval's upper end is below the target")
+    warning: str | None = Field(description="set when below_target")
+
+
 class VersionQualityPublic(BaseModel):
     model_version: int
     feedback: FeedbackAgreementPublic = Field(description="over the retained window")
     auto_route: dict[str, AutoRoutePublic] = Field(description="per head, the retained window")
+    auto_route_precision: dict[str, RoutedPrecisionPublic] = Field(
+        description="per head, the retained window: how precise the auto-routed answers were, "
+        "by agents' feedback (feedback given mostly on wrong answers makes this an underestimate)"
+    )
     trend: list[QualityDayPublic] = Field(description="per UTC day, oldest first")
     drift: DriftPublic
 
@@ -444,6 +462,37 @@ class MonitoringPublic(BaseModel):
 # -- model versions --------------------------------------------------------------------------
 
 
+class GateReachPublic(BaseModel):
+    threshold: float
+    precision: float
+    precision_lower_bound: float
+    coverage: float
+
+
+class GatePublic(BaseModel):
+    """What a head's auto-routing gate promises, measured out of fold before the model shipped:
+    tickets at or above `threshold` are right at least `precision_lower_bound` of the time
+    (with `confidence_level` confidence), and about `expected_coverage` of tickets clear it."""
+
+    status: Literal["open", "closed", "configured"] = Field(
+        description="closed: no threshold's lower bound reaches the target, nothing is routed "
+        "automatically; configured: a raw threshold set on the service, which promises nothing"
+    )
+    source: Literal["model", "service"] = Field(
+        description="model: the gate fitted at training; service: set by the service's "
+        "target_precision or confidence_thresholds"
+    )
+    target_precision: float | None = None
+    confidence_level: float | None = None
+    threshold: float | None = None
+    expected_coverage: float | None = None
+    precision: float | None = Field(None, description="out of fold, at the threshold")
+    precision_lower_bound: float | None = None
+    best_reachable: GateReachPublic | None = Field(
+        None, description="a closed gate: the threshold with the highest lower bound"
+    )
+
+
 class ModelVersionPublic(BaseModel):
     version: int
     is_default: bool
@@ -453,6 +502,10 @@ class ModelVersionPublic(BaseModel):
     data_rows: int
     validation_macro_f1: float | None
     test_macro_f1: float | None
+    gates: dict[str, GatePublic] = Field(
+        description="per head, the auto-routing gate as the service applies it (none for a "
+        "model trained before gates had a lower bound)"
+    )
     metrics: dict[str, Any]
 
 

@@ -679,6 +679,25 @@ class Store:
             ).fetchall()
         return overall, per_label
 
+    def routed_agreement(self, versions: list[int], since: datetime) -> list[tuple[Any, ...]]:
+        """Feedback stored since `since` on logged predictions of `versions` whose head cleared
+        its auto-routing gate: (version, head, feedback labels, agreed)."""
+        if not versions:
+            return []
+        marks = ",".join("?" * len(versions))
+        with self._connect() as db:
+            db.create_function("label_key", 1, label_key, deterministic=True)
+            return db.execute(
+                "SELECT f.model_version, l.key, COUNT(*), SUM(label_key(l.value) = "
+                "label_key(json_extract(f.predicted, '$.\"' || l.key || '\"'))) "
+                "FROM feedback AS f JOIN predictions AS p ON p.id = f.prediction_id, "
+                "json_each(f.labels) AS l "
+                f"WHERE f.model_version IN ({marks}) AND f.created_at >= ? "
+                "AND json_extract(p.labels, '$.\"' || l.key || '\".auto_route') IS 1 "
+                "GROUP BY f.model_version, l.key",
+                (*versions, since.isoformat()),
+            ).fetchall()
+
     def auto_routing(self, versions: list[int], since_ms: int) -> list[tuple[Any, ...]]:
         """Per version, UTC day and head of the predictions logged since `since_ms`: (version,
         day, head, answers, cleared the gate, unknown: logged before the log kept it)."""

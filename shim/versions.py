@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 
 from shim.errors import Conflict, Unavailable, UpstreamError
+from shim.gates import head_gates
 from shim.job_record import Job, PublishResult
 from shim.settings import Settings
 from shim.store import Store, VersionRecord
@@ -35,6 +36,29 @@ logger = logging.getLogger(__name__)
 
 HTTP_CONFLICT = 409
 HTTP_NOT_FOUND = 404
+
+
+def promotion_decision(
+    policy: str, version: int, score: float, current: int | None, current_score: float | None
+) -> tuple[bool, str]:
+    """Whether a new version (validation macro-F1 `score`) becomes the default instead of
+    `current` (scoring `current_score`), and why: `not_worse` when its score is not lower,
+    `always`, or `never`; the first version always does."""
+    if current is None or current_score is None:
+        return True, f"version {version} is the first model version: made default"
+    if policy == "always":
+        return True, f"made default (promotion policy 'always'; replaced version {current})"
+    if policy == "never":
+        return False, f"version {current} stays default (promotion policy 'never')"
+    if score >= current_score:
+        return True, (
+            f"made default: validation macro-F1 {score:.4f} is not lower than "
+            f"{current_score:.4f} of version {current}"
+        )
+    return False, (
+        f"version {current} stays default: validation macro-F1 {score:.4f} is lower than "
+        f"its {current_score:.4f}; activate version {version} to use it anyway"
+    )
 
 
 class ModelVersions:
@@ -94,23 +118,8 @@ class ModelVersions:
 
     def _decide(self, version: int, score: float) -> tuple[bool, str]:
         current = self.store.default_version()
-        if current is None:
-            return True, f"version {version} is the first model version: made default"
-        policy = self.settings.promotion
-        if policy == "always":
-            return True, f"made default (promotion policy 'always'; replaced version {current})"
-        if policy == "never":
-            return False, f"version {current} stays default (promotion policy 'never')"
-        best = self.store.get_version(current).score
-        if score >= best:
-            return True, (
-                f"made default: validation macro-F1 {score:.4f} is not lower than "
-                f"{best:.4f} of version {current}"
-            )
-        return False, (
-            f"version {current} stays default: validation macro-F1 {score:.4f} is lower than "
-            f"its {best:.4f}; activate version {version} to use it anyway"
-        )
+        best = self.store.get_version(current).score if current is not None else None
+        return promotion_decision(self.settings.promotion, version, score, current, best)
 
     def _discard(
         self, client: TorchServeClient, version: int, model_dir: Path, archive: Path | None
@@ -272,6 +281,7 @@ class ModelVersions:
             "data_rows": record.data_rows,
             "validation_macro_f1": summary["validation_macro_f1"],
             "test_macro_f1": summary["test_macro_f1"],
+            "gates": head_gates(record.metrics, self.settings),
             "metrics": summary,
         }
 

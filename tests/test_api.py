@@ -189,6 +189,14 @@ def test_tutorial_classify(service: Service) -> None:
     curve = version["metrics"]["calibration"]["priority"]["validation_curve"]
     threshold = threshold_for(curve, PRIORITY_PRECISION)
     assert priority["auto_route"] is clears_gate(priority["confidence"], threshold)
+    # The versions API states each gate as the service applies it: both set by the service.
+    gates = version["gates"]
+    assert gates["queue"]["status"] == "configured" and gates["queue"]["source"] == "service"
+    assert gates["queue"]["threshold"] == QUEUE_THRESHOLD
+    assert gates["priority"]["source"] == "service"
+    assert gates["priority"]["target_precision"] == PRIORITY_PRECISION
+    assert gates["priority"]["threshold"] == threshold
+    assert gates["priority"]["status"] == ("open" if threshold is not None else "closed")
     assert priority["low_confidence"] is (not priority["auto_route"])
     assert priority["label"] == priority["model_label"]  # no fallback label for priority
     assert answer["priority"]["label"] in {"high", "medium", "low"}

@@ -21,8 +21,9 @@ from shim.metrics import ApiMetrics
 from shim.monitoring import Monitoring
 from shim.predictions import new_prediction_id
 from shim.settings import Settings
-from shim.store import MIGRATIONS, PredictionRecord, Store
+from shim.store import MIGRATIONS, FeedbackRecord, PredictionRecord, Store, VersionRecord
 from training import sample_data
+from training.calibration import precision_interval
 
 API_KEY = "monitoring-key-0123456789"
 FAST = {"mode": "fast", "max_length": 64}
@@ -96,6 +97,86 @@ def test_answers_logged_without_the_gate_count_as_unknown(tmp_path: Path) -> Non
     with sqlite3.connect(store.db_path) as db:
         for _, step in MIGRATIONS[3:]:
             step(db, tmp_path)
+
+
+def test_live_precision_of_auto_routed_answers_and_its_warning(tmp_path: Path, caplog) -> None:
+    """Feedback on answers that cleared the gate measures the gate's live precision; an interval
+    whose upper end is below the target warns (report, gauge, one log line per crossing)."""
+    store = Store(tmp_path)
+    calibration = {"queue": {"target_precision": 0.9}, "priority": {"target_precision": 0.8}}
+    store.add_version(
+        VersionRecord(
+            3,
+            None,
+            datetime.now(UTC),
+            tmp_path / "m",
+            tmp_path / "a.mar",
+            {"calibration": calibration},
+            0.5,
+            10,
+        ),
+        make_default=True,
+    )
+    now_ms = int(datetime.now(UTC).timestamp() * 1000)
+    # 30 answers cleared the queue gate, 10 did not; priority never cleared it.
+    records = [
+        PredictionRecord(
+            id=new_prediction_id(),
+            created_ms=now_ms,
+            version=3,
+            text=None,
+            text_sha256="0" * 64,
+            labels={
+                "queue": {"label": "Billing", "confidence": 0.9, "auto_route": i < 30},
+                "priority": {"label": "low", "confidence": 0.5, "auto_route": False},
+            },
+        )
+        for i in range(40)
+    ]
+    store.add_predictions(records, keep_count=100, cutoff_ms=0)
+    # Feedback on every answer: auto-routed ones right 18 times in 30, the others never.
+    for i, record in enumerate(records):
+        queue = "Billing" if i < 18 else "Hardware"
+        store.put_feedback(
+            FeedbackRecord(
+                f"f{i}",
+                record.id,
+                datetime.now(UTC),
+                3,
+                "t",
+                {"queue": queue, "priority": "low"},
+                {"queue": "Billing", "priority": "low"},
+            )
+        )
+    monitoring = Monitoring(Settings(data_dir=tmp_path), store, ApiMetrics())
+    with caplog.at_level("WARNING", logger="shim.monitoring"):
+        [quality] = monitoring.report(1, 3).versions
+        monitoring.report(1, 3)  # the same state again: no second warning
+    live = quality.auto_route_precision["queue"]
+    assert (live.feedback, live.agreed, live.precision) == (30, 18, 0.6)
+    assert (live.low, live.high) == pytest.approx(precision_interval(18, 30, 0.95))
+    assert live.high < 0.9 and live.below_target and live.target_precision == 0.9
+    assert "below the gate's target 0.90" in live.warning
+    assert len([r for r in caplog.records if "below its promise" in r.message]) == 1
+    idle = quality.auto_route_precision["priority"]
+    assert (idle.feedback, idle.precision, idle.below_target, idle.warning) == (
+        0,
+        None,
+        False,
+        None,
+    )
+    # The service's own target replaces the model's; a raw threshold promises nothing.
+    settings = Settings(data_dir=tmp_path, target_precision={"queue": 0.5})
+    [quality] = Monitoring(settings, store, ApiMetrics()).report(1, 3).versions
+    assert quality.auto_route_precision["queue"].below_target is False
+    settings = Settings(data_dir=tmp_path, confidence_thresholds={"queue": 0.5})
+    [quality] = Monitoring(settings, store, ApiMetrics()).report(1, 3).versions
+    assert quality.auto_route_precision["queue"].target_precision is None
+    # The gauges.
+    metrics = ApiMetrics()
+    Monitoring(Settings(data_dir=tmp_path), store, metrics).refresh_gauges()
+    assert metrics.auto_route_precision.labels("3", "queue")._value.get() == 0.6
+    assert metrics.auto_route_below_target.labels("3", "queue")._value.get() == 1
 
 
 def test_a_version_without_predictions_has_zeros_and_nulls(service: Service) -> None:
@@ -205,3 +286,36 @@ def test_bad_queries(service: Service, params: dict) -> None:
 def test_needs_the_api_key(service: Service) -> None:
     answer = requests.get(f"{service.base}/api/v1/monitoring", timeout=30)
     assert answer.status_code == 401
+
+
+def test_a_closed_gate_never_routes_and_says_so(service: Service) -> None:
+    """A target no threshold's lower bound can reach on 100 tickets closes both gates: the
+    versions API says so with the best reachable, and no answer of that version is routed."""
+    job = service.post("/api/v1/train", json={**FAST, "target_precision": 0.999})
+    assert job.status_code == 202, job.text
+    done = service.wait_job(job.json()["job_id"])
+    assert done["status"] == "succeeded", done
+    version = done["model_version"]
+    listing = {v["version"]: v for v in service.get("/api/v1/models").json()["versions"]}
+    for head in HEADS:
+        gate = listing[version]["gates"][head]
+        assert gate["status"] == "closed" and gate["source"] == "model", gate
+        assert gate["threshold"] is None and gate["target_precision"] == 0.999
+        best = gate["best_reachable"]
+        assert 0 < best["precision_lower_bound"] < 0.999 and 0 < best["coverage"] <= 1
+        # Version 1's gate, trained at 0.90, states its promise (open or closed).
+        first = listing[1]["gates"][head]
+        assert first["target_precision"] == 0.9 and first["status"] in ("open", "closed")
+        if first["status"] == "open":
+            assert first["precision_lower_bound"] >= 0.9 and 0 < first["expected_coverage"] <= 1
+    answer = service.post(
+        "/api/v1/classify",
+        params={"version": version},
+        json={"tickets": [{"ticket_data": text} for text in TEXTS]},
+    )
+    assert answer.status_code == 200, answer.text
+    for prediction in answer.json()["predictions"]:
+        assert prediction["model_version"] == version and prediction["auto_route"] is False
+        for head in HEADS:
+            assert prediction[head]["auto_route"] is False
+            assert prediction[head]["low_confidence"] is True

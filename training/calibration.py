@@ -1,11 +1,13 @@
-"""Calibrated confidences and the auto-routing gate, both fitted on the validation split.
+"""Calibrated confidences and the auto-routing gate.
 
-- `fit_temperature`: one temperature per head, the scalar that minimises the validation
-  negative log-likelihood of softmax(logits / T) (Guo et al., 2017): it changes confidences, never
-  the predicted label.
-- `precision_curve` / `threshold_for`: the gate is the lowest confidence threshold whose tickets
-  (confidence >= threshold) reach a target precision on validation. The curve is kept in the
-  model's metrics, so the service can find the threshold for any other target later.
+- `fit_temperature`: one temperature per head, the scalar that minimises the negative
+  log-likelihood of softmax(logits / T) on held-out scores (Guo et al., 2017): it changes
+  confidences, never the predicted label.
+- `precision_curve` / `threshold_for`: per confidence threshold, the precision of the tickets at
+  or above it, and a one-sided Clopper-Pearson lower bound of that precision. The gate is the
+  lowest threshold whose *lower bound* reaches the target precision, so a threshold reached by a
+  lucky handful of tickets does not open it; when none does, the gate stays closed. The curve is
+  kept in the model's metrics, so the service can find the threshold for another target later.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ from typing import Any
 import numpy as np
 from scipy.optimize import minimize_scalar
 from scipy.special import log_softmax
+from scipy.stats import beta
 
-DEFAULT_TARGET_PRECISION = 0.9
 # Temperatures outside this range mean the validation split says nothing useful.
 TEMPERATURE_RANGE = (0.01, 100.0)
 
@@ -39,10 +41,29 @@ def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
 CURVE_STEP = 1000  # thresholds on a 0.001 grid: at most 1,001 points, whatever the data size
 
 
-def precision_curve(confidence: np.ndarray, correct: np.ndarray) -> list[list[float]]:
-    """[[threshold, precision, coverage], ...] ascending, for every threshold on the 0.001 grid
-    that some confidence reaches: precision and share of the tickets whose confidence is at
-    least that threshold."""
+def precision_lower_bound(hits: int, count: int, level: float) -> float:
+    """One-sided Clopper-Pearson lower bound of a precision of `hits` out of `count`: the true
+    precision is at least this with probability `level`."""
+    if count <= 0 or hits <= 0:
+        return 0.0
+    return float(beta.ppf(1.0 - level, hits, count - hits + 1))
+
+
+def precision_interval(hits: int, count: int, level: float) -> tuple[float, float]:
+    """Two-sided Clopper-Pearson interval of a precision of `hits` out of `count`."""
+    if count <= 0:
+        return 0.0, 1.0
+    tail = (1.0 - level) / 2
+    low = float(beta.ppf(tail, hits, count - hits + 1)) if hits > 0 else 0.0
+    high = float(beta.ppf(1.0 - tail, hits + 1, count - hits)) if hits < count else 1.0
+    return low, high
+
+
+def precision_curve(confidence: np.ndarray, correct: np.ndarray, level: float) -> list[list[float]]:
+    """[[threshold, precision, coverage, precision_lower_bound], ...] ascending, for every
+    threshold on the 0.001 grid that some confidence reaches: precision, share and the
+    precision's lower bound (at `level`) of the tickets whose confidence is at least that
+    threshold."""
     grid = np.floor(np.asarray(confidence, dtype=np.float64) * CURVE_STEP + 1e-9)
     confidence = grid / CURVE_STEP
     if len(confidence) == 0:
@@ -53,16 +74,73 @@ def precision_curve(confidence: np.ndarray, correct: np.ndarray) -> list[list[fl
     counts = np.arange(1, len(order) + 1)
     # The last position of each run of equal confidences closes that threshold's group.
     last = np.r_[sorted_conf[1:] != sorted_conf[:-1], True]
-    points = zip(
-        sorted_conf[last], hits[last] / counts[last], counts[last] / len(order), strict=True
-    )
-    return [[float(t), round(float(p), 6), round(float(c), 6)] for t, p, c in points][::-1]
+    hits, counts = hits[last].astype(np.int64), counts[last]
+    # Clopper-Pearson for all points at once (precision_lower_bound, vectorised).
+    bounds = np.where(hits > 0, beta.ppf(1.0 - level, np.maximum(hits, 1), counts - hits + 1), 0.0)
+    points = zip(sorted_conf[last], hits / counts, counts / len(order), bounds, strict=True)
+    return [
+        [float(t), round(float(p), 6), round(float(c), 6), round(float(b), 6)]
+        for t, p, c, b in points
+    ][::-1]
 
 
 def threshold_for(curve: list[list[float]], target: float) -> float | None:
-    """The lowest threshold of `curve` reaching `target` precision; None when none does."""
-    reached = [threshold for threshold, precision, _ in curve if precision >= target]
+    """The lowest threshold of `curve` whose precision lower bound reaches `target`; None when
+    none does (the gate is closed). A curve from before the bound was kept (three numbers per
+    point) is read by its point precision."""
+    reached = [point[0] for point in curve if _assured(point) >= target]
     return min(reached) if reached else None
+
+
+def point_estimate_threshold(curve: list[list[float]], target: float) -> float | None:
+    """The rule before the lower bound: the lowest threshold whose precision reaches `target`
+    (kept for the benchmark that compares the two)."""
+    reached = [point[0] for point in curve if point[1] >= target]
+    return min(reached) if reached else None
+
+
+def gate_promise(curve: list[list[float]], target: float, level: float) -> dict[str, Any]:
+    """What a gate promises, read off its curve: open (threshold, expected coverage, precision
+    and its lower bound there) or closed (and the best lower bound reachable, where)."""
+    threshold = threshold_for(curve, target)
+    promise: dict[str, Any] = {
+        "target_precision": target,
+        "confidence_level": level,
+        "status": "open" if threshold is not None else "closed",
+        "threshold": threshold,
+    }
+    if threshold is not None:
+        point = next(p for p in curve if p[0] == threshold)
+        promise.update(
+            expected_coverage=point[2], precision=point[1], precision_lower_bound=_assured(point)
+        )
+    elif curve:
+        # The threshold with the highest lower bound (the widest such, on ties).
+        point = max(curve, key=lambda p: (_assured(p), p[2]))
+        promise["best_reachable"] = {
+            "threshold": point[0],
+            "precision": point[1],
+            "precision_lower_bound": _assured(point),
+            "coverage": point[2],
+        }
+    return promise
+
+
+def point_at(curve: list[list[float]], threshold: float) -> dict[str, Any]:
+    """The curve's numbers at a fixed threshold (its first point at or above it): expected
+    coverage, precision and its lower bound; empty when no point is."""
+    point = next((p for p in curve if p[0] >= threshold), None)
+    if point is None:
+        return {}
+    return {
+        "expected_coverage": point[2],
+        "precision": point[1],
+        "precision_lower_bound": _assured(point),
+    }
+
+
+def _assured(point: list[float]) -> float:
+    return point[3] if len(point) > 3 else point[1]
 
 
 def clears_gate(confidence: float, threshold: float | None) -> bool:

@@ -120,9 +120,9 @@ class TrainConfig:
         metadata=about("most frequent n-grams kept per block (word, char)", _range(1, 5_000_000)),
     )
     linear_c: list[float] = field(
-        default_factory=lambda: [0.3, 1.0],
+        default_factory=lambda: [0.1, 0.3, 1.0],
         metadata=about(
-            "fast mode: candidate C of the linear SVM, chosen per head on validation macro-F1",
+            "fast mode: candidate C of the linear SVM, chosen per head by cross-validation",
             _range(1e-4, 1e4),
         ),
     )
@@ -130,21 +130,34 @@ class TrainConfig:
         default_factory=lambda: [2.0, 4.0],
         metadata=about(
             "fast mode: candidate weights of the L2-normalised embedding against the "
-            "L2-normalised lexical features, chosen per head",
+            "L2-normalised lexical features, for the embedding alone and beside the lexical "
+            "features (the lexical features alone are always a candidate; 0 adds nothing)",
             _range(0, 100),
         ),
     )
     folds: int = field(
         default=5,
         metadata=about(
-            "fast mode cross-fits the heads on this many folds of train + validation", _range(2, 10)
+            "fast mode chooses, calibrates and gates the heads by cross-fitting on this many "
+            "folds of train + validation",
+            _range(2, 10),
         ),
     )
     target_precision: float = field(
         default=0.9,
         metadata=about(
-            "auto-routing gate: per head, the lowest confidence reaching this validation precision",
+            "auto-routing gate: per head, the lowest confidence above which the precision's "
+            "lower bound (out of fold, at gate_confidence) reaches this; where none does, the "
+            "gate is closed",
             Bound(0, 1, low_open=True),
+        ),
+    )
+    gate_confidence: float = field(
+        default=0.95,
+        metadata=about(
+            "auto-routing gate: confidence level of the precision's one-sided lower bound "
+            "(Clopper-Pearson)",
+            Bound(0.5, 1, high_open=True),
         ),
     )
     max_length: int = field(
@@ -242,6 +255,11 @@ class TrainConfig:
             value = getattr(self, f.name)
             if not accepts(hints[f.name], f.metadata["bound"], value):
                 raise ConfigError(f"{f.name} must be {expected(f)}, got {value!r}")
+        if not self.lexical and not any(w > 0 for w in self.dense_weight):
+            raise ConfigError(
+                "dense_weight needs a value above 0 when lexical is off: the heads would have "
+                "no features"
+            )
 
     def class_weighting_options(self) -> list[bool]:
         """Balanced class weights or not: the fixed choice, else both, preferred first."""

@@ -123,20 +123,18 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
             f"majority-class rate {m['majority_rate']:.3f} · {m['examples']} examples",
             "",
         ]
+        choice = (metrics.get("heads") or {}).get(head)
+        if choice and "description" in choice:
+            lines += [f"Fitted with: {choice_sentence(choice)}.", ""]
         if "reliability" in m:
             diagram = f"reliability_{head}.png"
             plot_reliability(m, directory / diagram, f"{head} (test split)")
-            gate = m["gate"]
-            routed = (
-                f"{gate['coverage']:.1%} of tickets clear the gate (confidence >= "
-                f"{gate['threshold']:.3f}) at precision {gate['precision']:.3f}"
-                if gate["threshold"] is not None and gate["precision"] is not None
-                else "no confidence threshold reached the target on validation: none are routed"
-            )
+            promise = (metrics.get("calibration") or {}).get(head, {})
             lines += [
                 f"Calibration: ECE {m['ece_uncalibrated']:.3f} before, {m['ece']:.3f} after "
-                f"(temperature fitted on validation). Auto-routing at target precision "
-                f"{gate['target_precision']:.2f}: {routed}.",
+                f"(temperature fitted on {metrics.get('validation_source', 'validation')}).",
+                "",
+                f"Auto-routing: {gate_sentence(promise)} {held_out_gate_sentence(m['gate'])}",
                 "",
                 f"![{head} reliability diagram]({diagram})",
                 "",
@@ -152,6 +150,58 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
         ]
         lines += ["", f"![{head} confusion matrix]({picture})"]
     (directory / REPORT_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def choice_sentence(choice: dict[str, Any]) -> str:
+    """How cross-validation chose a head's setting, in words."""
+    text = f"{choice['description']} (out-of-fold macro-F1 {choice['cross_validated_macro_f1']:.3f}"
+    if choice.get("best_candidate") and choice["best_candidate"] != choice["description"]:
+        text += (
+            f"; the best, {choice['best_candidate']}, scored "
+            f"{choice['best_cross_validated_macro_f1']:.3f} ± {choice['standard_error']:.3f}, "
+            "so the simpler setting within one standard error was taken"
+        )
+    return text + ")"
+
+
+def gate_sentence(promise: dict[str, Any]) -> str:
+    """What a head's auto-routing gate promises (training.calibration.gate_promise), in words."""
+    if "status" not in promise:  # a model from before the bound was kept
+        threshold = promise.get("threshold")
+        return "no gate." if threshold is None else f"gate at confidence >= {threshold:.3f}."
+    target, level = promise["target_precision"], promise["confidence_level"]
+    if promise["status"] == "open":
+        return (
+            f"the gate is open at confidence >= {promise['threshold']:.3f}: about "
+            f"{promise['expected_coverage']:.0%} of tickets clear it, and their precision is at "
+            f"least {promise['precision_lower_bound']:.3f} with {level:.0%} confidence (target "
+            f"{target:.2f}; measured {promise['precision']:.3f} on "
+            f"{promise.get('examples', 'the')} held-out tickets)."
+        )
+    best = promise.get("best_reachable")
+    reach = (
+        f" The best reachable: precision {best['precision']:.3f} (lower bound "
+        f"{best['precision_lower_bound']:.3f}) on the {best['coverage']:.0%} of tickets at "
+        f"confidence >= {best['threshold']:.3f}."
+        if best
+        else ""
+    )
+    return (
+        f"the gate is closed: no confidence threshold reaches precision {target:.2f} with "
+        f"{level:.0%} confidence, so no ticket is routed automatically.{reach}"
+    )
+
+
+def held_out_gate_sentence(gate: dict[str, Any]) -> str:
+    """The gate's outcome on the test split, in words."""
+    if gate.get("threshold") is None:
+        return ""
+    if not gate.get("routed"):
+        return "On the test split no ticket cleared it."
+    return (
+        f"On the test split {gate['coverage']:.1%} of tickets cleared it, at precision "
+        f"{gate['precision']:.3f}."
+    )
 
 
 def _figure(width: float, height: float) -> Any:

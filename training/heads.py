@@ -1,24 +1,33 @@
-"""`fast` mode: fit each head on [lexical TF-IDF ⊕ frozen-encoder embedding] with linear SVMs.
+"""`fast` mode: choose each head's linear SVM by cross-validation, then refit it on every row.
 
-The heads are cross-fitted: the rows are split into `folds` stratified folds, and for every
-candidate setting (C, the weight of the dense block against the lexical one, balanced class
-weights or not) one SVM is trained per fold on the other folds and scores the fold it did not
-see. Those out-of-fold scores choose the setting (macro-F1 over all rows, far steadier than a
-small held-out split) and are what calibration and the auto-routing gate are fitted on. The
-head that ships is the average of the chosen setting's fold models: a linear model again, whose
-coefficients are copied into the model's torch layers, so the exported model computes exactly
-that decision function. A class a fold never saw gets a bias that keeps it from winning there.
+Candidates per head: the lexical TF-IDF features alone (the classical baseline), the frozen
+encoder's embedding alone, and both side by side, the embedding scaled by each `dense_weight`;
+each at every C of `linear_c`, with and without balanced class weights. Every candidate is
+cross-fitted on `folds` stratified folds: an SVM trained on the other folds scores each fold.
+
+The choice is the one-standard-error rule over feature sets: the pooled out-of-fold macro-F1
+ranks the candidates, the spread of the best one's per-fold scores gives its standard error, and
+the simplest feature set (lexical alone, then the embedding alone, then both) whose best
+candidate lies within one standard error of the overall best wins, with that best candidate.
+So the fused model is taken only where it beats the baseline's own features by more than the
+noise of the comparison; within a feature set, C and the class weights go by the score (a
+smaller C "within the noise" measurably cost accuracy on validation folds).
+
+The chosen candidate's out-of-fold scores are what calibration and the auto-routing gate are
+fitted on; `fit_head` then fits it once on all rows, and `install_head` copies that decision
+function into the model's torch layers, so the exported model computes exactly it.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -34,49 +43,144 @@ from training.model import TicketClassifier
 logger = logging.getLogger(__name__)
 
 ABSENT_CLASS_BIAS = -1e4
+FeatureSet = Literal["lexical", "embedding", "both"]
+# Simplest first: the order the one-standard-error rule prefers.
+FEATURE_SETS: tuple[FeatureSet, ...] = ("lexical", "embedding", "both")
+
+
+@dataclass
+class Features:
+    """Rows as the linear heads see them: the lexical block (None without a lexical branch) and
+    the L2-normalised embedding."""
+
+    lexical: sparse.csr_matrix | None
+    dense: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.dense)
 
 
 @dataclass(frozen=True)
-class HeadChoice:
-    """The setting a head was fitted with and its out-of-fold macro-F1."""
+class Candidate:
+    """One setting a head can be fitted with."""
 
+    features: FeatureSet
     c: float
-    dense_weight: float
     class_weighting: bool
-    cross_validated_macro_f1: float
+    dense_weight: float = 0.0  # the embedding's scale; 0 for the lexical features alone
+
+    def complexity(self) -> tuple[int, bool, float, float]:
+        """Sorts simpler candidates first (a tie in score goes to the first)."""
+        return (FEATURE_SETS.index(self.features), self.class_weighting, self.c, self.dense_weight)
+
+    def matrix(self, features: Features) -> sparse.csr_matrix:
+        """The rows as this candidate's SVM sees them."""
+        if self.features == "lexical":
+            assert features.lexical is not None
+            return features.lexical
+        dense = sparse.csr_matrix(features.dense * self.dense_weight)
+        if self.features == "embedding":
+            return dense
+        assert features.lexical is not None
+        return sparse.hstack([features.lexical, dense]).tocsr()
+
+    def describe(self) -> str:
+        weighting = "balanced" if self.class_weighting else "unweighted"
+        blocks = {
+            "lexical": "lexical features alone",
+            "embedding": f"embedding alone (weight {self.dense_weight:g})",
+            "both": f"lexical + embedding (weight {self.dense_weight:g})",
+        }[self.features]
+        return f"{blocks}, C {self.c:g}, {weighting}"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+def candidates(config: TrainConfig, has_lexical: bool) -> list[Candidate]:
+    """Every candidate the configuration allows, simplest first."""
+    weights = sorted(set(w for w in config.dense_weight if w > 0))
+    blocks: list[tuple[FeatureSet, float]] = [("embedding", w) for w in weights]
+    if has_lexical:
+        blocks = [("lexical", 0.0), *blocks, *(("both", w) for w in weights)]
+    out = [
+        Candidate(features, c, balanced, weight)
+        for (features, weight), c, balanced in itertools.product(
+            blocks, sorted(set(config.linear_c)), config.class_weighting_options()
+        )
+    ]
+    return sorted(out, key=Candidate.complexity)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """A candidate's pooled out-of-fold macro-F1 and its macro-F1 on each fold."""
+
+    candidate: Candidate
+    macro_f1: float
+    fold_macro_f1: tuple[float, ...]
+
+    def standard_error(self) -> float:
+        folds = len(self.fold_macro_f1)
+        return float(np.std(self.fold_macro_f1, ddof=1) / math.sqrt(folds)) if folds > 1 else 0.0
+
+
+def one_standard_error_choice(scored: list[Scored]) -> tuple[Scored, Scored]:
+    """(the chosen candidate, the best): the best candidate of the simplest feature set whose
+    best lies within one standard error of the overall best."""
+    best = max(scored, key=lambda s: s.macro_f1)  # on a tie, the first: the simplest
+    floor = best.macro_f1 - best.standard_error() - 1e-12
+    for features in FEATURE_SETS:
+        family = [s for s in scored if s.candidate.features == features]
+        if family and (top := max(family, key=lambda s: s.macro_f1)).macro_f1 >= floor:
+            return top, best
+    return best, best
+
+
 @dataclass
-class Features:
-    """Rows as the linear heads see them."""
+class HeadSelection:
+    """What cross-validation decided for one head."""
 
-    lexical: sparse.csr_matrix | None
-    dense: np.ndarray
+    chosen: Scored
+    best: Scored
+    scored: list[Scored]
+    out_of_fold: np.ndarray  # the chosen candidate's out-of-fold scores of every row
 
-    def stacked(self, dense_weight: float) -> sparse.csr_matrix:
-        dense = sparse.csr_matrix(self.dense * dense_weight)
-        return dense if self.lexical is None else sparse.hstack([self.lexical, dense]).tocsr()
+    @property
+    def candidate(self) -> Candidate:
+        return self.chosen.candidate
+
+    def to_dict(self) -> dict[str, Any]:
+        """For the model's metrics and card: the choice, the best, and every candidate."""
+        ranked = sorted(self.scored, key=lambda s: -s.macro_f1)
+        return {
+            **self.candidate.to_dict(),
+            "description": self.candidate.describe(),
+            "cross_validated_macro_f1": round(self.chosen.macro_f1, 6),
+            "best_cross_validated_macro_f1": round(self.best.macro_f1, 6),
+            "best_candidate": self.best.candidate.describe(),
+            "standard_error": round(self.best.standard_error(), 6),
+            "candidates": [
+                {**s.candidate.to_dict(), "cross_validated_macro_f1": round(s.macro_f1, 6)}
+                for s in ranked
+            ],
+        }
 
 
 @dataclass
 class LinearHead:
-    """One head's decision function over all its classes: scores = x @ coef.T + bias."""
+    """One head's decision function over all its classes:
+    scores = lexical @ lexical_coef.T + embedding @ dense_coef.T + bias."""
 
-    coef: np.ndarray
+    lexical_coef: np.ndarray | None
+    dense_coef: np.ndarray
     bias: np.ndarray
 
-    def scores(self, x: sparse.csr_matrix) -> np.ndarray:
-        return np.asarray(x @ self.coef.T) + self.bias
-
-
-def candidate_settings(config: TrainConfig) -> list[tuple[float, float, bool]]:
-    """(C, dense weight, class weighting) to try, in order of preference on ties."""
-    return list(
-        itertools.product(config.linear_c, config.dense_weight, config.class_weighting_options())
-    )
+    def scores(self, features: Features) -> np.ndarray:
+        out = features.dense @ self.dense_coef.T + self.bias
+        if self.lexical_coef is not None and features.lexical is not None:
+            out += np.asarray(features.lexical @ self.lexical_coef.T)
+        return out
 
 
 def fold_assignment(targets: np.ndarray, folds: int, seed: int) -> np.ndarray:
@@ -101,116 +205,147 @@ def fold_assignment(targets: np.ndarray, folds: int, seed: int) -> np.ndarray:
 FitProgress = Callable[[int, int, float], None]  # units done, units in all, seconds so far
 
 
-def fit_units(model: TicketClassifier, rows: int, config: TrainConfig) -> int:
-    """The work of `fit_linear_heads` in units that cost about the same: one class of one head,
-    one candidate setting, over all rows (liblinear trains one-vs-rest, in time ~ rows)."""
-    classes = sum(len(names) for names in model.labels.values())
-    return classes * len(candidate_settings(config)) * rows
+def fit_units(labels: dict[str, list[str]], rows: int, config: TrainConfig) -> int:
+    """The work of `select_heads` plus two refits (`fit_head`) in units that cost about the
+    same: one class of one head, one candidate, over all rows (liblinear trains one-vs-rest, in
+    time ~ rows)."""
+    settings = len(candidates(config, config.lexical))
+    return sum(len(names) for names in labels.values()) * (settings + 2) * rows
 
 
-def fit_linear_heads(
-    model: TicketClassifier,
+def select_heads(
     features: Features,
     targets: dict[str, np.ndarray],
+    labels: dict[str, list[str]],
     config: TrainConfig,
     progress: FitProgress | None = None,
-) -> tuple[dict[str, HeadChoice], dict[str, np.ndarray]]:
-    """Cross-fit and choose every head; the averaged heads end up in `model`.
-
-    Returns the choices and, per head, the out-of-fold logits of every row.
-    """
-    first = next(iter(model.labels))
+) -> dict[str, HeadSelection]:
+    """Cross-fit every candidate of every head and choose one per head."""
+    first = next(iter(labels))
     fold_of = fold_assignment(targets[first], config.folds, config.seed)
+    folds = int(fold_of.max()) + 1
     jobs = config.num_threads or os.cpu_count() or 1
-    choices, out_of_fold = {}, {}
-    total, done, started = fit_units(model, len(fold_of), config), 0, time.monotonic()
-    for head, names in model.labels.items():
-        best: tuple[float, LinearHead, np.ndarray, HeadChoice] | None = None
-        for c, weight, balanced in candidate_settings(config):
-            x = features.stacked(weight)
-            # liblinear releases the GIL: folds train in parallel threads.
-            fitted = Parallel(n_jobs=min(jobs, int(fold_of.max()) + 1), prefer="threads")(
-                delayed(_fit_fold)(x, targets[head], fold_of, fold, len(names), c, balanced, config)
-                for fold in range(int(fold_of.max()) + 1)
+    grid = candidates(config, features.lexical is not None)
+    total = sum(len(n) for n in labels.values()) * len(grid) * len(features)
+    done, started = 0, time.monotonic()
+    out = {}
+    for head, names in labels.items():
+        y = targets[head]
+        scored, out_of_fold = [], {}
+        # Candidates sharing a feature matrix are fitted together, every fold in parallel
+        # (liblinear releases the GIL).
+        groups: dict[tuple[str, float], list[Candidate]] = {}
+        for candidate in grid:
+            groups.setdefault((candidate.features, candidate.dense_weight), []).append(candidate)
+        for group in groups.values():
+            x = group[0].matrix(features)
+            fitted = Parallel(n_jobs=jobs, prefer="threads")(
+                delayed(_fit)(x[fold_of != fold], y[fold_of != fold], len(names), cand, config)
+                for cand in group
+                for fold in range(folds)
             )
-            scores = np.zeros((len(fold_of), len(names)))
-            for fold, fold_head in enumerate(fitted):
-                rows = fold_of == fold
-                scores[rows] = fold_head.scores(x[rows])
-            score = float(
-                f1_score(
-                    targets[head],
-                    scores.argmax(axis=1),
-                    labels=list(range(len(names))),
-                    average="macro",
-                    zero_division=0,
+            for i, candidate in enumerate(group):
+                scores = np.zeros((len(y), len(names)))
+                for fold in range(folds):
+                    rows = fold_of == fold
+                    coef, bias = fitted[i * folds + fold]
+                    scores[rows] = np.asarray(x[rows] @ coef.T) + bias
+                predicted = scores.argmax(axis=1)
+                result = Scored(
+                    candidate,
+                    _macro_f1(y, predicted),
+                    tuple(
+                        _macro_f1(y[fold_of == f], predicted[fold_of == f]) for f in range(folds)
+                    ),
                 )
-            )
-            logger.info("%s: C %g, dense weight %g, balanced %s -> out-of-fold macro-F1 %.4f",
-                        head, c, weight, balanced, score)  # fmt: skip
-            done += len(names) * len(fold_of)
+                scored.append(result)
+                out_of_fold[candidate] = scores
+                logger.info(
+                    "%s: %s -> out-of-fold macro-F1 %.4f",
+                    head,
+                    candidate.describe(),
+                    result.macro_f1,
+                )
+            done += len(names) * len(group) * len(y)
             if progress is not None:
                 progress(done, total, time.monotonic() - started)
-            if best is None or score > best[0]:
-                choice = HeadChoice(c, weight, balanced, score)
-                best = (score, _average(fitted), scores, choice)
-        assert best is not None
-        _copy_weights(model, head, best[1], best[3].dense_weight, features.lexical is not None)
-        choices[head], out_of_fold[head] = best[3], best[2].astype(np.float32)
-    return choices, out_of_fold
+        chosen, best = one_standard_error_choice(scored)
+        logger.info(
+            "%s: chose %s (out-of-fold macro-F1 %.4f; best %.4f ± %.4f: %s)",
+            head,
+            chosen.candidate.describe(),
+            chosen.macro_f1,
+            best.macro_f1,
+            best.standard_error(),
+            best.candidate.describe(),
+        )
+        out[head] = HeadSelection(
+            chosen, best, scored, out_of_fold[chosen.candidate].astype(np.float32)
+        )
+    return out
 
 
-def _fit_fold(
-    x: sparse.csr_matrix,
-    y: np.ndarray,
-    fold_of: np.ndarray,
-    fold: int,
-    classes: int,
-    c: float,
-    balanced: bool,
-    config: TrainConfig,
+def fit_head(
+    features: Features, y: np.ndarray, classes: int, candidate: Candidate, config: TrainConfig
 ) -> LinearHead:
-    """An SVM on every fold but `fold`, as a decision function over all `classes`."""
-    rows = fold_of != fold
-    present = np.unique(y[rows])
+    """`candidate`'s SVM fitted on every row, as a decision function over `classes`."""
+    coef, bias = _fit(candidate.matrix(features), y, classes, candidate, config)
+    lexical_size = features.lexical.shape[1] if features.lexical is not None else 0
+    dense = np.zeros((classes, features.dense.shape[1]))
+    lexical = np.zeros((classes, lexical_size)) if lexical_size else None
+    if candidate.features == "lexical":
+        lexical = coef
+    elif candidate.features == "embedding":
+        dense = coef * candidate.dense_weight
+    else:
+        lexical, dense = coef[:, :lexical_size], coef[:, lexical_size:] * candidate.dense_weight
+    return LinearHead(lexical, dense, bias)
+
+
+def _fit(
+    x: sparse.csr_matrix, y: np.ndarray, classes: int, candidate: Candidate, config: TrainConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """An SVM on (x, y) as coefficients and biases over all `classes`; a class absent from `y`
+    gets a bias that keeps it from ever winning."""
+    present = np.unique(y)
     coef = np.zeros((classes, x.shape[1]))
     bias = np.full(classes, ABSENT_CLASS_BIAS)
     if len(present) == 1:  # nothing to separate: that class always wins
         bias[present] = 0.0
-        return LinearHead(coef, bias)
-    svm = LinearSVC(C=c, class_weight="balanced" if balanced else None, random_state=config.seed)
-    svm.fit(x[rows], y[rows])
+        return coef, bias
+    svm = LinearSVC(
+        C=candidate.c,
+        class_weight="balanced" if candidate.class_weighting else None,
+        random_state=config.seed,
+    )
+    svm.fit(x, y)
     fitted_coef, fitted_bias = np.asarray(svm.coef_), np.asarray(svm.intercept_)
     if len(svm.classes_) == 2:  # one score for the second class against the first
         fitted_coef = np.vstack([np.zeros_like(fitted_coef), fitted_coef])
         fitted_bias = np.r_[0.0, fitted_bias]
     coef[svm.classes_] = fitted_coef
     bias[svm.classes_] = fitted_bias
-    return LinearHead(coef, bias)
+    return coef, bias
 
 
-def _average(heads: list[LinearHead]) -> LinearHead:
-    """The mean decision function of the fold models; a class counts only in the folds that saw
-    it (its absent-class bias would otherwise leak into the mean)."""
-    seen = np.stack([h.bias != ABSENT_CLASS_BIAS for h in heads]).astype(np.float64)
-    counts = seen.sum(axis=0)
-    coef = sum(h.coef * s[:, None] for h, s in zip(heads, seen, strict=True))
-    bias = sum(np.where(s > 0, h.bias, 0.0) for h, s in zip(heads, seen, strict=True))
-    safe = np.maximum(counts, 1.0)
-    return LinearHead(coef / safe[:, None], np.where(counts > 0, bias / safe, ABSENT_CLASS_BIAS))
+def _macro_f1(truth: np.ndarray, predicted: np.ndarray) -> float:
+    """Macro-F1 over the classes present in `truth` (a class a fold lacks is not a zero)."""
+    return float(
+        f1_score(truth, predicted, labels=np.unique(truth), average="macro", zero_division=0)
+    )
 
 
-def _copy_weights(
-    model: TicketClassifier, head: str, fitted: LinearHead, dense_weight: float, has_lexical: bool
-) -> None:
-    """Write the decision function into the head (and its slice of the lexical table)."""
-    lexical_size = model.lexical.size if has_lexical and model.lexical is not None else 0
+def install_head(model: TicketClassifier, head: str, fitted: LinearHead) -> None:
+    """Write a decision function into the head's layer and its slice of the lexical table."""
     layer = model.heads[head]
     with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(fitted.coef[:, lexical_size:] * dense_weight))
+        layer.weight.copy_(torch.from_numpy(fitted.dense_coef))
         layer.bias.copy_(torch.from_numpy(fitted.bias))
-        if lexical_size:
+        if model.lexical_weights is not None:
             start = model.label_offset(head)
             table = model.lexical_weights.weight
             classes = len(model.labels[head])
-            table[:, start : start + classes] = torch.from_numpy(fitted.coef[:, :lexical_size].T)
+            coef = fitted.lexical_coef
+            table[:, start : start + classes] = (
+                torch.from_numpy(coef.T) if coef is not None else 0.0
+            )

@@ -132,8 +132,9 @@ class _Slots(dict[str, str]):
         return value
 
 
-def _ticket(rng: random.Random) -> tuple[str, str, str, str, str]:
-    """Draw one ticket as (subject, body, queue, priority, language)."""
+def _ticket(rng: random.Random) -> tuple[str, str, str, str, str, str]:
+    """Draw one ticket as (subject, body, queue, priority, language, topic); the topic is the
+    queue and its main topic's English subject, a fine-grained label."""
     language = rng.choice(LANGUAGES)
     queue = rng.choices(QUEUES, weights=tuple(QUEUE_WEIGHTS.values()))[0]
     priority = rng.choices(PRIORITIES, weights=PRIORITY_WEIGHTS)[0]
@@ -180,11 +181,23 @@ def _ticket(rng: random.Random) -> tuple[str, str, str, str, str]:
         body = rng.choice(GREETINGS[language]) + rng.choice(("\n", " ")) + body
     if rng.random() < 0.55:
         body += rng.choice(("\n", " ")) + rng.choice(CLOSINGS[language])
-    return subject.format_map(slots), body.format_map(slots), queue, priority, language
+    # "Report export in {app} fails" names the topic as "Report export in app fails".
+    topic_name = f"{queue} / {TEMPLATES[queue]['en'].subjects[topic]}".replace("{", "")
+    topic_name = topic_name.replace("}", "")
+    return (
+        subject.format_map(slots),
+        body.format_map(slots),
+        queue,
+        priority,
+        language,
+        topic_name,
+    )
 
 
-def generate_tickets(rows: int, seed: int = 0) -> pd.DataFrame:
-    """Return `rows` synthetic tickets with columns subject, body, queue, priority, language.
+def generate_tickets(rows: int, seed: int = 0, topics: bool = False) -> pd.DataFrame:
+    """Return `rows` synthetic tickets with columns subject, body, queue, priority, language,
+    and with `topics` a `topic` column: 70 fine-grained labels (queue / topic), for benchmarks
+    of many-class data.
 
     The same (rows, seed) always gives the same frame; a larger `rows` with the same seed
     extends the smaller frame, since tickets are drawn one after another.
@@ -192,7 +205,8 @@ def generate_tickets(rows: int, seed: int = 0) -> pd.DataFrame:
     if rows < 1:
         raise ValueError(f"rows must be >= 1, got {rows}")
     rng = random.Random(seed)
-    return pd.DataFrame([_ticket(rng) for _ in range(rows)], columns=list(COLUMNS))
+    frame = pd.DataFrame([_ticket(rng) for _ in range(rows)], columns=[*COLUMNS, "topic"])
+    return frame if topics else frame.drop(columns="topic")
 
 
 def write_sample_csv(path: str | os.PathLike[str], rows: int, seed: int = 0) -> int:

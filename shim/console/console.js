@@ -345,11 +345,37 @@ function versionCard(v) {
       ["mode", v.metrics.mode || "–"],
     ]),
     rows.length ? table(["head", "accuracy", "macro-F1", "ECE", "auto-routed (precision)"], rows, [1, 2, 3]) : null,
+    gatesPart(v.gates || {}),
     h("div", { class: "actions" },
       h("button", { type: "button", class: "secondary", onclick: () => showFigures(v.version, heads, figures), text: "Pictures" }),
       v.is_default ? null : h("button", { type: "button", onclick: () => activate(v.version), text: "Make default" }),
       v.is_default ? null : h("button", { type: "button", class: "danger", onclick: () => remove(v.version), text: "Delete" })),
     figures);
+}
+
+// One sentence per head on what its auto-routing gate promises (GatePublic).
+function gateSentence(head, g) {
+  if (g.status === "open") {
+    return h("p", { class: "gate" }, badge(`${head}: gate open`, "good"),
+      ` confidence ≥ ${num(g.threshold)}: about ${pct(g.expected_coverage)} of tickets are routed, ` +
+      `right at least ${pct(g.precision_lower_bound)} of the time (${pct(g.confidence_level)} confidence; ` +
+      `target ${pct(g.target_precision)})`);
+  }
+  if (g.status === "closed") {
+    const best = g.best_reachable;
+    return h("p", { class: "gate" }, badge(`${head}: gate closed`, "warn"),
+      ` no ticket is routed automatically: no threshold reaches ${pct(g.target_precision)} precision ` +
+      `with ${pct(g.confidence_level)} confidence.` + (best ? ` Best reachable: at least ` +
+      `${pct(best.precision_lower_bound)} on ${pct(best.coverage)} of tickets (confidence ≥ ${num(best.threshold)}).` : ""));
+  }
+  return h("p", { class: "gate" }, badge(`${head}: threshold set on the service`),
+    ` confidence ≥ ${num(g.threshold)}` + (g.expected_coverage === undefined || g.expected_coverage === null ? "" :
+      `: about ${pct(g.expected_coverage)} of tickets, precision ${pct(g.precision)} when trained`));
+}
+
+function gatesPart(gates) {
+  const heads = Object.entries(gates);
+  return heads.length ? h("div", { class: "gates" }, heads.map(([head, g]) => gateSentence(head, g))) : null;
 }
 
 async function loadModels() {
@@ -458,7 +484,11 @@ function qualityCard(v) {
       ["feedback agreement", `${pct(v.feedback.share)} of ${v.feedback.total}`],
       ...Object.entries(v.feedback.heads).map(([head, a]) => [`  ${head}`, `${pct(a.share)} of ${a.total}`]),
       ...Object.entries(v.auto_route).map(([head, r]) => [`auto-routed, ${head}`, `${pct(r.share)} of ${r.answers}`]),
+      ...Object.entries(v.auto_route_precision).map(([head, p]) => [`auto-routed right, ${head}`,
+        p.feedback ? h("span", {}, `${pct(p.precision)} of ${p.feedback} (${pct(p.low)}–${pct(p.high)})`,
+          p.below_target ? badge(`below target ${pct(p.target_precision)}`, "bad") : null) : "no feedback yet"]),
     ]),
+    ...Object.values(v.auto_route_precision).filter((p) => p.warning).map((p) => h("p", { class: "warning", text: p.warning })),
     h("figure", {},
       h("figcaption", { class: "hint", text: `auto-routed share of the queue per day (${days[0]} to ${days[days.length - 1]})` }),
       bars(trend.map((d) => d.auto_route.queue ? d.auto_route.queue.share : null), days, { label: "daily auto-routed share" })),
