@@ -31,7 +31,7 @@ help:
 	@echo "make train     train DATA=file.csv into MODEL=dir (EPOCHS=n to override the default)"
 	@echo "make archive   pack the newest trained model (or MODEL=dir) into $(STORE)/ticket-vN.mar"
 	@echo "make torchserve / torchserve-stop   start / stop TorchServe with config.properties"
-	@echo "make bench     TorchServe vs in-process forward pass vs pipeline() (MODEL=dir optional)"
+	@echo "make bench     TorchServe vs the handler's in-process pass vs pipeline() (MODEL=dir optional)"
 	@echo "make bundle    dist/ticketserve-<version>-offline.tar: every wheel + install.sh, for servers without internet"
 
 $(BIN)/ticketserve: pyproject.toml

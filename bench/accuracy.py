@@ -1,6 +1,7 @@
 """Our model against a TF-IDF + LinearSVC baseline, on the same fixed split, over several seeds.
 
     .venv/bin/python bench/accuracy.py [DATA] [--mode fast|full|auto] [--seeds 3] [--check] ...
+    .venv/bin/python bench/accuracy.py --smoke    # generated tickets, one seed, seconds
 
 DATA defaults to ../shared/data/bueck_v3_4k/dataset-tickets-multi-lang3-4k.csv. The split is the
 data README's: 80/20 stratified on queue, random_state=0, text = subject + newline + body (the
@@ -9,7 +10,8 @@ validation tenth of it, drawn by the seed) and both are scored on the same 20 %.
 `--seed`, `--seed + 1`, ...; the table shows mean ± standard deviation over them. The last line
 reads `queue macro-F1 ours X baseline Y | priority macro-F1 ours X baseline Y` (means); with
 --check the exit code is non-zero unless ours beats the baseline on both heads by the margins
-(--margin: 0.03 in fast mode, 0.04 in full mode).
+(--margin: 0.03 in fast mode, 0.04 in full mode). --smoke: SMOKE's generated tickets (unless
+DATA is given), one seed and common.SMOKE_CONFIG's small settings (flags given still win).
 """
 
 from __future__ import annotations
@@ -26,8 +28,10 @@ import pandas as pd
 from common import (
     DEFAULT_DATA,
     HEADS,
+    SMOKE_CONFIG,
     fixed_split,
     inner_splits,
+    tickets_with_languages,
 )
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.metrics import accuracy_score, f1_score
@@ -36,10 +40,11 @@ from sklearn.svm import LinearSVC
 
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.data import TicketData, load_tickets
+from training.data import TicketData
 from training.train import train
 
 MARGINS = {"fast": 0.03, "full": 0.04, "auto": 0.03}
+SMOKE = {"rows": 240, "seeds": 1}  # --smoke: generated tickets, seeds
 
 
 def baseline(train_frame: pd.DataFrame, test_frame: pd.DataFrame) -> dict[str, pd.Series]:
@@ -77,7 +82,7 @@ def ours(
     """Train one model on the training part; its test predictions, calibration and gate."""
     splits = inner_splits(train_frame, test_frame, config.seed)
     started = time.monotonic()
-    result = train(data, config, out_dir, progress_bar=True, splits=splits)
+    result = train(data, config, out_dir, progress_bar=True, splits=splits, final_fit=False)
     seconds = time.monotonic() - started
     metrics = result.metrics
     print(
@@ -107,17 +112,24 @@ def scores(truth: pd.DataFrame, predicted: dict[str, pd.Series]) -> dict[str, tu
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("data", nargs="?", type=Path, help=f"tickets (default {DEFAULT_DATA})")
     parser.add_argument("--check", action="store_true", help="fail unless ours beats baseline")
     parser.add_argument("--margin", type=float, help="--check margin (default: by mode)")
     parser.add_argument("--seeds", type=int, default=3, help="seeds to average (default 3)")
     parser.add_argument("--baseline-only", action="store_true", help="skip our model")
     parser.add_argument("--out", type=Path, help="keep the first seed's model here")
+    parser.add_argument("--smoke", action="store_true", help="generated tickets, one seed")
     add_config_flags(parser)
     args = parser.parse_args(argv)
     if not 1 <= args.seeds <= 20:
         parser.error(f"--seeds must be between 1 and 20, got {args.seeds}")
-    return args, TrainConfig(**config_overrides(args))
+    overrides = config_overrides(args)
+    if args.smoke:
+        args.seeds = SMOKE["seeds"]
+        overrides = {**SMOKE_CONFIG, **overrides}
+    elif args.data is None:
+        args.data = DEFAULT_DATA
+    return args, TrainConfig(**overrides)
 
 
 def mean_std(values: list[float]) -> str:
@@ -126,12 +138,11 @@ def mean_std(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
-    if not args.data.is_file():
+    if args.data is not None and not args.data.is_file():
         print(f"skipped: dataset {args.data} is not here (it lives in ../shared/data)")
         return 0
-    data = load_tickets(args.data)
-    languages = pd.read_csv(args.data, dtype=str, keep_default_na=False)["language"]
-    print(f"{args.data.name}: {data.report.rows_accepted} tickets, config {config.to_dict()}")
+    data, languages, name = tickets_with_languages(args.data, SMOKE["rows"])
+    print(f"{name}: {data.report.rows_accepted} tickets, config {config.to_dict()}")
     train_frame, test_frame = fixed_split(data)
 
     # The baseline is single-threaded CPU work: it runs in its own process while ours trains.

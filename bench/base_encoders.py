@@ -1,6 +1,7 @@
 """What a base encoder costs on a CPU: multilingual-e5-small full, trimmed, frozen, vs MiniLM.
 
     .venv/bin/python bench/base_encoders.py [CORPUS] [--steps N] [--threads N]
+    .venv/bin/python bench/base_encoders.py --smoke    # SMOKE's sizes: every row, in seconds
 
 CORPUS (CSV/JSON/JSONL of tickets) defaults to
 ../shared/data/bueck_v3_4k/dataset-tickets-multi-lang3-4k.csv when it exists, else 4,000
@@ -20,6 +21,7 @@ as wall time and as this process's CPU time (steadier on a shared machine, with 
 with several threads it also counts their spin-waiting). "train MB" is weights +
 gradients + AdamW's two moments, 4 bytes each. A last line reports how the trimmed tokenizer
 copes with unseen text: trimmed on 90 % of the corpus, measured on the other 10 %.
+--smoke: SMOKE's generated corpus (unless CORPUS is given), steps, batch shape and threads.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from common import DEFAULT_DATA
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
@@ -42,11 +45,10 @@ from training.model import TicketClassifier
 from training.sample_data import generate_tickets
 from training.vocab_trim import trim_vocabulary
 
-DEFAULT_CORPUS = (
-    Path(__file__).resolve().parents[2]
-    / "shared/data/bueck_v3_4k/dataset-tickets-multi-lang3-4k.csv"
-)
-BATCH, SEQUENCE = 16, 128
+BATCH, SEQUENCE, GENERATED = 16, 128, 4000  # a step's batch shape; tickets without a corpus
+# --smoke: all of these; one torch thread (unless --threads), as two spin-waiting threads on a
+# busy machine slow the e5 rows down several times over
+SMOKE = {"steps": 1, "batch": 4, "sequence": 32, "generated": 200, "threads": 1}
 LABELS = {"queue": [f"q{i}" for i in range(8)], "priority": ["high", "medium", "low"]}
 
 
@@ -78,12 +80,11 @@ class Encoder:
         return (4 * self.parameters + 12 * self.trainable) / 1e6
 
 
-def corpus_texts(path: Path | None) -> tuple[list[str], str]:
-    """Ticket texts as training sees them, and where they came from."""
-    if path is None and DEFAULT_CORPUS.is_file():
-        path = DEFAULT_CORPUS
+def corpus_texts(path: Path | None, generated: int) -> tuple[list[str], str]:
+    """Ticket texts as training sees them (without a corpus, `generated` generated tickets),
+    and where they came from."""
     if path is None:
-        frame = generate_tickets(4000, seed=0)
+        frame = generate_tickets(generated, seed=0)
         return (frame["subject"].fillna("") + "\n" + frame["body"]).tolist(), "generated"
     return load_tickets(path).frame["text"].tolist(), path.name
 
@@ -107,14 +108,14 @@ def load(name: str, model_dir: Path, texts: list[str], freeze: bool = False) -> 
     return Encoder(name, model_dir, model.train(), optimizer, load_s, size, tokens)
 
 
-def train_step(encoder: Encoder) -> None:
+def train_step(encoder: Encoder, batch: int, sequence: int) -> None:
     """One forward + loss on both heads + backward + clipping + AdamW step, timed."""
     model = encoder.model
     generator = torch.Generator().manual_seed(len(encoder.wall))
     vocab = model.encoder.config.vocab_size
-    input_ids = torch.randint(4, vocab, (BATCH, SEQUENCE), generator=generator)
+    input_ids = torch.randint(4, vocab, (batch, sequence), generator=generator)
     targets = {
-        h: torch.randint(0, len(n), (BATCH,), generator=generator) for h, n in LABELS.items()
+        h: torch.randint(0, len(n), (batch,), generator=generator) for h, n in LABELS.items()
     }
     started, started_cpu = time.perf_counter(), time.process_time()
     logits = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids))
@@ -168,11 +169,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("corpus", nargs="?", type=Path, help="tickets file (see above)")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per encoder")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    parser.add_argument("--smoke", action="store_true", help="tiny corpus, batch and steps")
     args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error("--steps must be at least 1")
+    sizes = {"steps": args.steps, "batch": BATCH, "sequence": SEQUENCE, "generated": GENERATED}
+    if args.smoke:
+        sizes = SMOKE  # --steps too: a smoke run is one round after the warm-up
+        args.threads = args.threads or SMOKE["threads"]
+    elif args.corpus is None and DEFAULT_DATA.is_file():
+        args.corpus = DEFAULT_DATA
     hf_logging.set_verbosity_error()  # token counts are taken untruncated on purpose
     if args.threads:
         torch.set_num_threads(args.threads)
-    texts, source = corpus_texts(args.corpus)
+    texts, source = corpus_texts(args.corpus, sizes["generated"])
     e5_dir = prepare_base_model("multilingual-e5-small")
     with tempfile.TemporaryDirectory() as tmp:
         started = time.perf_counter()
@@ -187,14 +197,14 @@ def main(argv: list[str] | None = None) -> int:
             load("(d) all-MiniLM-L6-v2 (bundled)", bundled_minilm_path(), texts),
         ]
         # Round robin, so that load from other processes hits every row alike.
-        for round_ in range(args.steps + 1):
+        for round_ in range(sizes["steps"] + 1):
             for encoder in encoders:
-                train_step(encoder)
-            print(f"  round {round_} of {args.steps} done", file=sys.stderr)
+                train_step(encoder, sizes["batch"], sizes["sequence"])
+            print(f"  round {round_} of {sizes['steps']} done", file=sys.stderr)
         unseen = unseen_text_report(e5_dir, texts, Path(tmp))
     print(
-        f"corpus: {source}, {len(texts)} tickets; batch {BATCH} x {SEQUENCE} tokens; "
-        f"{torch.get_num_threads()} torch threads; trimming took {trim_s:.1f} s"
+        f"corpus: {source}, {len(texts)} tickets; batch {sizes['batch']} x {sizes['sequence']} "
+        f"tokens; {torch.get_num_threads()} torch threads; trimming took {trim_s:.1f} s"
     )
     print_table(encoders)
     print(unseen)

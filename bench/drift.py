@@ -1,6 +1,7 @@
 """Drift scores of windows of live-like tickets: like the training data, and shifted.
 
     .venv/bin/python -u bench/drift.py [DATA] [--seeds 2] [--windows 200] [--sizes 200 500]
+    .venv/bin/python -u bench/drift.py --smoke    # generated tickets, SMOKE's sizes, seconds
 
 A model is trained (fast mode and the bundled MiniLM unless flags say otherwise) on three
 quarters of the English tickets of the fixed split's 80 %; the last quarter is a hold-out it never
@@ -12,7 +13,9 @@ sees. Windows of answers are drawn (with replacement) from:
     other languages            test tickets in every other language
 and scored by the service's own code (`shim.drift.assess`). The table gives each head's mean
 score (and the highest) and the share of windows above each candidate threshold. The suggested
-threshold is the smallest candidate that no hold-out window of any seed reached.
+threshold is the smallest candidate that no hold-out window of any seed reached. --smoke:
+SMOKE's generated English and German tickets (unless DATA is given), seeds, windows and size,
+and common.SMOKE_CONFIG's small settings (flags given still win).
 """
 
 from __future__ import annotations
@@ -24,18 +27,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from common import DEFAULT_DATA, HEADS, fixed_split
+from common import DEFAULT_DATA, HEADS, SMOKE_CONFIG, fixed_split, tickets_with_languages
 
 from shim.drift import assess
 from shim.settings import Settings
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.data import load_tickets, split_tickets
+from training.data import split_tickets
 from training.model import rare_token_shares
 from training.train import train
 
 CANDIDATES = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
 LANGUAGE = "en"
+# --smoke: generated tickets, models, windows per scenario, window sizes
+SMOKE = {"rows": 400, "seeds": 1, "windows": 10, "sizes": [20]}
 Window = list[tuple[dict[str, dict[str, float | str]], float | None]]
 
 
@@ -76,22 +81,28 @@ def scores(
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("data", nargs="?", type=Path, help=f"tickets (default {DEFAULT_DATA})")
     parser.add_argument("--seeds", type=int, default=2, help="models to train (default 2)")
     parser.add_argument("--windows", type=int, default=200, help="windows per scenario")
     parser.add_argument("--sizes", type=int, nargs="+", default=[200, 500], help="window sizes")
+    parser.add_argument("--smoke", action="store_true", help="generated tickets, few windows")
     add_config_flags(parser)
     args = parser.parse_args(argv)
+    overrides = {"mode": "fast", **config_overrides(args)}
+    if args.smoke:
+        args.seeds, args.windows, args.sizes = SMOKE["seeds"], SMOKE["windows"], SMOKE["sizes"]
+        overrides = {**SMOKE_CONFIG, **overrides}
+    elif args.data is None:
+        args.data = DEFAULT_DATA
     if not 1 <= args.seeds <= 10 or not 10 <= args.windows <= 10_000:
         parser.error("--seeds must be in 1..10 and --windows in 10..10000")
     if any(not 10 <= s <= 100_000 for s in args.sizes):
         parser.error("--sizes must be in 10..100000")
-    if not args.data.is_file():
+    if args.data is not None and not args.data.is_file():
         print(f"skipped: dataset {args.data} is not here (it lives in ../shared/data)")
         return 0
-    overrides = {"mode": "fast", **config_overrides(args)}
-    data = load_tickets(args.data)
-    languages = pd.read_csv(args.data, dtype=str, keep_default_na=False)["language"]
+    data, languages, name = tickets_with_languages(args.data, SMOKE["rows"])
+    print(f"{name}: {data.report.rows_accepted} tickets")
     train_frame, test_frame = fixed_split(data)
 
     def language(frame: pd.DataFrame) -> np.ndarray:

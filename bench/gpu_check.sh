@@ -4,6 +4,7 @@
 #
 #   bash bench/gpu_check.sh prepare [MODEL_DIR]   # on the build machine: builds var/gpu_kit/
 #   bash bench/gpu_check.sh run                   # on the GPU server, in a copy of the repository
+#   bash bench/gpu_check.sh smoke                 # prepare + run, briefly, in a temporary directory
 #
 # Copy var/gpu_kit/ along with the repository. Results: $OUT (default var/gpu_out)/gpu_bench.txt
 # and gpu_bench.json (+ TorchServe logs). Goals there: (b) >= 50 % of (c); p50 latency of a
@@ -22,7 +23,9 @@
 #              gives the heads their sizes. Speed is measured, not accuracy.
 #   texts.json the benchmark's tickets (the GPU image need not have pandas)
 #
-# Without a GPU the run step falls back to the CPU.
+# Without a GPU the run step falls back to the CPU. `smoke` builds the kit and runs from it on
+# this machine (its GPU, else its CPU) with SMOKE_ROWS tickets and one round, everything under a
+# temporary directory that is removed afterwards: a check, in minutes, that the kit is complete.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,13 +36,15 @@ JRE_MODULES=java.base,java.desktop,java.logging,java.management,java.naming,java
 EXTRA_MODULES=(httpx httpcore h11 anyio idna certifi yaml packaging typing_extensions)
 ROWS=${ROWS:-512}      # tickets per round
 ROUNDS=${ROUNDS:-3}
+XZ_LEVEL=6             # xz preset: a small kit, quick to copy
+SMOKE_ROWS=32
 
 prepare() {
   local model_dir=${1:-}
   local py=.venv/bin/python
   local stage
   stage=$(mktemp -d)
-  trap 'rm -rf "$stage"' RETURN
+  trap 'rm -rf "$stage"; trap - RETURN' RETURN  # once: a RETURN trap outlives its function
   mkdir -p "$stage/site" "$stage/extra" "$stage/encoder" "$KIT_DIR"
 
   echo "== jlink a Java 17 runtime"
@@ -90,7 +95,7 @@ else:
 EOF
 
   echo "== pack"
-  tar -C "$stage" -cf - . | xz -6 -T2 > "$KIT.tmp"
+  tar -C "$stage" -cf - . | xz "-$XZ_LEVEL" -T2 > "$KIT.tmp"
   mv "$KIT.tmp" "$KIT"
   local size
   size=$(stat -c %s "$KIT")
@@ -158,8 +163,19 @@ EOF
   return "$status"
 }
 
+smoke() {
+  SMOKE_DIR=$(mktemp -d)  # global: the EXIT trap runs after this function has returned
+  trap 'rm -rf "$SMOKE_DIR"' EXIT
+  KIT_DIR=$SMOKE_DIR/kit KIT=$SMOKE_DIR/kit/kit.tar.xz ROWS=$SMOKE_ROWS ROUNDS=1
+  XZ_LEVEL=0  # a minute faster; a kit that fits at level 0 fits at 6
+  prepare
+  # The repository's Python stands in for the server's; TMPDIR keeps the run's work in SMOKE_DIR.
+  OUT=$SMOKE_DIR/out TMPDIR=$SMOKE_DIR PYTHON=${PYTHON:-.venv/bin/python} run
+}
+
 case ${1:-} in
   prepare) shift; prepare "$@" ;;
   run) run ;;
-  *) echo "usage: bash bench/gpu_check.sh prepare [MODEL_DIR] | run" >&2; exit 2 ;;
+  smoke) smoke ;;
+  *) echo "usage: bash bench/gpu_check.sh prepare [MODEL_DIR] | run | smoke" >&2; exit 2 ;;
 esac

@@ -1,13 +1,19 @@
 """Serving benchmark: TorchServe end to end vs the in-process forward pass vs the tutorial's way.
 
     .venv/bin/python bench/serve.py [--model DIR] [--rows N] [--rounds R] [--json OUT]
+    .venv/bin/python bench/serve.py --smoke          # a tiny model, 32 tickets, one round
 
 On the same texts and the same model, in one run:
   (a) TorchServe over HTTP, one ticket per request, at concurrency 1, 8 and 32
   (b) TorchServe over HTTP, 32 tickets per request ({"tickets": [...]}), concurrency 1 and 2
-  (c) the raw in-process forward pass, 32 tickets per batch, tokenized beforehand (the limit)
+  (c) in process, what the handler does with a batch: `predict_proba` over 32 tickets
+      (tokenizing, the lexical features and the forward pass, by the same code), so the limit of
+      (a) and (b)
   (d) the tutorial's approach: transformers.pipeline("text-classification"), one call per ticket
-then the throughput ratios a/c, b/c and a/d. Without --model a small model is trained first.
+then the throughput ratios a/c, b/c and a/d. Before timing, (c)'s answers are checked against
+TorchServe's on the same tickets: the run fails if a label differs or a probability differs by
+more than float tolerance. Without --model the default model (fast mode, multilingual-e5-small,
+lexical branch) is trained first on 300 generated tickets.
 
 The modes take turns, round after round (TorchServe idles while (c) and (d) run in this process),
 and each mode's throughput is the median over the rounds: on a machine shared with other work, a
@@ -38,10 +44,16 @@ import torch
 
 from shim.torchserve import TorchServe
 from training.archive import ServingSettings, build_archive
-from training.model import TicketClassifier, encode
+from training.model import TicketClassifier, predict_proba
 
 MODEL = "ticket"
 LIST_SIZE = 32
+# --smoke: tickets per round; the model trained: its tickets and settings.
+SMOKE: dict[str, Any] = {
+    "rows": 32,
+    "train_rows": 120,
+    "config": {"base_model": "all-MiniLM-L6-v2"},
+}
 Run = tuple[list[float], float]  # latencies of the calls (s), wall time (s)
 
 
@@ -97,29 +109,65 @@ def load_model(model_dir: Path, device: torch.device) -> TicketClassifier:
 
 
 def forward_mode(model_dir: Path, texts: list[str], device: torch.device) -> Mode:
-    """(c) forward passes over pre-tokenized 32-ticket batches (the requests of (b))."""
+    """(c) the handler's inference over 32-ticket batches (the requests of (b)), in process."""
     from transformers import AutoTokenizer
 
     model = load_model(model_dir, device)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     chunks = [texts[i : i + LIST_SIZE] for i in range(0, len(texts), LIST_SIZE)]
-    batches = [encode(tokenizer, chunk, model.max_length, device) for chunk in chunks]
     sync = torch.cuda.synchronize if device.type == "cuda" else no_sync
 
-    @torch.inference_mode()
-    def forward(batch: dict[str, torch.Tensor]) -> None:
-        logits = model(**batch)
-        torch.cat([logits[h].float().softmax(-1) for h in model.labels], dim=-1).cpu()
+    def forward(chunk: list[str]) -> None:
+        predict_proba(model, tokenizer, chunk, batch_size=LIST_SIZE)
 
-    for batch in batches[:2]:
-        forward(batch)  # warm-up
+    for chunk in chunks[:2]:
+        forward(chunk)  # warm-up
     return Mode(
-        "(c) in-process forward pass",
+        "(c) in-process predict_proba",
         1,
         LIST_SIZE,
         len(texts),
-        lambda: timed_loop([lambda b=b: forward(b) for b in batches], sync),
+        lambda: timed_loop([lambda c=c: forward(c) for c in chunks], sync),
     )
+
+
+def check_agreement(
+    model_dir: Path, texts: list[str], device: torch.device, url: str, headers: dict[str, str]
+) -> float:
+    """Compare (c)'s answers with TorchServe's on the same tickets; raise if a label or a
+    probability differs beyond float tolerance (fp32 on a CPU, fp16 on a GPU). Returns the
+    largest probability difference."""
+    from transformers import AutoTokenizer
+
+    model = load_model(model_dir, device)
+    probs = predict_proba(model, AutoTokenizer.from_pretrained(model_dir), texts, LIST_SIZE)
+    tolerance = 1e-2 if device.type == "cuda" else 1e-4
+    worst = 0.0
+    with httpx.Client(timeout=300, headers=headers) as client:
+        for start in range(0, len(texts), LIST_SIZE):
+            chunk = texts[start : start + LIST_SIZE]
+            answer = client.post(url, json={"tickets": chunk})
+            if answer.status_code != 200:
+                raise SystemExit(f"TorchServe answered {answer.status_code}: {answer.text}")
+            for i, ticket in enumerate(answer.json()["predictions"], start=start):
+                for head, names in model.labels.items():
+                    mine = probs[head][i]
+                    label, confidence = ticket[head]["label"], ticket[head]["confidence"]
+                    worst = max(worst, abs(float(mine.max()) - confidence))
+                    # A near tie may flip under fp16; the confidence check still holds it.
+                    tie = float(mine.max() - mine[names.index(label)]) <= tolerance
+                    if (names[int(mine.argmax())] != label and not tie) or worst > tolerance:
+                        raise SystemExit(
+                            f"(c) and TorchServe disagree on ticket {i}, head {head}: in process "
+                            f"{names[int(mine.argmax())]} {float(mine.max()):.6f}, TorchServe "
+                            f"{label} {confidence:.6f} (tolerance {tolerance})"
+                        )
+    print(
+        f"(c) agrees with TorchServe on {len(texts)} tickets: same labels, largest probability "
+        f"difference {worst:.2e}",
+        flush=True,
+    )
+    return worst
 
 
 def pipeline_mode(model_dir: Path, texts: list[str], device: torch.device) -> Mode:
@@ -240,19 +288,19 @@ def bench_texts(rows: int, texts_file: Path | None = None) -> list[str]:
     ]
 
 
-def quick_model(work: Path) -> Path:
+def quick_model(work: Path, smoke: bool) -> Path:
+    """The product's default model (fast mode, default encoder, lexical branch) on generated
+    tickets; with `smoke`, fewer tickets and the bundled MiniLM."""
     from training.config import TrainConfig
     from training.data import load_tickets
     from training.sample_data import write_sample_csv
     from training.train import train
 
-    print("no --model given: training a small one (1 epoch, 300 tickets) ...", flush=True)
+    rows, overrides = (SMOKE["train_rows"], SMOKE["config"]) if smoke else (300, {})
+    config = TrainConfig(mode="fast", seed=1, **overrides)
+    print(f"no --model given: training {config.base_model} on {rows} tickets ...", flush=True)
     data_path = work / "train.csv"
-    write_sample_csv(data_path, rows=300, seed=1)
-    # MiniLM, as in the numbers of docs/serving.md; --model serves any other model directory.
-    config = TrainConfig(
-        base_model="all-MiniLM-L6-v2", epochs=1, batch_size=16, learning_rate=2e-4, seed=1
-    )
+    write_sample_csv(data_path, rows=rows, seed=1)
     return train(load_tickets(data_path), config, work / "model").model_dir
 
 
@@ -305,7 +353,7 @@ def load_average() -> str:
 
 
 def run_benchmark(args: argparse.Namespace, work: Path, device: torch.device) -> dict[str, Any]:
-    model_dir = args.model or quick_model(work)
+    model_dir = args.model or quick_model(work, args.smoke)
     texts = bench_texts(args.rows, args.texts)
     settings = ServingSettings(max_batch_delay_ms=args.max_batch_delay)
     print(
@@ -319,7 +367,9 @@ def run_benchmark(args: argparse.Namespace, work: Path, device: torch.device) ->
     with TorchServe(store, work / "torchserve", load_models="ticket-v1.mar") as server:
         report_worker_device(server)
         url = f"{server.inference_url}/predictions/{MODEL}"
-        modes = torchserve_modes(url, texts, server.keys.headers("inference")) + modes
+        headers = server.keys.headers("inference")
+        worst = check_agreement(model_dir, texts, device, url, headers)
+        modes = torchserve_modes(url, texts, headers) + modes
         load_before = load_average()
         for round_number in range(1, args.rounds + 1):
             for mode in modes:
@@ -329,7 +379,12 @@ def run_benchmark(args: argparse.Namespace, work: Path, device: torch.device) ->
     print(f"\ndevice: {describe_device(device)}, torch threads {torch.get_num_threads()}")
     print(f"load average (1/5/15 min) before {load_before}, after {load_average()}")
     ratios = print_report(results, device)
-    return {"device": describe_device(device), "results": results, "ratios": ratios}
+    return {
+        "device": describe_device(device),
+        "results": results,
+        "ratios": ratios,
+        "largest_probability_difference": worst,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,7 +401,12 @@ def main(argv: list[str] | None = None) -> int:
         default=ServingSettings().max_batch_delay_ms,
         help="the archive's maxBatchDelay in ms (default: the project's)",
     )
+    parser.add_argument("--smoke", action="store_true", help="a tiny model, 32 tickets, 1 round")
     args = parser.parse_args(argv)
+    if args.smoke:
+        args.rows, args.rounds = SMOKE["rows"], 1
+    if not 1 <= args.rows <= 100_000 or not 1 <= args.rounds <= 100:
+        parser.error("--rows must be in [1, 100000] and --rounds in [1, 100]")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging as hf_logging

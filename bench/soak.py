@@ -3,12 +3,14 @@
     .venv/bin/python bench/soak.py                      # own service, 5 min at 10 req/s
     .venv/bin/python bench/soak.py --url http://127.0.0.1:8000 --key-file key --duration 60
     .venv/bin/python bench/soak.py --check              # exit 1 on errors or >= 5 % growth
+    .venv/bin/python bench/soak.py --smoke              # SMOKE's seconds: the whole run, briefly
 
 Without --url it starts `ticketserve serve` on a temporary data directory, uploads generated
 tickets and trains a fast-mode model through the API first. Requests are sent open-loop (a new
 one every 1/rate seconds, whatever the answers' latency), one ticket each, from a pool of
 generated tickets. Printed: throughput, latency percentiles, errors, and the resident memory of
 the service, TorchServe's JVM and its Python worker at the start and the end of the soak.
+--smoke: SMOKE's training tickets, warm-up, soak, rate and memory sampling interval.
 """
 
 from __future__ import annotations
@@ -35,9 +37,12 @@ TICKETSERVE = str(Path(sys.executable).with_name("ticketserve"))
 MAX_GROWTH = 0.05
 SAMPLE_S = 30.0  # memory sampling interval during the soak
 TRAINING = {"base_model": "all-MiniLM-L6-v2", "mode": "fast", "max_length": 128}
+TRAIN_ROWS = 600  # generated tickets the model is trained on
+# --smoke: every step of a run (start, train, warm up, soak with memory samples, report) briefly
+SMOKE = {"train_rows": 200, "warmup": 2.0, "duration": 5.0, "rate": 5.0, "sample_s": 2.0}
 
 
-def parse_args() -> argparse.Namespace:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running service (default: start one)")
     parser.add_argument("--key-file", type=Path, help="file with the service's API key")
@@ -50,7 +55,11 @@ def parse_args() -> argparse.Namespace:
         "text length has been through the worker before memory is compared)",
     )
     parser.add_argument("--check", action="store_true", help="exit 1 on errors or growth")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="a few seconds of everything")
+    args = parser.parse_args(argv)
+    args.train_rows, args.sample_s = TRAIN_ROWS, SAMPLE_S
+    if args.smoke:
+        vars(args).update(SMOKE)
     for name in ("duration", "rate", "warmup"):
         value = getattr(args, name)
         if value is not None and not 0 <= value <= 24 * 3600:
@@ -80,9 +89,9 @@ def start_service(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
     return process, url
 
 
-def prepare_model(url: str, headers: dict[str, str]) -> None:
+def prepare_model(url: str, headers: dict[str, str], rows: int) -> None:
     with httpx.Client(base_url=url, headers=headers, timeout=300) as client:
-        body = generate_tickets(600, seed=3).to_csv(index=False).encode()
+        body = generate_tickets(rows, seed=3).to_csv(index=False).encode()
         client.post("/api/v1/train-data", content=body, headers={"Content-Type": "text/csv"})
         job = client.post("/api/v1/train", json=TRAINING).json()
 
@@ -137,10 +146,11 @@ async def soak(
     rate: float,
     pid: int | None = None,
     samples: list[float] | None = None,
+    every: float = SAMPLE_S,
 ) -> tuple[list[float], Counter[str], float]:
     """Open loop: one request every 1/rate s for `seconds`; (latencies, outcomes, wall s).
 
-    With `pid`, the total resident MB is appended to `samples` every SAMPLE_S seconds.
+    With `pid`, the total resident MB is appended to `samples` every `every` seconds.
     """
     latencies: list[float] = []
     outcomes: Counter[str] = Counter()
@@ -159,7 +169,7 @@ async def soak(
 
         async def sample() -> None:
             while True:
-                await asyncio.sleep(SAMPLE_S)
+                await asyncio.sleep(every)
                 samples.append(sum(memory(pid).values()))
 
         sampler = asyncio.create_task(sample()) if pid is not None and samples is not None else None
@@ -209,7 +219,7 @@ def main() -> int:
         else:
             process, url = start_service(Path(work.name) / "var")
             print("training a model through the API ...", flush=True)
-            prepare_model(url, headers)
+            prepare_model(url, headers, args.train_rows)
             pid = process.pid
         sample = generate_tickets(500, seed=9)
         texts = list(sample["subject"] + "\n" + sample["body"])
@@ -220,11 +230,13 @@ def main() -> int:
         start = memory(pid)
         samples = [sum(start.values())]
         latencies, outcomes, wall = asyncio.run(
-            soak(url, headers, texts, args.duration, args.rate, pid, samples)
+            soak(url, headers, texts, args.duration, args.rate, pid, samples, args.sample_s)
         )
         end = memory(pid)
         errors, growth = report(latencies, outcomes, wall, start, end)
-        print(f"total RSS every {SAMPLE_S:.0f}s (MB): " + " ".join(f"{m:.0f}" for m in samples))
+        print(
+            f"total RSS every {args.sample_s:.0f}s (MB): " + " ".join(f"{m:.0f}" for m in samples)
+        )
     finally:
         if process is not None:
             process.send_signal(signal.SIGTERM)

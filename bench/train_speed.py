@@ -1,7 +1,7 @@
 """Training time and macro-F1: the tutorial's recipe against ours, same encoder, data and epochs.
 
-    .venv/bin/pip install -e '.[bench]'    # accelerate, which Trainer needs
     .venv/bin/python bench/train_speed.py [DATA] [--rows N] [--epochs E] [config flags]
+    .venv/bin/python bench/train_speed.py --smoke    # SMOKE's generated tickets, one epoch
 
 tutorial: Hugging Face `Trainer`, `padding="max_length"`, one sequence-classification model per
           head (queue, then priority), the encoder as it comes.
@@ -13,7 +13,9 @@ Both train on the same rows (a stratified 80 % of a seeded subset of DATA) for t
 with the same base encoder, max length, batch size, learning rate, weight decay and warm-up (the
 TrainConfig defaults unless flags say otherwise), and are scored on the same 20 %; each time
 includes loading the encoder and predicting the test rows. DATA defaults to the shared
-multilingual dataset; where it is absent, generated sample tickets are used.
+multilingual dataset; where it is absent, generated sample tickets are used. --smoke: generated
+tickets (unless DATA is given), SMOKE's rows and common.SMOKE_CONFIG's small settings (flags
+given still win).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from common import DEFAULT_DATA, HEADS
+from common import DEFAULT_DATA, HEADS, SMOKE_CONFIG, tickets_with_languages
 from sklearn.metrics import f1_score
 from sklearn.model_selection import train_test_split
 from transformers import (
@@ -43,17 +45,16 @@ from transformers.utils import logging as hf_logging
 from training.base_models import resolve_base_model
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.data import TicketData, load_tickets, parse_tickets
-from training.sample_data import generate_tickets
+from training.data import TicketData
 from training.train import train
 
+SMOKE = {"rows": 120}  # --smoke: training + test tickets
 
-def load(path: Path, rows: int, seed: int) -> tuple[TicketData, str]:
-    if path.is_file():
-        data, name = load_tickets(path), path.name
-    else:
-        frame = generate_tickets(max(rows, 200), seed=seed)
-        data, name = parse_tickets(frame.to_csv(index=False).encode(), "csv"), "generated tickets"
+
+def load(path: Path | None, rows: int, seed: int) -> tuple[TicketData, str]:
+    """`rows` tickets of `path`, or generated ones where it is not given or not here."""
+    found = path if path is not None and path.is_file() else None
+    data, _, name = tickets_with_languages(found, max(rows, 200), seed)
     if rows < len(data.frame):
         data.frame, _ = train_test_split(
             data.frame, train_size=rows, random_state=seed, stratify=data.frame["queue"]
@@ -123,22 +124,31 @@ def ours(
 ) -> dict[str, np.ndarray]:
     """One two-head model; no validation split, so both recipes see exactly the same rows."""
     splits = {"train": train_frame, "validation": train_frame.iloc[0:0], "test": test_frame}
-    result = train(data, config, work / "ours", splits=splits)
+    result = train(data, config, work / "ours", splits=splits, final_fit=False)
     answers = result.predictor.predict(test_frame["text"].tolist())
     return {head: np.asarray([a[head]["label"] for a in answers]) for head in HEADS}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("data", nargs="?", type=Path, help=f"tickets (default {DEFAULT_DATA})")
     parser.add_argument("--rows", type=int, default=800, help="subset size (default 800)")
+    parser.add_argument("--smoke", action="store_true", help="generated tickets, one epoch")
     add_config_flags(parser)
     args = parser.parse_args(argv)
     if importlib.util.find_spec("accelerate") is None:
-        print("bench/train_speed.py needs accelerate: .venv/bin/pip install -e '.[bench]'")
+        print("bench/train_speed.py needs accelerate: make install (the dev tools)")
         return 2
     # The recipes compared are fine-tunes: ours in full mode unless --mode says otherwise.
-    config = TrainConfig(**{"mode": "full", **config_overrides(args)})
+    overrides = {"mode": "full", **config_overrides(args)}
+    if args.smoke:
+        args.rows = SMOKE["rows"]
+        overrides = {**SMOKE_CONFIG, **overrides}
+    elif args.data is None:
+        args.data = DEFAULT_DATA
+    config = TrainConfig(**overrides)
+    if config.num_threads:  # for both recipes, not only ours (train() sets it when it starts)
+        torch.set_num_threads(config.num_threads)
     hf_logging.set_verbosity_error()
     data, name = load(args.data, args.rows, config.seed)
     train_frame, test_frame = train_test_split(

@@ -3,10 +3,13 @@ split's training part and is scored on its validation tenth; the test 20 % is ne
 
     .venv/bin/python bench/tune.py [DATA] [config flags] --trial "learning_rate=5e-5" \\
         --trial "learning_rate=1e-4,class_weighting=true" ...
+    .venv/bin/python bench/tune.py --smoke    # generated tickets, SMOKE's trials, seconds
 
 Config flags set what every trial shares (default: TrainConfig's defaults); each --trial adds
 comma-separated field=value overrides (JSON values). Prints one row per trial and the best one
-by mean validation macro-F1 of the two heads.
+by mean validation macro-F1 of the two heads. --smoke: SMOKE's generated tickets (unless DATA is
+given), common.SMOKE_CONFIG's small settings (flags given still win) and, without --trial, its
+trials: a fast-mode one and a one-epoch fine-tune.
 """
 
 from __future__ import annotations
@@ -21,14 +24,17 @@ from pathlib import Path
 from common import (
     DEFAULT_DATA,
     HEADS,
+    SMOKE_CONFIG,
     fixed_split,
     inner_splits,
+    tickets_with_languages,
 )
 
 from training.config import ConfigError, TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.data import load_tickets
 from training.train import train
+
+SMOKE = {"rows": 200, "trials": ["mode=fast", "mode=full"]}  # --smoke: generated tickets, trials
 
 
 def parse_trial(text: str) -> dict[str, object]:
@@ -47,20 +53,27 @@ def parse_trial(text: str) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("data", nargs="?", type=Path, help=f"tickets (default {DEFAULT_DATA})")
     parser.add_argument("--trial", action="append", default=[], help="field=value,...")
     parser.add_argument("--log", type=Path, help="append one JSON line per trial here")
+    parser.add_argument("--smoke", action="store_true", help="generated tickets, small trials")
     add_config_flags(parser)
     args = parser.parse_args(argv)
-    if not args.data.is_file():
+    shared = config_overrides(args)
+    if args.smoke:
+        shared = {**SMOKE_CONFIG, **shared}
+        args.trial = args.trial or SMOKE["trials"]
+    elif args.data is None:
+        args.data = DEFAULT_DATA
+    if args.data is not None and not args.data.is_file():
         print(f"skipped: dataset {args.data} is not here (it lives in ../shared/data)")
         return 0
-    shared = config_overrides(args)
     try:  # every trial is validated before the first one trains
         configs = [TrainConfig.from_dict({**shared, **parse_trial(t)}) for t in args.trial or [""]]
     except ConfigError as exc:
         parser.error(str(exc))
-    data = load_tickets(args.data)
+    data, _, name = tickets_with_languages(args.data, SMOKE["rows"])
+    print(f"{name}: {data.report.rows_accepted} tickets")
     train_frame, test_frame = fixed_split(data)
 
     results = []
