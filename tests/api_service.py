@@ -7,7 +7,9 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,3 +161,47 @@ class Service:
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s")
             time.sleep(0.5)
+
+
+class Background:
+    """Sends `request(i)` again and again from a thread while the `with` block runs, waiting
+    `pause_s` between calls. Every answer that is not `expected`, and every exception (a reset
+    connection, a timeout), is a failure: a request that raises does not silently end the
+    thread. `check` asserts there were calls, all of them answered as expected."""
+
+    def __init__(
+        self,
+        request: Callable[[int], requests.Response],
+        expected: int = 200,
+        pause_s: float = 0.0,
+    ) -> None:
+        self.request, self.expected, self.pause_s = request, expected, pause_s
+        self.answered: list[int] = []
+        self.failures: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        calls = 0
+        while not self._stop.is_set():
+            try:
+                answer = self.request(calls)
+                self.answered.append(answer.status_code)
+                if answer.status_code != self.expected:
+                    self.failures.append(f"call {calls}: {answer.status_code} {answer.text[:300]}")
+            except Exception as exc:  # every failure is recorded, none is lost
+                self.failures.append(f"call {calls}: {type(exc).__name__}: {exc}")
+            calls += 1
+            self._stop.wait(self.pause_s)
+
+    def __enter__(self) -> Background:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=600)
+
+    def check(self, minimum: int = 1) -> None:
+        assert not self.failures, self.failures
+        assert len(self.answered) >= minimum, f"only {len(self.answered)} calls during the block"

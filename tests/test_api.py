@@ -9,13 +9,12 @@ bad inputs, after which the service must still work. Each test reads what it com
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
-from api_service import Service, tickets_csv
+from api_service import Background, Service, tickets_csv
 
 from training import sample_data
 from training.calibration import clears_gate, threshold_for
@@ -151,9 +150,11 @@ def test_tutorial_train_reports_progress_and_refuses_a_second_job(
     assert_error(service.post("/api/v1/train"), 409, "job_running")
     running = service.wait_job(job["job_id"], until=("progress",))
     progress = running["progress"]
-    assert 0 <= progress["step"] <= progress["total_steps"]
+    # Fast mode has no loss; a stage's steps count up to its total (texts embedded, or head
+    # fitting work), and the time so far is measured.
     assert progress["stage"] in ("embedding", "fitting heads") and progress["loss"] is None
-    assert progress["eta_s"] >= 0
+    assert progress["total_steps"] > 0 and progress["step"] <= progress["total_steps"]
+    assert progress["elapsed_s"] > 0
     # No GPU here: auto mode runs fast, and says how long it expects to take once measured.
     assert running["mode"] == "fast" and running["expected_duration_s"] > 0
     assert running["eta_s"] is not None
@@ -162,7 +163,8 @@ def test_tutorial_train_reports_progress_and_refuses_a_second_job(
     assert done["status"] == "succeeded", done
     assert done["model_version"] == 1 and done["is_default"] is True
     assert done["data_rows"] == stored_rows(service)
-    assert 0 <= done["metrics"]["validation_macro_f1"] <= 1
+    # The generated tickets are learnable: a model that learned nothing scores far lower.
+    assert done["metrics"]["validation_macro_f1"] > 0.5, done["metrics"]
     assert service.get("/api/v1/train").json()["job_id"] == job["job_id"]
     assert service.wait_ready()["model_version"] == 1
 
@@ -174,7 +176,10 @@ def test_tutorial_classify(service: Service) -> None:
     assert r.status_code == 200, r.text
     answer = r.json()
     predicted_label, confidence = answer["predicted_label"], answer["confidence"]
-    assert isinstance(predicted_label, str) and 0 < confidence <= 1
+    # A calibrated probability: the queue's best of its top-k, which sum to at most 1.
+    top = answer["queue"]["top_k"]
+    assert confidence == top[0][1] and sum(p for _, p in top) <= 1 + 1e-6
+    assert predicted_label in (top[0][0], "Unclassified")
     assert answer["model_version"] == 1
     queue = answer["queue"]
     assert queue["model_label"] in QUEUES
@@ -249,28 +254,17 @@ def test_second_training_creates_version_2_while_classify_keeps_answering(
 
 
 def test_activate_and_roll_back_without_interrupting_classify(service: Service) -> None:
-    failures: list[str] = []
-    stop = threading.Event()
+    def classify(_: int) -> requests.Response:
+        return service.post("/api/v1/classify", json={"ticket_data": "Laptop screen broken"})
 
-    def keep_classifying() -> None:
-        while not stop.is_set():
-            r = service.post("/api/v1/classify", json={"ticket_data": "Laptop screen broken"})
-            if r.status_code != 200:
-                failures.append(r.text)
-
-    worker = threading.Thread(target=keep_classifying)
-    worker.start()
-    try:
+    with Background(classify) as traffic:
         for version in (2, 1, 2):
             r = service.post(f"/api/v1/models/{version}/activate")
             assert r.status_code == 200, r.text
             assert r.json()["is_default"] is True
             answer = service.post("/api/v1/classify", json={"ticket_data": "Refund my order"})
             assert answer.json()["model_version"] == version
-    finally:
-        stop.set()
-        worker.join()
-    assert failures == []
+    traffic.check(minimum=3)
 
     # Roll back to 1; an explicit version still reaches 2.
     assert service.post("/api/v1/models/1/activate").status_code == 200

@@ -15,14 +15,14 @@ import signal
 import subprocess
 import sys
 import tarfile
-import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 
 import pytest
-from api_service import Service, tickets_csv
+import requests
+from api_service import Background, Service, tickets_csv
 from conftest import PROBE_TEXTS, TrainedModel
 
 from shim.backup import BACKUP_INTERRUPTED, MANIFEST, BackupError, backup, restore
@@ -104,16 +104,6 @@ def lookalike_training(job_id: str) -> subprocess.Popen[bytes]:
     )
 
 
-def upload_until(service: Service, done: threading.Event, statuses: list[int]) -> None:
-    """Upload small datasets, one every 0.2 s, until `done`; their HTTP statuses go to
-    `statuses`."""
-    seed = 100
-    while not done.is_set():
-        statuses.append(service.upload_csv(tickets_csv(30, seed=seed)).status_code)
-        seed += 1
-        done.wait(0.2)
-
-
 def test_backup_while_serving_restores_a_service_with_the_same_answers(
     trained_model: TrainedModel, run, tmp_path: Path
 ) -> None:
@@ -135,17 +125,14 @@ def test_backup_while_serving_restores_a_service_with_the_same_answers(
         versions = source.get("/api/v1/models").json()
 
         # Uploads keep arriving while the backup runs: it holds those committed at its snapshot.
-        done, statuses = threading.Event(), []
-        uploader = threading.Thread(target=upload_until, args=(source, done, statuses))
-        uploader.start()
+        def upload(call: int) -> requests.Response:
+            return source.upload_csv(tickets_csv(30, seed=100 + call))
+
         out = tmp_path / "backups" / "ticketserve.tar.gz"
         out.parent.mkdir()
-        try:
+        with Background(upload, expected=201, pause_s=0.2) as uploads:
             result = run("backup", str(out), "--data-dir", str(source.data_dir))
-        finally:
-            done.set()
-            uploader.join()
-        assert statuses and set(statuses) == {201}
+        uploads.check()
         assert result.returncode == 0, result.stderr
         assert result.stdout.startswith(f"wrote {out} (")
         assert "model versions 1 (default 1)" in result.stdout

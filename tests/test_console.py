@@ -8,6 +8,7 @@ monitoring. Each test saves a screenshot in its temporary directory.
 
 from __future__ import annotations
 
+import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -199,10 +200,6 @@ def test_train_from_the_console_and_watch_the_job_finish(
     length.send_keys("64")
     browser.find_element(By.ID, "train-button").click()
     wait_for(lambda: "Job " in text_of(browser, "job"), what="the job")
-    seen_running = wait_for(
-        lambda: ("running" in (t := text_of(browser, "job")) or "succeeded" in t) and t,
-        what="the job running",
-    )
     done = wait_for(
         lambda: "succeeded" in (t := text_of(browser, "job")) and t,
         timeout=TRAIN_WAIT_S,
@@ -212,16 +209,39 @@ def test_train_from_the_console_and_watch_the_job_finish(
     assert "fast" in done and "validation macro-F1" in done
     job = service.get("/api/v1/train").json()
     assert job["params"]["max_length"] == 64 and job["params"]["base_model"] == "all-MiniLM-L6-v2"
-    assert seen_running
     screenshot(browser, tmp_path, "train")
 
 
 def test_cancel_a_job_from_the_console(
     browser: WebDriver, service: Service, tmp_path: Path
 ) -> None:
+    """A fine-tune of 20 epochs (minutes here): the page shows its live progress as the API
+    reports it, and Cancel stops it long before it could end by itself."""
     open_page(browser, service, "train")
     wait_for(lambda: "succeeded" in text_of(browser, "job"), what="the last job")
+    Select(browser.find_element(By.NAME, "mode")).select_by_value("full")
+    Select(browser.find_element(By.NAME, "base_model")).select_by_value("all-MiniLM-L6-v2")
+    for name, value in (("epochs", "20"), ("max_length", "64")):
+        field = browser.find_element(By.CSS_SELECTOR, f'#train-form [name="{name}"]')
+        field.clear()  # the form keeps what the previous test typed
+        field.send_keys(value)
     browser.find_element(By.ID, "train-button").click()
+    job_id = wait_for(
+        lambda: (
+            (j := service.get("/api/v1/train").json())["status"] == "running"
+            and j["progress"]
+            and j["job_id"]
+        ),
+        what="the job's first progress",
+    )
+    line = re.compile(r"(embedding|fitting heads|fine-tuning): epoch \d+/(\d+), step \d+/\d+")
+    shown = wait_for(lambda: line.search(text_of(browser, "job")), what="the live progress")
+    api = service.get(f"/api/v1/train/{job_id}").json()
+    assert shown.group(1) in ("embedding", "fitting heads", "fine-tuning")
+    assert int(shown.group(2)) in (1, 20)  # the stage's epochs: 1 before the fine-tune
+    bar = browser.find_element(By.CSS_SELECTOR, "#job progress")
+    assert 0 <= float(bar.get_attribute("value")) <= float(bar.get_attribute("max"))
+    assert api["status"] == "running" and f"Job {job_id}" in text_of(browser, "job")
     cancel = wait_for(lambda: browser.find_element(By.ID, "cancel-job"), what="a Cancel button")
     cancel.click()
     assert "Cancel training job" in accept_confirm(browser)

@@ -86,6 +86,7 @@ def test_gate_threshold_is_where_the_lower_bound_reaches_the_target(fast_model):
         assert calibration["status"] == ("open" if threshold is not None else "closed")
         assert calibration["confidence_level"] == 0.95
         if threshold is None:
+            assert head == "priority", "the queue of these tickets is learned well: its gate opens"
             assert all(bound < 0.9 for _, _, _, bound in curve)
             assert calibration["best_reachable"]["precision_lower_bound"] < 0.9
             continue

@@ -13,11 +13,13 @@ from scipy import sparse
 from training.config import TrainConfig
 from training.data import load_tickets
 from training.heads import (
+    BASELINE_C,
     Candidate,
     Features,
     LinearHead,
     Scored,
     candidates,
+    fit_head,
     install_head,
     one_standard_error_choice,
     select_heads,
@@ -34,12 +36,16 @@ def test_candidates_hold_lexical_alone_embedding_alone_and_both_simplest_first()
     grid = candidates(config, has_lexical=True)
     families = {c.features for c in grid}
     assert families == {"lexical", "embedding", "both"}
-    assert grid[0] == Candidate("lexical", 0.3, False, 0.0)  # the baseline's own features
+    # The baseline's own recipe comes first, whatever linear_c holds.
+    assert grid[0] == Candidate("lexical", BASELINE_C, False, 0.0) and grid[0].level() == 0
+    assert "the baseline recipe" in grid[0].describe()
     assert [c.complexity() for c in grid] == sorted(c.complexity() for c in grid)
     # 0 as an embedding weight means "lexical alone", already there: not a candidate twice.
     assert {c.dense_weight for c in grid if c.features != "lexical"} == {2.0, 4.0}
-    assert len(grid) == 2 * 2 * (1 + 2 + 2)
+    assert len(grid) == 1 + 2 * 2 * (1 + 2 + 2)
     assert {c.features for c in candidates(config, has_lexical=False)} == {"embedding"}
+    forced = TrainConfig.from_dict({**config.to_dict(), "class_weighting": True})
+    assert all(c.class_weighting for c in candidates(forced, has_lexical=True))
 
 
 def _scored(features: str, macro_f1: float, folds: list[float], c: float = 1.0) -> Scored:
@@ -58,6 +64,9 @@ def test_one_standard_error_rule_takes_the_simpler_feature_set_within_the_noise(
     # Within the best's own feature set the score decides, not the smaller C.
     small_c = _scored("both", 0.795, [0.76, 0.84, 0.78, 0.82, 0.80], c=0.1)
     assert one_standard_error_choice([small_c, best, far])[0] is best
+    # The baseline recipe is the simplest of all: within the noise of the best, it is taken.
+    recipe = Scored(Candidate("lexical", BASELINE_C, False), 0.788, (0.75, 0.83, 0.77, 0.81, 0.78))
+    assert one_standard_error_choice([best, close, recipe])[0] is recipe
     # A tie goes to the simpler set as well, even with no spread at all.
     flat = [_scored("both", 0.7, [0.7] * 5), _scored("embedding", 0.7, [0.7] * 5)]
     assert one_standard_error_choice(flat)[0].candidate.features == "embedding"
@@ -92,6 +101,18 @@ def test_selection_picks_the_block_that_carries_the_labels(signal_in):
     assert selection.out_of_fold.shape == (300, 3)
     summary = selection.to_dict()
     assert summary["features"] == signal_in and len(summary["candidates"]) == len(selection.scored)
+
+
+def test_the_refit_weighs_each_row_as_the_fold_models_did():
+    """C scales by fold rows / rows: the refit's decision function is the SVM at that C."""
+    features, y = _blocks("lexical")
+    config = TrainConfig(seed=3)
+    candidate = Candidate("both", 1.0, False, 2.0)
+    scaled = fit_head(features, y, 3, candidate, config, fold_rows=240)
+    direct = fit_head(features, y, 3, Candidate("both", 0.8, False, 2.0), config)
+    assert np.allclose(scaled.scores(features), direct.scores(features))
+    plain = fit_head(features, y, 3, candidate, config)
+    assert not np.allclose(plain.scores(features), direct.scores(features))
 
 
 def test_an_installed_head_computes_its_decision_function_in_the_model(fast_model):

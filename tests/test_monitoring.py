@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -60,6 +60,11 @@ def monitoring(service: Service, **params: int) -> dict:
     answer = service.get("/api/v1/monitoring", params=params)
     assert answer.status_code == 200, answer.text
     return answer.json()
+
+
+def report_day_changed(trend: list[dict]) -> bool:
+    """The report was made before UTC midnight and read after: its last day is yesterday."""
+    return trend[-1]["day"] == (datetime.now(UTC).date() - timedelta(days=1)).isoformat()
 
 
 def share(part: int, whole: int) -> float | None:
@@ -255,13 +260,21 @@ def test_agreement_and_auto_route_shares(service: Service) -> None:
     }
     assert quality["auto_route"] == routes
 
-    # The trend: yesterday empty, today the same numbers as the totals.
-    yesterday, today = quality["trend"]
-    assert today["day"] == datetime.now(UTC).date().isoformat()
-    assert today["feedback"] == {"total": 4, "agreed": 2, "share": 0.5}
-    assert today["heads"] == {head: {"total": 4, "agreed": 3, "share": 0.75} for head in HEADS}
-    assert today["auto_route"] == routes
-    assert yesterday["feedback"] == zero_agreement() and yesterday["auto_route"] == zero_routes()
+    # The trend: two days ending today; this module's answers and feedback fall on one of them
+    # (both, if the test runs across UTC midnight), and the days add up to the totals.
+    trend = quality["trend"]
+    assert [date.fromisoformat(d["day"]) for d in trend] == [
+        datetime.now(UTC).date() - timedelta(days=1),
+        datetime.now(UTC).date(),
+    ] or report_day_changed(trend)
+    assert sum(d["feedback"]["total"] for d in trend) == 4
+    assert sum(d["feedback"]["agreed"] for d in trend) == 2
+    for head in HEADS:
+        assert sum(d["heads"][head]["total"] for d in trend) == 4
+        assert sum(d["heads"][head]["agreed"] for d in trend) == 3
+        assert sum(d["auto_route"][head]["answers"] for d in trend) == len(answers)
+        cleared = sum(d["auto_route"][head]["cleared"] for d in trend)
+        assert cleared == routes[head]["cleared"]
 
     # The gauges say the same, for the stored version only.
     metrics = requests.get(f"{service.base}/metrics", timeout=30)

@@ -208,13 +208,17 @@ class TrainConfig:
     val_fraction: float = field(
         default=0.1,
         metadata=about(
-            "share of the tickets held out for validation", Bound(0, 0.5, high_open=True)
+            "share of the tickets held out for validation (full mode's early stopping and "
+            "calibration; fast mode cross-validates on train + validation together)",
+            Bound(0, 0.5, high_open=True),
         ),
     )
     test_fraction: float = field(
         default=0.1,
         metadata=about(
-            "share of the tickets held out for the test report", Bound(0, 0.5, high_open=True)
+            "share of the tickets held out for the test report (fast mode learns them too, "
+            "after the report)",
+            Bound(0, 0.5, high_open=True),
         ),
     )
     min_class_examples: int = field(

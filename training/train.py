@@ -363,7 +363,14 @@ def _fit_heads(
     """Every head's chosen candidate fitted on all rows of `frame`."""
     targets = label_indices(frame, labels)
     return {
-        head: fit_head(features, targets[head], len(names), selections[head].candidate, config)
+        head: fit_head(
+            features,
+            targets[head],
+            len(names),
+            selections[head].candidate,
+            config,
+            selections[head].fold_rows,
+        )
         for head, names in labels.items()
     }
 
