@@ -231,8 +231,9 @@ class HeadPredictionPublic(BaseModel):
     top_k: list[tuple[str, float]]
     model_label: str = Field(description="the model's own best guess")
     auto_route: bool = Field(
-        description="the confidence clears this head's gate: the lowest threshold that reached "
-        "the target precision on the version's validation split (or a configured threshold)"
+        description="the confidence clears this head's gate: the lowest threshold where the "
+        "lower confidence bound (95 % by default) of the version's cross-validated precision "
+        "reaches the target (or a configured threshold); always false while the gate is closed"
     )
     low_confidence: bool = Field(description="the confidence is below this head's gate")
 

@@ -18,6 +18,7 @@ import uvicorn
 
 from shim.app import TorchServeEndpoints, create_app
 from shim.http_protocol import LingeringH11Protocol
+from shim.limits import torchserve_properties
 from shim.logs import configure_logging
 from shim.processes import stop_processes
 from shim.settings import Settings
@@ -51,6 +52,7 @@ def serve(settings: Settings) -> None:
         workdir,
         config_file=settings.ts_config or DEFAULT_CONFIG,
         load_models="",  # the service registers its versions itself
+        properties=torchserve_properties(settings),
     )
     try:
         torchserve.start(timeout=settings.torchserve_start_timeout_s)

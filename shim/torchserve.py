@@ -104,6 +104,7 @@ class TorchServe:
         ports: Ports | None = None,
         load_models: str | None = None,
         env: Mapping[str, str] | None = None,
+        properties: Mapping[str, str] | None = None,
     ) -> None:
         self.model_store = Path(model_store).resolve()
         self.workdir = Path(workdir).resolve()
@@ -111,6 +112,7 @@ class TorchServe:
         self.ports = ports or Ports.free()
         self.load_models = load_models
         self.env = dict(env or {})
+        self.properties = dict(properties or {})  # config_file values this instance replaces
         self.log_dir = self.workdir / "logs"
         # TorchServe writes key_file.json into its working directory, which is `workdir`.
         self.keys = KeyFile(self.workdir / "key_file.json")
@@ -260,6 +262,7 @@ class TorchServe:
     def _instance_config(self) -> str:
         """config_file's lines with this instance's addresses, store and models swapped in."""
         overrides = {
+            **self.properties,
             "inference_address": self.inference_url,
             "management_address": self.management_url,
             "metrics_address": self.metrics_url,

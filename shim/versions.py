@@ -26,6 +26,7 @@ import httpx
 from shim.errors import Conflict, Unavailable, UpstreamError
 from shim.gates import head_gates
 from shim.job_record import Job, PublishResult
+from shim.limits import serving_settings
 from shim.settings import Settings
 from shim.store import Store, VersionRecord
 from shim.torchserve_client import TorchServeClient, TorchServeError
@@ -90,7 +91,12 @@ class ModelVersions:
         try:
             os.replace(model_dir, final_dir)
             archive = build_archive(
-                final_dir, self.store.model_store, str(version), self.name, update_latest=False
+                final_dir,
+                self.store.model_store,
+                str(version),
+                self.name,
+                serving_settings(self.settings),
+                update_latest=False,
             )
             with self._lock:
                 self._register(client, version, archive)

@@ -1,8 +1,9 @@
 """`ticketserve backup` / `restore`: a backup taken while the service runs restores the service.
 
-The main test backs up a real `ticketserve serve` (TorchServe, a published version, uploads
-arriving meanwhile, a training job on record as running), restores into a new directory after
-the original is moved away, and asks a service started there the same questions. The others
+The main test backs up a real `ticketserve serve` (TorchServe, a version the service trained and
+published itself, uploads arriving meanwhile, a fine-tune running), restores it into a new
+directory, starts a service there beside the original (which must keep its job), and asks it the
+same questions once the original is stopped and moved away. The others
 check that every broken input is refused in one line, with nothing half-written left behind.
 """
 
@@ -11,27 +12,21 @@ from __future__ import annotations
 import io
 import json
 import shutil
-import signal
-import subprocess
-import sys
 import tarfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from hashlib import sha256
 from pathlib import Path
 
 import pytest
 import requests
 from api_service import Background, Service, tickets_csv
-from conftest import PROBE_TEXTS, TrainedModel
+from conftest import PROBE_TEXTS
 
 from shim.backup import BACKUP_INTERRUPTED, MANIFEST, BackupError, backup, restore
 from shim.cli import main
 from shim.datasets import UploadOptions, ingest
-from shim.job_record import Job, JobStatus
-from shim.store import SCHEMA_VERSION, RegistryError, Store, VersionRecord
-from training.archive import build_archive
-from training.evaluate import selection_score
+from shim.job_record import JobStatus
+from shim.store import SCHEMA_VERSION, RegistryError, Store
 
 
 @dataclass
@@ -57,33 +52,16 @@ def run(capsys: pytest.CaptureFixture[str]):
     return run
 
 
+# Small and quick: the bundled encoder on short texts.
+SMALL_JOB = {"base_model": "all-MiniLM-L6-v2", "max_length": 64, "seed": 1}
+
+
 def one_line_error(result: Result, command: str) -> str:
     assert result.returncode == 1, result
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"ticketserve {command}: error: "), lines[0]
     return lines[0]
-
-
-def publish(store: Store, model: TrainedModel) -> int:
-    """What the service leaves after publishing a trained model: models/v<N>, its archive in
-    model_store/, its row, and the default pointing at it."""
-    version = store.next_version()
-    model_dir = store.models_dir / f"v{version}"
-    shutil.copytree(model.model_dir, model_dir)
-    archive = build_archive(model_dir, store.model_store, str(version), update_latest=False)
-    record = VersionRecord(
-        version=version,
-        job_id=None,
-        created_at=datetime.now(UTC),
-        model_dir=model_dir,
-        archive=archive,
-        metrics=model.metrics,
-        score=selection_score(model.metrics),
-        data_rows=300,
-    )
-    store.add_version(record, make_default=True)
-    return version
 
 
 def answers(service: Service, version: int | None = None) -> list[dict]:
@@ -95,32 +73,22 @@ def answers(service: Service, version: int | None = None) -> list[dict]:
     return [{**p, "prediction_id": None} for p in answer.json()["predictions"]]
 
 
-def lookalike_training(job_id: str) -> subprocess.Popen[bytes]:
-    """A process the service takes for the training of `job_id` (and in its own process group,
-    as the runner starts them): a service that tried to stop that job would kill it."""
-    return subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(600)", "training.job", job_id],
-        start_new_session=True,
-    )
-
-
-def test_backup_while_serving_restores_a_service_with_the_same_answers(
-    trained_model: TrainedModel, run, tmp_path: Path
-) -> None:
+def test_backup_while_serving_restores_a_service_with_the_same_answers(run, tmp_path: Path) -> None:
     source = Service(tmp_path / "var")
-    publish(Store(source.data_dir), trained_model)
     restored = Service(tmp_path / "restored" / "var")
-    training = None
     try:
         source.start()
         for seed in (1, 2):
-            assert source.upload_csv(tickets_csv(40, seed=seed)).status_code == 201
-        source.wait_ready()
-        # A job the registry says is running, with a live process of that job's name.
-        job = Job.new({"epochs": 1})
-        training = lookalike_training(job.id)
-        job.start(training.pid)
-        Store(source.data_dir).save_job(job)
+            assert source.upload_csv(tickets_csv(60, seed=seed)).status_code == 201
+        # Version 1 is published by the service itself: a fast-mode job through the API.
+        first = source.post("/api/v1/train", json={**SMALL_JOB, "mode": "fast"}).json()
+        assert source.wait_job(first["job_id"])["status"] == "succeeded"
+        assert source.wait_ready()["model_version"] == 1
+        # A fine-tune that runs for minutes (no early stop): it runs while the backup is taken.
+        long_job = {**SMALL_JOB, "mode": "full", "epochs": 100, "patience": 100}
+        running = source.post("/api/v1/train", json=long_job)
+        job_id = running.json()["job_id"]
+        assert source.wait_job(job_id, until=("progress",))["status"] == "running"
         expected = answers(source)
         versions = source.get("/api/v1/models").json()
 
@@ -139,26 +107,27 @@ def test_backup_while_serving_restores_a_service_with_the_same_answers(
         assert result.stdout.rstrip().endswith(f"registry schema {SCHEMA_VERSION}")
         assert [p.name for p in out.parent.iterdir()] == [out.name]  # no work files left
         assert out.stat().st_mode & 0o777 == 0o600  # it holds every ticket
-
         stored = source.get("/api/v1/train-data").json()
-        assert source.get(f"/api/v1/train/{job.id}").json()["status"] == "running"  # untouched
-        process, source.process = source.process, None
-        assert process is not None
-        process.send_signal(signal.SIGTERM)  # it stops while the restore runs
+        assert source.get(f"/api/v1/train/{job_id}").json()["status"] == "running"  # untouched
+
         result = run("restore", str(out), "--data-dir", str(restored.data_dir))
         assert result.returncode == 0, result.stderr
         assert f"into {restored.data_dir}: " in result.stdout
         assert (restored.data_dir.stat().st_mode & 0o777) == 0o700
         assert not [p for p in restored.data_dir.iterdir() if p.name.startswith(".")]
-        assert process.wait(timeout=120) == 0
-        # The restored service must need nothing of the original directory.
-        source.data_dir.rename(tmp_path / "moved")
-        record = Store(restored.data_dir).get_job(job.id)
+        record = Store(restored.data_dir).get_job(job_id)
         assert record.status == JobStatus.FAILED and record.pid is None
         assert record.error == BACKUP_INTERRUPTED
 
+        # Started beside the original, the restored service leaves the original's job alone.
         restored.start()
         assert restored.wait_ready()["model_version"] == 1
+        assert source.get(f"/api/v1/train/{job_id}").json()["status"] == "running"
+        cancelled = source.post(f"/api/v1/train/{job_id}/cancel")
+        assert cancelled.json()["status"] == "cancelled", cancelled.text
+        assert source.stop() == 0
+        # The restored service needs nothing of the original directory.
+        source.data_dir.rename(tmp_path / "moved")
         assert answers(restored) == expected
         assert answers(restored, version=1) == expected
         assert restored.get("/api/v1/models").json() == versions
@@ -168,16 +137,12 @@ def test_backup_while_serving_restores_a_service_with_the_same_answers(
         assert len(summary["datasets"]) >= 2
         assert summary["rows"] == sum(d["rows"] for d in summary["datasets"])
         assert f"{summary['rows']} stored tickets" in result.stdout
-        job_view = restored.get(f"/api/v1/train/{job.id}").json()
+        job_view = restored.get(f"/api/v1/train/{job_id}").json()
         assert job_view["status"] == "failed" and job_view["error"] == BACKUP_INTERRUPTED
-        assert training.poll() is None  # the restored service left the "original" job alone
         assert restored.stop() == 0
     finally:
         source.cleanup()
         restored.cleanup()
-        if training is not None:
-            training.kill()
-            training.wait()
 
 
 # -- refusals: one line each, nothing half-written ----------------------------------------------

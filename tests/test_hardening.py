@@ -22,6 +22,8 @@ import pytest
 import requests
 from api_service import Service, tickets_csv
 
+from shim.limits import torchserve_properties
+from shim.settings import Settings
 from shim.torchserve import rotate_log
 
 API_KEY = "hardening-key-0123456789"
@@ -227,6 +229,39 @@ def test_a_batch_of_long_tickets_is_answered_whole(service: Service) -> None:
     with ThreadPoolExecutor(9) as pool:
         answers = list(pool.map(lambda b: service.post("/api/v1/classify", json=b), bodies))
     assert [a.status_code for a in answers] == [200] * 9, [a.text for a in answers]
+
+
+def largest_classify_body(settings: Settings) -> bytes:
+    """A classify body at every documented limit at once: `max_batch` tickets of
+    `max_ticket_chars` characters each, in as many bytes as `max_request_bytes` allows."""
+
+    def body(three_byte_chars: int) -> bytes:
+        text = "€" * three_byte_chars + "Ä" * (settings.max_ticket_chars - three_byte_chars)
+        tickets = [{"ticket_data": f"{i:02d}{text[2:]}"} for i in range(settings.max_batch)]
+        return json.dumps({"tickets": tickets}, ensure_ascii=False).encode()
+
+    low, high = 0, settings.max_ticket_chars  # the most 3-byte characters that still fit
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (
+            (middle, high) if len(body(middle)) <= settings.max_request_bytes else (low, middle - 1)
+        )
+    return body(low).ljust(settings.max_request_bytes)  # JSON allows trailing white space
+
+
+def test_the_largest_request_every_limit_allows_is_answered(service: Service) -> None:
+    settings = Settings()  # the service runs with the documented defaults
+    largest = largest_classify_body(settings)
+    assert len(largest) == settings.max_request_bytes
+    headers = {"Content-Type": "application/json"}
+    answer = service.post("/api/v1/classify", data=largest, headers=headers)
+    assert answer.status_code == 200, answer.text[:500]
+    assert len(answer.json()["predictions"]) == settings.max_batch
+    assert service.post("/api/v1/classify", data=largest + b" ", headers=headers).status_code == 413
+    # Its private TorchServe has the limits derived from the service's settings.
+    assert torchserve_config(service) | torchserve_properties(settings) == torchserve_config(
+        service
+    )
 
 
 def test_small_things(service: Service) -> None:
