@@ -22,6 +22,7 @@ from training.heads import (
     fit_head,
     install_head,
     one_standard_error_choice,
+    paired_standard_error,
     select_heads,
 )
 from training.lexical import lexical_matrix
@@ -37,7 +38,7 @@ def test_candidates_hold_lexical_alone_embedding_alone_and_both_simplest_first()
     families = {c.features for c in grid}
     assert families == {"lexical", "embedding", "both"}
     # The baseline's own recipe comes first, whatever linear_c holds.
-    assert grid[0] == Candidate("lexical", BASELINE_C, False, 0.0) and grid[0].level() == 0
+    assert grid[0] == Candidate("lexical", BASELINE_C, False, 0.0) and grid[0].is_baseline_recipe
     assert "the baseline recipe" in grid[0].describe()
     assert [c.complexity() for c in grid] == sorted(c.complexity() for c in grid)
     # 0 as an embedding weight means "lexical alone", already there: not a candidate twice.
@@ -48,28 +49,36 @@ def test_candidates_hold_lexical_alone_embedding_alone_and_both_simplest_first()
     assert all(c.class_weighting for c in candidates(forced, has_lexical=True))
 
 
-def _scored(features: str, macro_f1: float, folds: list[float], c: float = 1.0) -> Scored:
-    return Scored(Candidate(features, c, False, 2.0), macro_f1, tuple(folds))  # type: ignore[arg-type]
+def _scored(features: str, folds: list[float], c: float = 1.0) -> Scored:
+    candidate = Candidate(features, c, False, 0.0 if features == "lexical" else 2.0)  # type: ignore[arg-type]
+    return Scored(candidate, float(np.mean(folds)), tuple(folds))
 
 
-def test_one_standard_error_rule_takes_the_simpler_feature_set_within_the_noise():
-    best = _scored("both", 0.80, [0.76, 0.84, 0.78, 0.82, 0.80])  # standard error 0.0141
-    close = _scored("lexical", 0.79, [0.75, 0.83, 0.77, 0.81, 0.79])
-    weaker_close = _scored("lexical", 0.787, [0.75, 0.83, 0.77, 0.81, 0.79], c=0.1)
-    chosen, top = one_standard_error_choice([best, weaker_close, close])
-    assert top is best and chosen is close  # the simpler set, and its best candidate
-    far = _scored("lexical", 0.75, [0.71, 0.79, 0.73, 0.77, 0.75])
-    embedding = _scored("embedding", 0.77, [0.73, 0.81, 0.75, 0.79, 0.77])
-    assert one_standard_error_choice([best, far, embedding])[0] is best
-    # Within the best's own feature set the score decides, not the smaller C.
-    small_c = _scored("both", 0.795, [0.76, 0.84, 0.78, 0.82, 0.80], c=0.1)
-    assert one_standard_error_choice([small_c, best, far])[0] is best
-    # The baseline recipe is the simplest of all: within the noise of the best, it is taken.
-    recipe = Scored(Candidate("lexical", BASELINE_C, False), 0.788, (0.75, 0.83, 0.77, 0.81, 0.78))
-    assert one_standard_error_choice([best, close, recipe])[0] is recipe
-    # A tie goes to the simpler set as well, even with no spread at all.
-    flat = [_scored("both", 0.7, [0.7] * 5), _scored("embedding", 0.7, [0.7] * 5)]
-    assert one_standard_error_choice(flat)[0].candidate.features == "embedding"
+def _recipe(folds: list[float]) -> Scored:
+    return Scored(Candidate("lexical", BASELINE_C, False), float(np.mean(folds)), tuple(folds))
+
+
+def test_the_best_replaces_the_baseline_recipe_only_beyond_one_paired_standard_error():
+    recipe = _recipe([0.70, 0.78, 0.74, 0.66, 0.72])
+    # Folds differ a lot (the best's own standard error is 0.02) but it leads on every fold by
+    # about 0.02: the paired standard error is small, the lead is real.
+    steady = _scored("both", [0.72, 0.80, 0.755, 0.68, 0.745])
+    assert steady.standard_error() > 0.015
+    assert paired_standard_error(steady, recipe) < 0.003
+    chosen, best, error = one_standard_error_choice([recipe, steady])
+    assert chosen is best is steady and error == paired_standard_error(steady, recipe)
+    # The same mean lead, won on some folds and lost on others: the recipe stays.
+    erratic = _scored("both", [0.76, 0.74, 0.80, 0.64, 0.74])
+    assert erratic.macro_f1 > recipe.macro_f1
+    chosen, best, error = one_standard_error_choice([erratic, recipe])
+    assert chosen is recipe and best is erratic
+    assert erratic.macro_f1 - recipe.macro_f1 <= error
+    # A middle way close to the best is no option: the recipe or the best.
+    middle = _scored("lexical", [0.715, 0.795, 0.75, 0.675, 0.74], c=0.1)
+    assert one_standard_error_choice([recipe, middle, steady])[0] is steady
+    # A tie goes to the recipe; without the recipe (balanced weights forced), the best.
+    assert one_standard_error_choice([_scored("both", recipe.fold_macro_f1), recipe])[0] is recipe
+    assert one_standard_error_choice([middle, steady])[0] is steady
 
 
 def _blocks(signal_in: str, rows: int = 300, seed: int = 0) -> tuple[Features, np.ndarray]:

@@ -158,8 +158,9 @@ def choice_sentence(choice: dict[str, Any]) -> str:
     if choice.get("best_candidate") and choice["best_candidate"] != choice["description"]:
         text += (
             f"; the best, {choice['best_candidate']}, scored "
-            f"{choice['best_cross_validated_macro_f1']:.3f} ± {choice['standard_error']:.3f}, "
-            "so the simpler setting within one standard error was taken"
+            f"{choice['best_cross_validated_macro_f1']:.3f}, not more than one standard error "
+            f"({choice['standard_error']:.3f}, paired over the folds) above it, so the baseline "
+            "recipe was kept"
         )
     return text + ")"
 
