@@ -332,11 +332,11 @@ def main(argv: list[str] | None = None) -> int:
                 ),
                 flush=True,
             )
+            if args.json:  # after every run: an interrupted hour keeps what it measured
+                args.json.write_text(
+                    json.dumps({k: [r.__dict__ for r in v] for k, v in results.items()}, indent=1)
+                )
     missed = report(results, config.target_precision)
-    if args.json:
-        args.json.write_text(
-            json.dumps({k: [r.__dict__ for r in v] for k, v in results.items()}, indent=1)
-        )
     print("\ntargets: " + ("all met" if not missed else f"{len(missed)} missed"))
     for line in missed:
         print(f"  missed: {line}")

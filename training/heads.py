@@ -10,7 +10,7 @@ The choice is the one-standard-error rule in favour of the simplest candidate, t
 recipe: the candidate with the best pooled out-of-fold macro-F1 replaces it only when it beats it
 by more than one standard error of their difference. Both are scored on the same folds, so the
 error is that of the per-fold differences (paired): a fold that is hard is hard for both, and the
-spread of either candidate's own fold scores would mostly measure that. So the model departs from
+spread of either candidate's own fold scores mixes that in. So the model departs from
 the baseline where the departure pays beyond the noise, and then takes the best candidate
 whole (keeping a middle way, e.g. the lexical features with a tuned C "within the noise" of the
 best, lost to the baseline on held-out tickets: docs/benchmarks.md).
