@@ -19,7 +19,8 @@ The chosen candidate's out-of-fold scores are what calibration and the auto-rout
 fitted on; `fit_head` then fits it on all rows, its C scaled so that each row weighs against the
 regularisation as in the fold models (which have fewer rows): a refit with the same C is more
 confident than the out-of-fold scores, and routes more tickets at a lower precision than its
-gate promises (measured on validation splits, docs/benchmarks.md). `install_head` copies that
+gate promises (seen on an inner validation split of the shared dataset: the scaled C matched the
+out-of-fold mean confidence at the same accuracy). `install_head` copies that
 decision function into the model's torch layers, so the exported model computes exactly it.
 """
 
