@@ -10,7 +10,8 @@
       .describe(model, version=None) -> list[dict]   (version="all": every version)
       .list_models() -> list[dict]
       .ping() -> bool
-    AsyncTorchServeClient has the same methods as coroutines (and `aclose`).
+    AsyncTorchServeClient: `predict` and `ping` as coroutines (and `aclose`), the calls the
+    request path makes; management runs on the sync client, off the event loop.
 
 Management errors raise TorchServeError(status, message) with TorchServe's own message;
 `TorchServeError.from_response(resp)` does the same for a predict answer. TorchServe's token
@@ -318,26 +319,6 @@ class AsyncTorchServeClient:
         version: str | None = None,
     ) -> httpx.Response:
         return await self._run(self._calls.predict(model, body, content_type, version))
-
-    async def register(self, mar_file_name: str, initial_workers: int = 1) -> dict[str, Any]:
-        return await self._run(self._calls.register(mar_file_name, initial_workers))
-
-    async def wait_ready(
-        self, model: str, version: str | None = None, timeout: float = 120.0
-    ) -> dict[str, Any]:
-        return await self._run(self._calls.wait_ready(model, version, timeout))
-
-    async def set_default(self, model: str, version: str) -> dict[str, Any]:
-        return await self._run(self._calls.set_default(model, version))
-
-    async def unregister(self, model: str, version: str | None = None) -> dict[str, Any]:
-        return await self._run(self._calls.unregister(model, version))
-
-    async def describe(self, model: str, version: str | None = None) -> list[dict[str, Any]]:
-        return await self._run(self._calls.describe(model, version))
-
-    async def list_models(self) -> list[dict[str, Any]]:
-        return await self._run(self._calls.list_models())
 
     async def ping(self) -> bool:
         return await self._run(self._calls.ping())

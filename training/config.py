@@ -16,10 +16,8 @@ BUNDLED_BASE_MODEL = "bundled:all-MiniLM-L6-v2"
 # Built offline on first use (training/base_models.py). On the multilingual benchmark it beats
 # both MiniLM and the TF-IDF baseline; the bundled MiniLM trains about twice as fast.
 DEFAULT_BASE_MODEL = "multilingual-e5-small"
-DEFAULT_HEADS = ("queue", "priority")
 DEFAULT_TOP_K = 3  # labels listed per head in an answer
-DEFAULT_MIN_CLASS_EXAMPLES = 5  # rarer labels are dropped before training
-MODES = ("auto", "fast", "full")
+DEFAULT_MIN_CLASS_EXAMPLES = 5  # rarer labels are reported: they will be learned poorly
 Mode = Literal["auto", "fast", "full"]
 MAX_GRID = 8  # most values in one of the fast mode's candidate lists (and heads weighted)
 # The encoders' position limit: longer inputs would not fit their position embeddings.
@@ -223,7 +221,10 @@ class TrainConfig:
     )
     min_class_examples: int = field(
         default=DEFAULT_MIN_CLASS_EXAMPLES,
-        metadata=about("labels with fewer tickets are dropped before training", _range(1, 100_000)),
+        metadata=about(
+            "labels with fewer tickets are reported (kept, but learned poorly)",
+            _range(1, 100_000),
+        ),
     )
     class_weighting: bool | None = field(
         default=None,
