@@ -10,8 +10,10 @@ EPOCHS ?=
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STORE  ?= model_store
-# Test files run in this many processes (a file's tests stay together, in order, in one).
+# Test files run in this many processes (a file's tests stay together in one), in a random
+# order (pytest-randomly prints the seed; SEED=N repeats an order).
 TEST_WORKERS ?= 2
+SEED   ?=
 # `make archive` packs MODEL when given (command line or environment), else the newest trained
 # model under $(VAR): make train -> $(VAR)/models/<name>, the service -> $(VAR)/models/v<N>,
 # make demo (a service on $(VAR)/demo) -> $(VAR)/demo/models/v<N>.
@@ -20,11 +22,12 @@ NEWEST_MODEL   = $(patsubst %/model.safetensors,%,$(firstword $(shell ls -t \
                  2>/dev/null)))
 ARCHIVE_MODEL  = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(NEWEST_MODEL))
 
-.PHONY: help install test lint format demo serve train archive torchserve torchserve-stop bench bundle clean
+.PHONY: help install test test-fast lint format demo serve train archive torchserve torchserve-stop bench bundle clean
 
 help:
 	@echo "make install   create $(VENV) and install the project with its dev tools"
 	@echo "make test      run the test suite (real training, real TorchServe; TEST_WORKERS=2 processes)"
+	@echo "make test-fast the tests without TorchServe or training beyond a tiny model (about a minute)"
 	@echo "make lint      ruff check + format check"
 	@echo "make demo      sample data -> service -> upload -> train -> classify (through the API)"
 	@echo "make serve     run TorchServe + the /api/v1 service on $(HOST):$(PORT), data in $(VAR)/"
@@ -42,8 +45,13 @@ $(BIN)/ticketserve: pyproject.toml
 
 install: $(BIN)/ticketserve
 
+PYTEST = $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(if $(SEED),--randomly-seed=$(SEED))
+
 test: install
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PYTEST)
+
+test-fast: install
+	TEST_TIER=fast $(PYTEST) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -15,7 +15,7 @@ trimmed vocabulary and the token counts. Rows:
 
 A training step is one batch of 16 x 128 tokens through the two-head classifier: forward,
 cross-entropy on both heads, backward, gradient clipping, AdamW step (the loop of
-training.train). The encoders take turns, one step each per round, so load from other
+training.fine_tune). The encoders take turns, one step each per round, so load from other
 processes hits every row alike; the table gives the median of --steps rounds after one warm-up,
 as wall time and as this process's CPU time (steadier on a shared machine, with --threads 1;
 with several threads it also counts their spin-waiting). "train MB" is weights +

@@ -1,4 +1,4 @@
-"""TorchServe handler for the two-head ticket classifier.
+"""TorchServe handler for the ticket classifier (one head per label column).
 
 Packed into every .mar with `ticket_model.py` (a verbatim copy of training/model.py) and
 `ticket_requests.py`; it imports nothing else from the project, so an old archive keeps working.

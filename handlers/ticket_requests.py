@@ -27,6 +27,7 @@ TEXT_KEYS = ("ticket_data", "subject", "body")
 # TorchServe's names for a raw request body.
 BODY_KEYS = ("body", "data")
 FORM_TYPE = "application/x-www-form-urlencoded"
+# predicted_label/confidence: this head when the model has it, else the first head.
 PRIMARY_HEAD = "queue"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
+from handlers.ticket_requests import PRIMARY_HEAD
 from shim.errors import BadRequest, NotFound, Unavailable, Unprocessable, UpstreamError
 from shim.metrics import ApiMetrics
 from shim.predictions import PredictionLog, new_prediction_id
@@ -35,8 +36,6 @@ from training.calibration import clears_gate, threshold_for
 
 logger = logging.getLogger(__name__)
 
-PRIMARY_HEAD = "queue"
-HEADS = ("queue", "priority")
 PROBE = {"ticket_data": "readiness probe"}
 
 
@@ -144,12 +143,13 @@ class Classifier:
     def ticket(self, answer: dict[str, Any]) -> TicketPredictionPublic:
         """One ticket of the handler's answer, with each head's gate applied, under a new
         prediction id (logged by `classify`)."""
-        heads: dict[str, HeadPredictionPublic] = {}
         version = _version(answer.get("model_version"))
-        for head in HEADS:
-            raw = answer.get(head)
-            if isinstance(raw, dict):
-                heads[head] = self._head(head, raw, version)
+        # The handler answers each head under its name, as an object with its label.
+        heads = {
+            head: self._head(head, raw, version)
+            for head, raw in answer.items()
+            if isinstance(raw, dict) and "label" in raw
+        }
         if not heads:
             raise UpstreamError("TorchServe answered without any head", {"answer": answer})
         primary = heads.get(PRIMARY_HEAD) or next(iter(heads.values()))
@@ -162,6 +162,7 @@ class Classifier:
             low_confidence=primary.low_confidence,
             model_version=version,
             rare_token_share=_share(answer.get("rare_token_share")),
+            heads=list(heads),
             **heads,
         )
 

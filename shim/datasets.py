@@ -15,7 +15,16 @@ from shim.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaTyp
 from shim.schemas import DatasetPublic, TrainDataSummaryPublic, TrainDataUploadPublic
 from shim.store import DatasetRecord, Store, utcnow
 from training.config import DEFAULT_MIN_CLASS_EXAMPLES
-from training.data import DELIMITERS, Columns, DataError, Format, TicketData, read_table, validate
+from training.data import (
+    DELIMITERS,
+    Columns,
+    DataError,
+    Format,
+    TicketData,
+    parse_label_columns,
+    read_table,
+    validate,
+)
 from training.labels import label_key
 from training.text_rules import MAX_TICKET_CHARS
 
@@ -41,6 +50,7 @@ class UploadOptions:
     text_column: str | None = None
     queue_column: str | None = None
     priority_column: str | None = None
+    label_columns: str | None = None  # "queue,priority,type": training.data.parse_label_columns
     delimiter: str = ","
     min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES
     max_text_chars: int = MAX_TICKET_CHARS
@@ -54,6 +64,7 @@ class UploadOptions:
                 {"loc": ["query", "delimiter"]},
                 code="validation_error",
             )
+        self.columns()  # 422 before a byte of the body is read
         key = self.idempotency_key
         if key is not None and not (0 < len(key) <= MAX_KEY_CHARS and key.isprintable()):
             raise BadRequest(
@@ -61,13 +72,32 @@ class UploadOptions:
                 code="bad_idempotency_key",
             )
 
+    def columns(self) -> Columns:
+        """The columns to read; a bad `label_columns` is a 422 on the query parameter."""
+        try:
+            labels = (
+                parse_label_columns(self.label_columns, "label_columns")
+                if self.label_columns is not None
+                else None
+            )
+        except DataError as exc:
+            raise Unprocessable(
+                str(exc), {"loc": ["query", "label_columns"]}, code="validation_error"
+            ) from exc
+        return Columns(
+            text=self.text_column,
+            queue=self.queue_column,
+            priority=self.priority_column,
+            labels=labels,
+        )
+
     def upload_key(self, raw: bytes, content_type: str | None) -> str:
         """What makes two uploads the same: the client's key, else body, type and options."""
         if self.idempotency_key is not None:
             return "key:" + self.idempotency_key
         digest = hashlib.sha256(raw)
         options = [content_type, self.replace, self.text_column, self.queue_column,
-                   self.priority_column, self.delimiter]  # fmt: skip
+                   self.priority_column, self.label_columns, self.delimiter]  # fmt: skip
         digest.update(json.dumps(options).encode())
         return "sha256:" + digest.hexdigest()
 
@@ -112,12 +142,13 @@ def ingest(
         table = read_table(raw, fmt, UPLOAD_SOURCE, options.delimiter)
     except DataError as exc:
         raise BadRequest(str(exc), {"format": fmt}, code="unreadable_body") from exc
-    columns = Columns(
-        text=options.text_column, queue=options.queue_column, priority=options.priority_column
-    )
     try:
         data = validate(
-            table, UPLOAD_SOURCE, columns, options.min_class_examples, options.max_text_chars
+            table,
+            UPLOAD_SOURCE,
+            options.columns(),
+            options.min_class_examples,
+            options.max_text_chars,
         )
     except DataError as exc:
         raise Unprocessable(

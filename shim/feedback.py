@@ -66,15 +66,9 @@ class Feedback:
         if request.prediction_id is not None:
             prediction = self.predictions.get(request.prediction_id)
             predicted = {head: str(p["label"]) for head, p in prediction.labels.items()}
+            # A head of the stored data the version was not trained on (a training request's
+            # label_columns) has no prediction: the agent's label completes the training row.
             text = self._prediction_text(prediction, text)
-            for head in sent:
-                if head not in predicted:
-                    raise Unprocessable(
-                        f"the prediction has no {head!r} head: the model that made it has "
-                        f"{', '.join(predicted) or 'none'}",
-                        {"head": head},
-                        code="unknown_head",
-                    )
         assert text is not None  # FeedbackRequest needs a prediction_id or a text
         labels = {head: sent.get(head) or (predicted or {}).get(head) for head in known}
         missing = [head for head, label in labels.items() if not label]

@@ -135,9 +135,18 @@ class JobRunner:
                         "no training data stored; upload tickets to POST /api/v1/train-data first",
                         code="no_training_data",
                     )
+                heads = datasets[0].heads
+                missing = [c for c in config.label_columns or [] if c not in heads]
+                if missing:
+                    raise Unprocessable(
+                        f"label_columns: the stored training data has no {missing[0]!r} "
+                        f"labels; its heads: {', '.join(heads)}",
+                        {"loc": ["body", "label_columns"], "heads": heads},
+                        code="invalid_parameters",
+                    )
                 # Agents' corrections join as one more file (none without uploads: alone
                 # they are too few to train on).
-                feedback, feedback_rows = training_file(self.store.feedback(), datasets[0].heads)
+                feedback, feedback_rows = training_file(self.store.feedback(), heads)
                 job = Job.new(config.to_dict(), trigger)
                 job.feedback_rows = feedback_rows
                 job.expected_duration_s = self._expected_duration(

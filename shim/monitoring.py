@@ -17,7 +17,6 @@ from collections import defaultdict
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from shim.classifier import HEADS
 from shim.drift import DriftWatch
 from shim.errors import NotFound
 from shim.metrics import ApiMetrics
@@ -65,14 +64,15 @@ class _Counts:
         )
         self.routes: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
 
-    def heads(self) -> dict[str, list[int]]:
-        totals: dict[str, list[int]] = {head: [0, 0] for head in HEADS}
+    def heads(self, names: list[str]) -> dict[str, list[int]]:
+        """[total, agreed] per head: `names` (zeros when none came), then any other counted."""
+        totals: dict[str, list[int]] = {head: [0, 0] for head in names}
         for head, labels in self.labels.items():
             totals[head] = [sum(c[0] for c in labels.values()), sum(c[1] for c in labels.values())]
         return totals
 
-    def auto_route(self) -> dict[str, AutoRoutePublic]:
-        routes = {head: [0, 0, 0] for head in HEADS} | dict(self.routes)
+    def auto_route(self, names: list[str]) -> dict[str, AutoRoutePublic]:
+        routes = {head: [0, 0, 0] for head in names} | dict(self.routes)
         return {head: _auto_route(*counts) for head, counts in routes.items()}
 
 
@@ -120,10 +120,11 @@ class Monitoring:
         self.metrics.auto_route_share.clear()
         for v in versions:
             counts = totals.get((v, None), _Counts())
-            for head, (total, agreed) in counts.heads().items():
+            heads = self._heads(v)
+            for head, (total, agreed) in counts.heads(heads).items():
                 if total:
                     self.metrics.feedback_agreement.labels(str(v), head).set(agreed / total)
-            for head, route in counts.auto_route().items():
+            for head, route in counts.auto_route(heads).items():
                 if route.share is not None:
                     self.metrics.auto_route_share.labels(str(v), head).set(route.share)
         self.metrics.auto_route_precision.clear()
@@ -147,7 +148,7 @@ class Monitoring:
         for v in versions:
             targets = self._targets(v)
             out[v] = {}
-            for head in HEADS:
+            for head in self._heads(v):
                 total, agreed = counts.get((v, head), (0, 0))
                 out[v][head] = self._live(v, head, total, int(agreed or 0), targets.get(head))
         return out
@@ -204,6 +205,14 @@ class Monitoring:
             targets.pop(head, None)
         return targets
 
+    def _heads(self, version: int) -> list[str]:
+        """The version's heads; for a version not stored, those of the stored training data."""
+        try:
+            return self.store.get_version(version).heads
+        except NotFound:
+            datasets = self.store.datasets()
+            return list(datasets[0].heads) if datasets else []
+
     def _versions(self) -> list[int]:
         return sorted(record.version for record in self.store.versions())
 
@@ -242,6 +251,7 @@ class Monitoring:
         days: int,
         routed: dict[str, RoutedPrecisionPublic],
     ) -> VersionQualityPublic:
+        names = self._heads(version)
         heads = {
             head: HeadAgreementPublic(
                 **_agreement(*counts).model_dump(),
@@ -250,7 +260,7 @@ class Monitoring:
                     for label, cell in sorted(totals.labels.get(head, {}).items())
                 },
             )
-            for head, counts in totals.heads().items()
+            for head, counts in totals.heads(names).items()
         }
         trend = []
         for i in range(days):
@@ -260,8 +270,8 @@ class Monitoring:
                 QualityDayPublic(
                     day=day,
                     feedback=_agreement(*c.feedback),
-                    heads={head: _agreement(*n) for head, n in c.heads().items()},
-                    auto_route=c.auto_route(),
+                    heads={head: _agreement(*n) for head, n in c.heads(names).items()},
+                    auto_route=c.auto_route(names),
                 )
             )
         return VersionQualityPublic(
@@ -269,7 +279,7 @@ class Monitoring:
             feedback=FeedbackAgreementPublic(
                 **_agreement(*totals.feedback).model_dump(), heads=heads
             ),
-            auto_route=totals.auto_route(),
+            auto_route=totals.auto_route(names),
             auto_route_precision=routed,
             trend=trend,
             drift=self.drift.report(version),

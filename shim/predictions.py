@@ -61,8 +61,7 @@ class PredictionLog:
                         "confidence": prediction.confidence,
                         "auto_route": prediction.auto_route,  # for live quality
                     }
-                    for head in ("queue", "priority")
-                    if (prediction := getattr(answer, head)) is not None
+                    for head, prediction in answer.head_predictions().items()
                 },
                 rare_token_share=answer.rare_token_share,
             )

@@ -10,7 +10,7 @@ import json
 import sys
 from dataclasses import MISSING, fields
 from datetime import date, datetime
-from typing import Annotated, Any, Literal, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
@@ -18,6 +18,7 @@ from shim.job_record import JobStatus, Trigger
 from shim.settings import TICKET_CHARS_LIMIT
 from shim.store import DatasetRecord
 from training.config import MAX_GRID, MAX_NAME_CHARS, TrainConfig, non_null
+from training.head_names import HEAD_NAME, MAX_HEADS
 from training.progress import Progress
 from training.text_rules import text_problem
 
@@ -100,7 +101,10 @@ def _train_request_model() -> type[BaseModel]:
         hint = non_null(hints[f.name])
         limits = bound.limits() if bound is not None else {}
         size: dict[str, int] = {}
-        if get_origin(hint) is list:
+        if get_origin(hint) is list and get_args(hint)[0] is str:
+            hint = list[Annotated[str, Field(pattern=f"^{HEAD_NAME.pattern}$")]]
+            size = {"min_length": 1, "max_length": MAX_HEADS}
+        elif get_origin(hint) is list:
             hint = list[Annotated[float, Field(allow_inf_nan=False, **limits)]]
             size, limits = {"min_length": 1, "max_length": MAX_GRID}, {}
         elif get_origin(hint) is dict:
@@ -239,23 +243,35 @@ class HeadPredictionPublic(BaseModel):
 
 
 class TicketPredictionPublic(BaseModel):
-    """Per head label/confidence/top-k, plus the queue as `predicted_label`/`confidence`."""
+    """Every head's answer under the head's own name (`queue`, `priority`, `type`...: the label
+    columns the version was trained on), plus the primary head (the queue, else the first head)
+    as `predicted_label`/`confidence`."""
+
+    model_config = ConfigDict(extra="allow")
+    # The heads: each extra key is a head's name (training.head_names), never a field's.
+    __pydantic_extra__: dict[str, HeadPredictionPublic] = Field(init=False)
 
     prediction_id: str = Field(
         description="this answer's id, for POST /api/v1/feedback while the answer is retained"
     )
+    heads: list[str] = Field(
+        description="the version's heads, in its order; each is a key of this answer"
+    )
     predicted_label: str
     confidence: float
-    auto_route: bool = Field(description="the queue (or only head) clears its gate")
+    auto_route: bool = Field(description="the primary head clears its gate")
     low_confidence: bool
-    queue: HeadPredictionPublic | None = None
-    priority: HeadPredictionPublic | None = None
     model_version: int | None
     rare_token_share: float | None = Field(
         None,
         description="share of the ticket's words the tokenizer split into rare pieces (3 or "
         "more, or its unknown token); high for a language the encoder does not know",
     )
+
+    def head_predictions(self) -> dict[str, HeadPredictionPublic]:
+        """Each head's answer, by name, in the version's order."""
+        extra = self.__pydantic_extra__ or {}
+        return {head: extra[head] for head in self.heads}
 
 
 class ClassifyBatchPublic(BaseModel):
@@ -279,20 +295,24 @@ class FeedbackRequest(BaseModel):
     ticket never classified here needs its text and a label for every head of the stored data.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # Every other key is a head's label: `"queue": "Hardware"`, `"type": "Incident"`.
+    model_config = ConfigDict(
+        extra="allow", json_schema_extra={"examples": [{"prediction_id": "…", "queue": "Hardware"}]}
+    )
+    __pydantic_extra__: dict[str, Label | None] = Field(init=False)
 
     prediction_id: str | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)
     ticket_data: TicketText | None = Field(None, examples=["My printer is broken"])
     subject: TicketText | None = None
     body: TicketText | None = None
-    queue: Label | None = Field(None, examples=["Hardware"])
-    priority: Label | None = None
     allow_new_labels: bool = Field(
         False, description="accept a label the stored training data does not have yet"
     )
 
     @model_validator(mode="after")
     def _one_ticket(self) -> FeedbackRequest:
+        if len(self.labels()) > MAX_HEADS:
+            raise ValueError(f"labels for at most {MAX_HEADS} heads")
         ticket = self.ticket()  # validated here, whatever else the body has
         if self.prediction_id is None and ticket is None:
             raise ValueError(
@@ -308,7 +328,8 @@ class FeedbackRequest(BaseModel):
 
     def labels(self) -> dict[str, str]:
         """The labels sent, per head."""
-        return {head: label for head in ("queue", "priority") if (label := getattr(self, head))}
+        extra = self.__pydantic_extra__ or {}
+        return {head: label for head, label in extra.items() if label is not None}
 
 
 class FeedbackPublic(BaseModel):

@@ -227,6 +227,11 @@ class VersionRecord:
     score: float  # validation macro-F1, mean over heads
     data_rows: int
 
+    @property
+    def heads(self) -> list[str]:
+        """The heads the version was trained with, in its order."""
+        return list(self.metrics.get("validation") or {})
+
 
 @dataclass(frozen=True)
 class PredictionRecord:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +40,23 @@ def tickets_csv(rows: int, seed: int) -> bytes:
     return generate_tickets(rows, seed=seed).to_csv(index=False).encode("utf-8")
 
 
+def copy_data_dir(source: Path, target: Path) -> Path:
+    """A copy of a stopped service's data directory to start another service on. Models and
+    archives are hard links (the service never writes them in place, it only removes them);
+    everything else is copied. TorchServe's runtime folder and the logs stay behind."""
+
+    def copy(src: str, dst: str) -> None:
+        relative = Path(src).relative_to(source)
+        if relative.parts[0] in ("models", "model_store"):
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    ignore = shutil.ignore_patterns("torchserve", "logs")
+    shutil.copytree(source, target, ignore=ignore, copy_function=copy)
+    return target
+
+
 @dataclass
 class Service:
     """One `ticketserve serve` process on a data directory; restartable on the same one."""
@@ -62,6 +81,8 @@ class Service:
 
     def start(self, timeout: float = 240.0) -> Service:
         """Start the service and wait until /healthz answers (TorchServe is up by then)."""
+        if os.environ.get("TEST_TIER") == "fast":
+            raise RuntimeError("this test starts the service: mark it slow (see conftest.py)")
         self.starts += 1
         env = {
             **os.environ,
@@ -161,6 +182,18 @@ class Service:
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s")
             time.sleep(0.5)
+
+
+@contextmanager
+def running(data_dir: Path, **kwargs: Any) -> Iterator[Service]:
+    """A started `Service(data_dir, **kwargs)`, stopped at the end; it must exit cleanly."""
+    service = Service(data_dir, **kwargs).start()
+    try:
+        yield service
+    finally:
+        code = service.stop()
+        service.cleanup()
+    assert code == 0, service.log()
 
 
 class Background:

@@ -1,14 +1,18 @@
-"""Shared fixtures: one real fine-tune of the bundled encoder, reused by every test that needs
-a trained model (training, prediction, serving)."""
+"""Shared fixtures, each built once per test run (and shared by pytest-xdist's workers): a real
+fine-tune of the bundled encoder, its fast-mode twin, and a service data directory in which the
+real service stored tickets and trained version 1 through its API. Tests never change these:
+modules that serve start their own service on a copy of the data directory."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from api_service import Service, tickets_csv
 from filelock import FileLock
 
 from training.config import TrainConfig
@@ -17,6 +21,20 @@ from training.sample_data import write_sample_csv
 from training.train import train
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+# `make test-fast` runs `-m "not slow"` with TEST_TIER=fast: no TorchServe, no training beyond
+# the tiny model. Tests using these fixtures are marked slow here; a test that starts the
+# service or trains more without the mark fails in the fast tier (api_service.Service.start,
+# shared_model), so the tier cannot quietly grow slow.
+SLOW_FIXTURES = {"trained_model", "fast_model", "trained_data_dir"}
+FAST_TIER = os.environ.get("TEST_TIER") == "fast"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
 
 # Small enough to train in a few minutes on 2 CPU cores, large enough to learn both heads.
 TEST_ROWS = 300
@@ -32,6 +50,9 @@ TEST_CONFIG = TrainConfig(
     seed=1,
 )
 FAST_CONFIG = TrainConfig(base_model="all-MiniLM-L6-v2", mode="fast", max_length=128, seed=1)
+# Seconds to train: for the fast tier's tests of code around a model (the handler, archives).
+TINY_ROWS = 120
+TINY_CONFIG = TrainConfig(base_model="all-MiniLM-L6-v2", mode="fast", max_length=32, seed=1)
 PROBE_TEXTS = [
     "Mein Drucker druckt seit dem Update nicht mehr",
     "URGENT: nobody in the office can log in to the portal, production is down",
@@ -61,32 +82,32 @@ def fast_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     return shared_model(tmp_path_factory, "fast", FAST_CONFIG)
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The bundled MiniLM, fast mode, TINY_ROWS tickets of 32 tokens: a real model in seconds."""
+    return shared_model(tmp_path_factory, "tiny", TINY_CONFIG, rows=TINY_ROWS)
+
+
 def shared_model(
-    tmp_path_factory: pytest.TempPathFactory, name: str, config: TrainConfig
+    tmp_path_factory: pytest.TempPathFactory, name: str, config: TrainConfig, rows: int = TEST_ROWS
 ) -> TrainedModel:
-    """Train `config` on the test tickets once for the whole run: with pytest-xdist each worker
-    is a session of its own, so the first one trains under a file lock and the others reuse it."""
-    root = tmp_path_factory.getbasetemp()
-    if os.environ.get("PYTEST_XDIST_WORKER"):
-        root = root.parent  # the run's folder, shared by its workers
-    work = root / f"shared-{name}"
-    record = work / "trained.json"
-    with FileLock(root / f"shared-{name}.lock"):
-        if not record.is_file():
-            work.mkdir(exist_ok=True)
-            data_path = work / "tickets.csv"
-            write_sample_csv(data_path, rows=TEST_ROWS, seed=1)
-            tickets = load_tickets(data_path)
-            cache = work / "embeddings.sqlite"
-            result = train(tickets, config, work / "model", embedding_cache=cache)
-            saved = {
-                "model_dir": str(result.model_dir),
-                "data_path": str(data_path),
-                "metrics": result.metrics,
-                "probe_predictions": result.predictor.predict(PROBE_TEXTS),
-            }
-            record.write_text(json.dumps(saved))
-    saved = json.loads(record.read_text())
+    """`config` trained on `rows` test tickets once for the whole run."""
+    if FAST_TIER and config != TINY_CONFIG:
+        raise RuntimeError(f"the {name!r} model is not for the fast tier: mark the test slow")
+
+    def build(work: Path) -> dict:
+        data_path = work / "tickets.csv"
+        write_sample_csv(data_path, rows=rows, seed=1)
+        tickets = load_tickets(data_path)
+        result = train(tickets, config, work / "model", embedding_cache=work / "embeddings.sqlite")
+        return {
+            "model_dir": str(result.model_dir),
+            "data_path": str(data_path),
+            "metrics": result.metrics,
+            "probe_predictions": result.predictor.predict(PROBE_TEXTS),
+        }
+
+    saved = build_once(tmp_path_factory, name, build)
     return TrainedModel(
         model_dir=Path(saved["model_dir"]),
         data_path=Path(saved["data_path"]),
@@ -94,3 +115,51 @@ def shared_model(
         probe_texts=PROBE_TEXTS,
         probe_predictions=saved["probe_predictions"],
     )
+
+
+# The service's first version: generated tickets, trained in fast mode with the tests' tiny
+# settings (api_service.TINY_TRAINING), through the real API.
+SERVICE_ROWS = 150
+SERVICE_TRAINING = {"mode": "fast", "max_length": 64}
+
+
+@pytest.fixture(scope="session")
+def trained_data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A stopped service's data directory: SERVICE_ROWS tickets uploaded, version 1 trained and
+    the default. Start a service on `copy_data_dir(trained_data_dir, ...)`, never on this one."""
+
+    def build(work: Path) -> dict:
+        service = Service(work / "var")
+        service.start()
+        try:
+            assert service.upload_csv(tickets_csv(SERVICE_ROWS, seed=5)).status_code == 201
+            job = service.post("/api/v1/train", json=SERVICE_TRAINING)
+            assert job.status_code == 202, job.text
+            done = service.wait_job(job.json()["job_id"])
+            assert done["status"] == "succeeded" and done["model_version"] == 1, done
+            service.wait_ready()
+        finally:
+            code = service.stop()
+            service.cleanup()
+        assert code == 0, service.log()
+        return {"data_dir": str(service.data_dir)}
+
+    return Path(build_once(tmp_path_factory, "service", build)["data_dir"])
+
+
+def build_once(
+    tmp_path_factory: pytest.TempPathFactory, name: str, build: Callable[[Path], dict]
+) -> dict:
+    """Run `build(folder)` once for the whole run and return what it recorded: with
+    pytest-xdist each worker is a session of its own, so the first one builds under a file lock
+    and the others read its record."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent  # the run's folder, shared by its workers
+    work = root / f"shared-{name}"
+    record = work / "built.json"
+    with FileLock(root / f"shared-{name}.lock"):
+        if not record.is_file():
+            work.mkdir(exist_ok=True)
+            record.write_text(json.dumps(build(work)))
+    return json.loads(record.read_text())

@@ -1,9 +1,10 @@
 """The /api/v1 service over real HTTP: `ticketserve serve` with a real TorchServe and real training.
 
-One service per module; the tests run in file order and build on each other: upload, the first
-training (version 1), classify, a second training (version 2), activate and roll back, then the
-bad inputs, after which the service must still work. Each test reads what it compares against
-(stored rows, versions) from the service itself; nothing is handed from test to test.
+Most tests share one service, started on a copy of the shared trained data directory (version 1
+trained); they only add rows or leave the versions as they found them, and read what they compare
+against (stored rows, versions) from the service itself, so they pass alone and in any order.
+The tutorial's first steps and the promotion rule need a service of their own: no model yet, or
+versions trained on data built to be better or worse.
 """
 
 from __future__ import annotations
@@ -12,38 +13,49 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
-from api_service import Background, Service, tickets_csv
+from api_service import Background, Service, copy_data_dir, running, tickets_csv
 
 from training import sample_data
 from training.calibration import clears_gate, threshold_for
 from training.sample_data import generate_tickets
 
+pytestmark = pytest.mark.slow  # the real service and TorchServe
+
 QUEUE_THRESHOLD = 0.99  # a raw threshold for the queue
 PRIORITY_PRECISION = 0.6  # a gate for priority, from each version's validation curve
 MAX_UPLOAD = 300_000
 QUEUES = set(sample_data.QUEUES)
+ENV = {
+    "TICKETSERVE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
+    "TICKETSERVE_CONFIDENCE_THRESHOLDS": f"queue={QUEUE_THRESHOLD}",
+    "TICKETSERVE_TARGET_PRECISION": f"priority={PRIORITY_PRECISION}",
+    "TICKETSERVE_MAX_TICKET_CHARS": "20000",
+}
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = Service(
-        tmp_path_factory.mktemp("api") / "var",
-        env={
-            "TICKETSERVE_MAX_UPLOAD_BYTES": str(MAX_UPLOAD),
-            "TICKETSERVE_CONFIDENCE_THRESHOLDS": f"queue={QUEUE_THRESHOLD}",
-            "TICKETSERVE_TARGET_PRECISION": f"priority={PRIORITY_PRECISION}",
-            "TICKETSERVE_MAX_TICKET_CHARS": "20000",
-        },
-    )
-    service.start()
-    try:
+def service(tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path) -> Iterator[Service]:
+    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("api") / "var")
+    with running(data_dir, env=ENV) as service:
+        service.wait_ready()
         yield service
-    finally:
-        code = service.stop()
-        service.cleanup()
-    assert code == 0, service.log()
+
+
+@pytest.fixture(scope="module")
+def empty(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """No data and no model; its tests only read."""
+    with running(tmp_path_factory.mktemp("empty") / "var", env=ENV) as service:
+        yield service
+
+
+@pytest.fixture
+def own(tmp_path: Path) -> Iterator[Service]:
+    """A new, empty service for one test that builds its own versions."""
+    with running(tmp_path / "var", env=ENV) as service:
+        yield service
 
 
 def stored_rows(service: Service) -> int:
@@ -63,7 +75,8 @@ def assert_error(answer: requests.Response, status: int, code: str | None = None
 # -- before any model ----------------------------------------------------------------------------
 
 
-def test_health_docs_and_not_ready_without_a_model(service: Service) -> None:
+def test_health_docs_and_not_ready_without_a_model(empty: Service) -> None:
+    service = empty
     assert requests.get(f"{service.base}/healthz").json()["status"] == "ok"
     assert requests.get(f"{service.base}/docs").status_code == 200
     paths = requests.get(f"{service.base}/openapi.json").json()["paths"]
@@ -73,13 +86,15 @@ def test_health_docs_and_not_ready_without_a_model(service: Service) -> None:
     assert ready.json()["torchserve"] is True
 
 
-def test_classify_without_a_model_is_503_with_retry_after(service: Service) -> None:
+def test_classify_without_a_model_is_503_with_retry_after(empty: Service) -> None:
+    service = empty
     answer = service.post("/api/v1/classify", json={"ticket_data": "My printer is broken"})
     assert_error(answer, 503, "no_model")
     assert int(answer.headers["retry-after"]) > 0
 
 
-def test_train_without_data_is_400(service: Service) -> None:
+def test_train_without_data_is_400(empty: Service) -> None:
+    service = empty
     assert_error(service.post("/api/v1/train"), 400, "no_training_data")
 
 
@@ -104,6 +119,7 @@ def test_tutorial_upload_csv(service: Service, tmp_path: Path) -> None:
 
 def test_upload_json_and_ndjson_append_with_row_errors(service: Service) -> None:
     before = stored_rows(service)
+    datasets = len(service.get("/api/v1/train-data").json()["datasets"])
     records = generate_tickets(40, seed=12).to_dict("records")
     records[3]["body"] = records[3]["subject"] = ""  # no text: rejected as row 4
     records[7]["priority"] = ""  # no label: rejected as row 8
@@ -133,14 +149,14 @@ def test_upload_json_and_ndjson_append_with_row_errors(service: Service) -> None
 
     summary = service.get("/api/v1/train-data").json()
     assert summary["rows"] == before + accepted == r.json()["stored_rows"]
-    assert len(summary["datasets"]) == 3
+    assert len(summary["datasets"]) == datasets + 2
     assert summary["heads"] == ["queue", "priority"]
     assert sum(summary["label_counts"]["queue"].values()) == summary["rows"]
 
 
-def test_tutorial_train_reports_progress_and_refuses_a_second_job(
-    service: Service,
-) -> None:
+def test_tutorial_train_reports_progress_and_refuses_a_second_job(own: Service) -> None:
+    service = own
+    assert service.upload_csv(tickets_csv(120, seed=11)).status_code == 201
     r = requests.post(f"{service.base}/api/v1/train")
     assert r.status_code == 202, r.text
     job = r.json()
@@ -226,9 +242,10 @@ def test_classify_subject_body_and_batches(service: Service) -> None:
 # -- versions ------------------------------------------------------------------------------------
 
 
-def test_second_training_creates_version_2_while_classify_keeps_answering(
+def test_versions_train_activate_roll_back_and_delete_while_classify_answers(
     service: Service,
 ) -> None:
+    """One life cycle, ending as it began (version 1 alone, the default)."""
     r = service.post("/api/v1/train", json={"learning_rate": 0.0002, "seed": 2})
     assert r.status_code == 202, r.text
     job_id = r.json()["job_id"]
@@ -239,21 +256,17 @@ def test_second_training_creates_version_2_while_classify_keeps_answering(
 
     done = service.wait_job(job_id)
     assert done["status"] == "succeeded", done
-    assert done["model_version"] == 2
+    assert done["model_version"] == 2 and done["note"]
     listing = service.get("/api/v1/models").json()
     versions = {v["version"]: v for v in listing["versions"]}
     assert set(versions) == {1, 2}
-    promoted = versions[2]["validation_macro_f1"] >= versions[1]["validation_macro_f1"]
-    assert done["is_default"] is promoted and done["note"]
-    assert listing["default_version"] == (2 if promoted else 1)
+    assert listing["default_version"] == (2 if done["is_default"] else 1)
     assert versions[2]["data_rows"] == stored_rows(service) and versions[2]["loaded"] is True
     # each version's headline score is the mean of its heads' validation macro-F1
     heads = versions[1]["metrics"]["validation"]
     mean = (heads["queue"]["macro_f1"] + heads["priority"]["macro_f1"]) / 2
     assert versions[1]["validation_macro_f1"] == pytest.approx(mean, abs=1e-3)
 
-
-def test_activate_and_roll_back_without_interrupting_classify(service: Service) -> None:
     def classify(_: int) -> requests.Response:
         return service.post("/api/v1/classify", json={"ticket_data": "Laptop screen broken"})
 
@@ -273,14 +286,53 @@ def test_activate_and_roll_back_without_interrupting_classify(service: Service) 
     assert r.status_code == 200 and r.json()["model_version"] == 2
     assert service.wait_ready()["model_version"] == 1
 
-
-def test_delete_refuses_the_default_then_removes_a_version(service: Service) -> None:
+    # The default cannot be deleted; another version can, once.
     assert_error(service.delete("/api/v1/models/1"), 409, "version_is_default")
     r = service.delete("/api/v1/models/2")
     assert r.status_code == 200
     assert r.json() == {"version": 2, "deleted": True, "default_version": 1}
     assert [v["version"] for v in service.get("/api/v1/models").json()["versions"]] == [1]
     assert_error(service.delete("/api/v1/models/2"), 404, "version_not_found")
+
+
+def shuffled_labels_csv(rows: int, seed: int) -> bytes:
+    """Generated tickets whose labels were dealt at random: nothing in the text predicts them."""
+    frame = generate_tickets(rows, seed=seed)
+    rng = np.random.default_rng(seed)
+    for head in ("queue", "priority"):
+        frame[head] = rng.permutation(frame[head].to_numpy())
+    return frame.to_csv(index=False).encode("utf-8")
+
+
+def train_on(service: Service, data: bytes) -> dict:
+    assert service.upload_csv(data, replace="true").status_code == 201
+    job = service.post("/api/v1/train", json={"mode": "fast", "max_length": 64})
+    assert job.status_code == 202, job.text
+    done = service.wait_job(job.json()["job_id"])
+    assert done["status"] == "succeeded", done
+    return done
+
+
+def test_a_better_version_is_promoted_and_a_worse_one_is_not(own: Service) -> None:
+    """The service's default policy (not_worse), both ways, on data built for each outcome:
+    labels dealt at random (version 1), then learnable labels (2: better), then random again
+    (3: worse)."""
+    service = own
+    first = train_on(service, shuffled_labels_csv(150, seed=31))
+    assert first["is_default"] is True  # the first version always is
+    better = train_on(service, tickets_csv(150, seed=32))
+    worse = train_on(service, shuffled_labels_csv(150, seed=33))
+    scores = {
+        v["version"]: v["validation_macro_f1"]
+        for v in service.get("/api/v1/models").json()["versions"]
+    }
+    # The data did what it was built for (else the test proves nothing).
+    assert scores[2] > scores[1] + 0.2 and scores[3] < scores[2] - 0.2, scores
+    assert better["is_default"] is True and "made default" in better["note"]
+    assert worse["is_default"] is False and "activate version 3" in worse["note"]
+    assert service.get("/api/v1/models").json()["default_version"] == 2
+    answer = service.post("/api/v1/classify", json={"ticket_data": "Printer jams"})
+    assert answer.json()["model_version"] == 2
 
 
 # -- bad input -----------------------------------------------------------------------------------
@@ -399,7 +451,7 @@ def test_bad_training_settings_name_the_field(service: Service, body: dict, fiel
     assert field in json.dumps(answer.json()["error"])
 
 
-def test_service_still_works_after_the_bad_inputs(service: Service) -> None:
+def test_a_long_ticket_is_truncated_and_answered(service: Service) -> None:
     long_but_fine = "My laptop does not start. " * 700  # 18,200 characters: truncated, answered
     r = service.post("/api/v1/classify", json={"ticket_data": long_but_fine})
     assert r.status_code == 200, r.text
@@ -408,6 +460,8 @@ def test_service_still_works_after_the_bad_inputs(service: Service) -> None:
 
 
 def test_metrics_count_requests_per_route(service: Service) -> None:
+    assert service.post("/api/v1/classify", json={"ticket_data": "VPN drops"}).status_code == 200
+    assert service.get("/api/v1/train/nosuchjob").status_code == 404
     text = requests.get(f"{service.base}/metrics").text
     counter = 'ticketserve_http_requests_total{method="POST",route="/api/v1/classify",status="200"}'
     assert counter in text

@@ -23,6 +23,8 @@ from api_service import TICKETSERVE, Service, tickets_csv
 from shim.job_record import INTERRUPTED
 from shim.store import Store
 
+pytestmark = pytest.mark.slow  # the real service, killed and restarted
+
 API_KEY = "test-key-0123456789"
 # Slow enough to be caught mid-training: a few hundred steps on 2 CPU cores.
 SLOW_TRAINING = {"mode": "full", "epochs": 20, "batch_size": 4, "max_length": 64}

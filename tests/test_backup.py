@@ -73,6 +73,7 @@ def answers(service: Service, version: int | None = None) -> list[dict]:
     return [{**p, "prediction_id": None} for p in answer.json()["predictions"]]
 
 
+@pytest.mark.slow  # the real service
 def test_backup_while_serving_restores_a_service_with_the_same_answers(run, tmp_path: Path) -> None:
     source = Service(tmp_path / "var")
     restored = Service(tmp_path / "restored" / "var")

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # every bench's smoke run
+
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 # Command, then a pattern per table it must print: its header line, words apart by any spaces.

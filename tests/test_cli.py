@@ -6,6 +6,7 @@ console script in a subprocess, so its entry point, exit codes and streams stay 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -158,14 +159,31 @@ def test_unknown_mode_is_one_line(tmp_path, run):
     assert "argument --mode: invalid choice: 'turbo'" in line
 
 
+def test_bad_label_columns_are_one_line(tmp_path, run):
+    (tmp_path / "t.csv").write_text("text,queue\na,X\nb,Y\n")
+    cases = {
+        "queue,type": "missing label column 'type'",
+        "queue,queue": "label_columns: a label column is named twice",
+    }
+    for columns, says in cases.items():
+        train = ["train", str(tmp_path / "t.csv"), "--out", str(tmp_path / "m")]
+        line = one_line_error(run(*train, "--label-columns", columns))
+        assert says in line, line
+
+
+@pytest.mark.slow  # a fast-mode training
 def test_fast_train_tells_the_plan_and_the_gate(tmp_path, run):
     run("sample-data", str(tmp_path / "s.csv"), "--rows", "150", "--seed", "4")
     result = subprocess_run(
         "train", str(tmp_path / "s.csv"), "--out", str(tmp_path / "m"), "--mode", "fast",
         "--base-model", "all-MiniLM-L6-v2", "--max-length", "64",
+        "--label-columns", "queue,language",
         TICKETSERVE_CACHE=str(tmp_path / "cache"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+    # the heads are the label columns named, in their order
+    heads = json.loads((tmp_path / "m" / "labels.json").read_text())
+    assert list(heads) == ["queue", "language"] and set(heads["language"]) == {"de", "en"}
     assert "mode fast (fast was asked for): expected to take about" in result.stderr
     assert "ECE before calibration" in result.stdout and "auto-routed at target" in result.stdout
     assert (tmp_path / "cache" / "embeddings.sqlite").is_file()

@@ -12,11 +12,13 @@ from training.data import (
     Columns,
     DataError,
     load_tickets,
+    parse_label_columns,
     parse_tickets,
     read_table,
     split_tickets,
     validate,
 )
+from training.head_names import MAX_HEADS
 
 HEADER = "subject,body,queue,priority\n"
 
@@ -85,6 +87,49 @@ def test_only_queue_gives_one_head(tmp_path):
     data = load_tickets(write(tmp_path, "t.csv", "text,queue\na,X\nb,Y\n"))
     assert data.heads == ("queue",)
     assert "priority" not in data.frame
+
+
+def test_label_columns_are_the_heads_in_their_order(tmp_path):
+    path = write(
+        tmp_path, "t.csv", "text,queue,type,priority\na,X,Incident,high\nb,Y,Request,low\n"
+    )
+    data = load_tickets(path, Columns(labels=parse_label_columns("type,queue")))
+    assert data.heads == ("type", "queue")
+    assert data.frame[["text", "type", "queue"]].values.tolist() == [
+        ["a", "Incident", "X"],
+        ["b", "Request", "Y"],
+    ]
+    assert "priority" not in data.frame and list(data.report.label_counts) == ["type", "queue"]
+    # a column that is an alias of the queue is a head of its own name when named
+    data = load_tickets(path, Columns(labels=("priority",)))
+    assert data.heads == ("priority",)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("queue,,type", "give column names separated by commas"),
+        ("queue, queue", "a label column is named twice"),
+        (",".join(f"h{i}" for i in range(MAX_HEADS + 1)), f"1 to {MAX_HEADS} label columns"),
+        ("model_version", "answers use that key"),
+        ("Ticket Type", "use a letter, then up to 39 letters, digits or '_'"),
+        ("1st", "use a letter"),
+        ("x" * 41, "up to 39"),
+    ],
+)
+def test_bad_label_columns_are_named(text, message):
+    with pytest.raises(DataError, match=f"^--label-columns: .*{message}"):
+        parse_label_columns(text, "--label-columns")
+
+
+def test_label_columns_must_exist_and_exclude_queue_and_priority_columns(tmp_path):
+    path = write(tmp_path, "t.csv", "text,queue\na,X\nb,Y\n")
+    with pytest.raises(DataError, match="missing label column 'type'"):
+        load_tickets(path, Columns(labels=("queue", "type")))
+    with pytest.raises(DataError, match="name the label columns, or the queue/priority"):
+        load_tickets(path, Columns(labels=("queue",), queue="queue"))
+    with pytest.raises(DataError, match="cannot name a head"):
+        load_tickets(path, Columns(labels=("text",)))  # checked however Columns was made
 
 
 def test_literal_backslash_n_is_unescaped(tmp_path):

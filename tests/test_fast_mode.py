@@ -104,6 +104,7 @@ def test_gate_threshold_is_where_the_lower_bound_reaches_the_target(fast_model):
     assert report.count("Fitted with: ") == 2
 
 
+@pytest.mark.slow  # two fast-mode trainings
 def test_second_run_embeds_only_the_new_tickets(tmp_path):
     old, new = generate_tickets(120, seed=11), generate_tickets(20, seed=12)
     old.to_csv(tmp_path / "old.csv", index=False)

@@ -1,9 +1,12 @@
 """Agents' feedback over real HTTP: classify -> correct -> the next job trains on the corrections.
 
-One service per module (real TorchServe, fast-mode training of the bundled MiniLM); the tests run
-in file order: no feedback without training data, the first version, classify answers with ids,
-corrections that the next job learns, retention (410 / 404), the bad inputs, and last a restart
-with `TICKETSERVE_STORE_TEXTS=false` (only the hash is kept; feedback must bring the text).
+Real TorchServe, fast-mode training of the bundled MiniLM. Tests that only read, or undo what
+they store, share one module service on a copy of `trained_data_dir` (version 1 trained). A test
+that needs a state the others must not see gets a service of its own: an empty data directory (no
+feedback without training data, the first version), a fresh copy of the trained one (corrections
+the next job learns: exact counts, a new default version; a head the stored data lacks: it
+replaces the uploads), and one started with `TICKETSERVE_STORE_TEXTS=false` (only the hash is
+kept; feedback must bring the text). Every service keeps only the newest RETENTION answers.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from api_service import Service, tickets_csv
+from api_service import Service, copy_data_dir, running, tickets_csv
 
 from shim.errors import Conflict, Gone, NotFound
 from shim.predictions import DAY_MS, PredictionLog, new_prediction_id
@@ -27,6 +30,7 @@ from shim.store import FeedbackRecord, PredictionRecord, Store, utcnow
 from training import sample_data
 
 RETENTION = 5
+ENV = {"TICKETSERVE_PREDICTION_RETENTION_COUNT": str(RETENTION)}
 FAST = {"mode": "fast", "max_length": 64}
 # A ticket no upload resembles: what the model answers for it comes from the feedback only.
 VARIANTS = [f"Zorblax qwertium frobnicator {word} hums again" for word in (
@@ -36,18 +40,36 @@ PREDICTION_ID = re.compile(r"[0-9a-f]{24}")
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = Service(
-        tmp_path_factory.mktemp("feedback") / "var",
-        env={"TICKETSERVE_PREDICTION_RETENTION_COUNT": str(RETENTION)},
-    )
-    service.start()
-    try:
+def service(trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """Shared by the tests that leave nothing behind that another test counts or relies on."""
+    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("feedback") / "var")
+    with running(data_dir, env=ENV) as service:
+        service.wait_ready()
         yield service
-    finally:
-        code = service.stop()
-        service.cleanup()
-    assert code == 0, service.log()
+
+
+@pytest.fixture
+def own_service(trained_data_dir: Path, tmp_path: Path) -> Iterator[Service]:
+    """Version 1 trained, no feedback, for this test alone."""
+    with running(copy_data_dir(trained_data_dir, tmp_path / "var"), env=ENV) as service:
+        service.wait_ready()
+        yield service
+
+
+@pytest.fixture
+def empty_service(tmp_path: Path) -> Iterator[Service]:
+    """No training data and no model yet."""
+    with running(tmp_path / "var", env=ENV) as service:
+        yield service
+
+
+@pytest.fixture
+def hash_only_service(trained_data_dir: Path, tmp_path: Path) -> Iterator[Service]:
+    """Version 1 trained (its data stored with texts), started keeping only texts' hashes."""
+    env = {**ENV, "TICKETSERVE_STORE_TEXTS": "false"}
+    with running(copy_data_dir(trained_data_dir, tmp_path / "var"), env=env) as service:
+        service.wait_ready()
+        yield service
 
 
 def assert_error(answer: requests.Response, status: int, code: str) -> dict:
@@ -78,19 +100,22 @@ def train(service: Service) -> dict:
     return done
 
 
-def test_feedback_needs_stored_training_data(service: Service) -> None:
+@pytest.mark.slow  # the real service
+def test_feedback_needs_stored_training_data(empty_service: Service) -> None:
     body = {"ticket_data": "Printer broken", "queue": "Hardware", "priority": "low"}
-    assert_error(service.post("/api/v1/feedback", json=body), 422, "no_training_data")
-    assert stored_feedback(service)["total"] == 0
+    assert_error(empty_service.post("/api/v1/feedback", json=body), 422, "no_training_data")
+    assert stored_feedback(empty_service)["total"] == 0
 
 
-def test_the_first_version(service: Service) -> None:
-    assert service.upload_csv(tickets_csv(100, seed=21)).status_code == 201
-    job = train(service)
+@pytest.mark.slow  # the real service
+def test_the_first_version(empty_service: Service) -> None:
+    assert empty_service.upload_csv(tickets_csv(100, seed=21)).status_code == 201
+    job = train(empty_service)
     assert job["model_version"] == 1 and job["feedback_rows"] == 0
-    service.wait_ready()
+    empty_service.wait_ready()
 
 
+@pytest.mark.slow  # the real service
 def test_every_classify_answer_has_its_own_prediction_id(service: Service) -> None:
     single = service.post("/api/v1/classify", json={"subject": "VPN", "body": "drops hourly"})
     assert single.status_code == 200, single.text
@@ -101,8 +126,9 @@ def test_every_classify_answer_has_its_own_prediction_id(service: Service) -> No
     assert ids[0][:12] <= ids[1][:12]
 
 
-def test_corrections_become_training_rows_the_next_job_learns(service: Service) -> None:
-    before = classify(service, VARIANTS[:5])
+@pytest.mark.slow  # the real service
+def test_corrections_become_training_rows_the_next_job_learns(own_service: Service) -> None:
+    before = classify(own_service, VARIANTS[:5])
     predicted = before[0]["queue"]["model_label"]
     target = next(q for q in sample_data.QUEUES if q != predicted)
     # Five by prediction id: three correct only the queue (the priority is accepted as given).
@@ -111,7 +137,7 @@ def test_corrections_become_training_rows_the_next_job_learns(service: Service) 
         body = {"prediction_id": prediction["prediction_id"], "queue": target}
         if i >= 3:
             body["priority"] = "low"
-        answer = service.post("/api/v1/feedback", json=body)
+        answer = own_service.post("/api/v1/feedback", json=body)
         assert answer.status_code == 201, answer.text
         saved.append(answer.json())
         assert saved[-1]["replaced"] is False
@@ -121,7 +147,7 @@ def test_corrections_become_training_rows_the_next_job_learns(service: Service) 
         assert saved[-1]["labels"]["priority"] == expected_priority
     assert "queue" in saved[0]["corrected"]
     # The same prediction corrected again replaces the first correction.
-    again = service.post(
+    again = own_service.post(
         "/api/v1/feedback",
         json={"prediction_id": before[0]["prediction_id"], "queue": target, "priority": "low"},
     )
@@ -131,30 +157,31 @@ def test_corrections_become_training_rows_the_next_job_learns(service: Service) 
     # Five tickets never classified here, labels spelled as the agent likes.
     for text in VARIANTS[5:]:
         body = {"ticket_data": text, "queue": f" {target.upper()} ", "priority": "LOW"}
-        answer = service.post("/api/v1/feedback", json=body)
+        answer = own_service.post("/api/v1/feedback", json=body)
         assert answer.status_code == 201, answer.text
         assert answer.json()["labels"] == {"queue": target, "priority": "low"}
         assert answer.json()["prediction_id"] is None and answer.json()["predicted"] is None
 
-    listing = stored_feedback(service)
+    listing = stored_feedback(own_service)
     assert listing["total"] == 10 and len(listing["feedback"]) == 10
     assert listing["label_counts"]["queue"] == {target: 10}
     assert listing["feedback"][0]["feedback_id"] == saved[0]["feedback_id"]  # oldest first
-    page = service.get("/api/v1/feedback", params={"offset": 8, "limit": 5}).json()
+    page = own_service.get("/api/v1/feedback", params={"offset": 8, "limit": 5}).json()
     assert [f["text"] for f in page["feedback"]] == VARIANTS[8:] and page["total"] == 10
 
-    uploaded = service.get("/api/v1/train-data").json()["rows"]
-    job = train(service)
+    uploaded = own_service.get("/api/v1/train-data").json()["rows"]
+    job = train(own_service)
     assert job["feedback_rows"] == 10 and job["data_rows"] == uploaded + 10
-    assert service.get(f"/api/v1/train/{job['job_id']}").json()["feedback_rows"] == 10
-    [after] = classify(service, VARIANTS[:1], version=job["model_version"])
+    assert own_service.get(f"/api/v1/train/{job['job_id']}").json()["feedback_rows"] == 10
+    [after] = classify(own_service, VARIANTS[:1], version=job["model_version"])
     assert after["model_version"] == job["model_version"]
     assert after["queue"]["model_label"] == target, after
 
-    metrics = requests.get(f"{service.base}/metrics", timeout=30).text
+    metrics = requests.get(f"{own_service.base}/metrics", timeout=30).text
     assert 'ticketserve_feedback_total{agreed="false",head="queue"}' in metrics
 
 
+@pytest.mark.slow  # the real service
 def test_retention_keeps_the_newest_answers(service: Service) -> None:
     [oldest] = classify(service, ["Monitor flickers"])
     newest = classify(service, [f"Keyboard key {i} stuck" for i in range(RETENTION)])
@@ -176,6 +203,7 @@ def test_retention_keeps_the_newest_answers(service: Service) -> None:
 
 @pytest.fixture
 def live_id(service: Service) -> str:
+    """An answer classified just now: within retention whatever ran before."""
     return classify(service, ["Laptop battery swollen"])[0]["prediction_id"]
 
 
@@ -186,7 +214,7 @@ BAD_FEEDBACK = [
     ("label too long", {"queue": "x" * 201}, 422, "validation_error"),
     ("label not a string", {"queue": 5}, 422, "validation_error"),
     ("other text than classified", {"ticket_data": "Another ticket"}, 422, "text_mismatch"),
-    ("unknown field", {"urgency": "high"}, 422, "validation_error"),
+    ("a head the data lacks", {"urgency": "high"}, 422, "unknown_head"),  # other keys name heads
     ("new label like a formula", {"queue": "=cmd()", "allow_new_labels": True}, 422,
      "invalid_label"),
     ("id too long", {"prediction_id": "a" * 65}, 422, "validation_error"),
@@ -201,6 +229,7 @@ BAD_FEEDBACK = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow  # the real service
 @pytest.mark.parametrize(
     ("body", "status", "code"),
     [case[1:] for case in BAD_FEEDBACK],
@@ -217,6 +246,7 @@ def test_bad_feedback_is_refused_and_stores_nothing(
     assert stored_feedback(service) == before
 
 
+@pytest.mark.slow  # the real service
 @pytest.mark.parametrize(
     ("method", "path", "kwargs", "status", "code"),
     [
@@ -243,6 +273,7 @@ def test_bad_requests_to_the_feedback_routes(
     assert stored_feedback(service) == before
 
 
+@pytest.mark.slow  # the real service
 def test_a_new_label_is_taken_when_allowed_and_a_correction_can_be_removed(
     service: Service, live_id: str
 ) -> None:
@@ -263,44 +294,51 @@ def test_a_new_label_is_taken_when_allowed_and_a_correction_can_be_removed(
     )
 
 
-def test_a_head_the_stored_data_lacks_is_refused(service: Service, live_id: str) -> None:
+@pytest.mark.slow  # the real service
+def test_a_head_the_stored_data_lacks_is_refused(own_service: Service) -> None:
+    live_id = classify(own_service, ["Laptop battery swollen"])[0]["prediction_id"]
     queue_only = b"text,queue\n" + b"".join(
         b"ticket number %d,%s\n" % (i, b"Hardware" if i % 2 else b"Billing and Payments")
         for i in range(12)
     )
-    assert service.upload_csv(queue_only, replace="true").status_code == 201
-    before = stored_feedback(service)
-    answer = service.post("/api/v1/feedback", json={"prediction_id": live_id, "priority": "low"})
+    assert own_service.upload_csv(queue_only, replace="true").status_code == 201
+    before = stored_feedback(own_service)
+    answer = own_service.post(
+        "/api/v1/feedback", json={"prediction_id": live_id, "priority": "low"}
+    )
     assert_error(answer, 422, "unknown_head")
-    assert stored_feedback(service) == before
+    assert stored_feedback(own_service) == before
     # The row has the data's heads only: the prediction's priority is left out.
-    answer = service.post("/api/v1/feedback", json={"prediction_id": live_id, "queue": "Hardware"})
+    answer = own_service.post(
+        "/api/v1/feedback", json={"prediction_id": live_id, "queue": "Hardware"}
+    )
     assert answer.status_code == 201, answer.text
     assert answer.json()["labels"] == {"queue": "Hardware"}
 
 
-def test_without_stored_texts_only_the_hash_is_kept(service: Service) -> None:
-    service.stop()
-    service.env["TICKETSERVE_STORE_TEXTS"] = "false"
-    service.start()
-    service.wait_ready()
+@pytest.mark.slow  # the real service
+def test_without_stored_texts_only_the_hash_is_kept(hash_only_service: Service) -> None:
     secret = "Kestrel-7734 payroll export leaks salaries"
-    [prediction] = classify(service, [secret])
+    [prediction] = classify(hash_only_service, [secret])
     registry = b"".join(
-        path.read_bytes() for path in service.data_dir.glob("registry.sqlite3*") if path.is_file()
+        path.read_bytes()
+        for path in hash_only_service.data_dir.glob("registry.sqlite3*")
+        if path.is_file()
     )
     assert secret.encode() not in registry
     assert hashlib.sha256(secret.encode()).hexdigest().encode() in registry
 
     pid = prediction["prediction_id"]
-    before = stored_feedback(service)
-    needs = service.post("/api/v1/feedback", json={"prediction_id": pid})
+    before = stored_feedback(hash_only_service)
+    needs = hash_only_service.post("/api/v1/feedback", json={"prediction_id": pid})
     assert_error(needs, 422, "text_required")
-    other = service.post("/api/v1/feedback", json={"prediction_id": pid, "ticket_data": "no"})
+    other = hash_only_service.post(
+        "/api/v1/feedback", json={"prediction_id": pid, "ticket_data": "no"}
+    )
     assert_error(other, 422, "text_mismatch")
-    assert stored_feedback(service) == before
+    assert stored_feedback(hash_only_service) == before
     body = {"prediction_id": pid, "ticket_data": secret, "queue": "Hardware"}
-    answer = service.post("/api/v1/feedback", json=body)
+    answer = hash_only_service.post("/api/v1/feedback", json=body)
     assert answer.status_code == 201, answer.text
     assert answer.json()["text"] == secret  # a training row needs it
 

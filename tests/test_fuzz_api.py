@@ -11,17 +11,20 @@ right away, so the next cases do not wait for it.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import requests
 import schemathesis
-from api_service import Service, tickets_csv
+from api_service import Service, copy_data_dir, tickets_csv
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
 from training.text_rules import text_problem
+
+pytestmark = pytest.mark.slow  # the real service and TorchServe
 
 API_KEY = "fuzz-key-0123456789"
 # Per route and mode (valid, invalid), each sent twice (with and without the key): bounded so
@@ -31,13 +34,11 @@ CASES = {"sent": 0}
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = Service(tmp_path_factory.mktemp("fuzz") / "var", api_key=API_KEY)
+def service(tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path) -> Iterator[Service]:
+    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("fuzz") / "var")
+    service = Service(data_dir, api_key=API_KEY)
     service.start()
     try:
-        assert service.upload_csv(tickets_csv(150, seed=11)).status_code == 201
-        job = service.post("/api/v1/train", json={}).json()
-        assert service.wait_job(job["job_id"])["status"] == "succeeded"
         service.wait_ready()
         yield service
     finally:

@@ -146,6 +146,7 @@ def test_an_installed_head_computes_its_decision_function_in_the_model(fast_mode
     assert np.allclose(logits, expected, atol=1e-3)
 
 
+@pytest.mark.slow  # a fast-mode training
 def test_the_shipped_heads_learn_the_test_rows_after_the_test_report(tmp_path):
     """The test split is scored by heads that never saw it; the exported model then learns it
     too (a word that only test tickets contain enters its vocabulary)."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,3 +65,31 @@ def test_dependencies_point_from_the_service_to_training() -> None:
         or (module.startswith("handlers") and not target.startswith("handlers"))
     )
     assert upward == []
+
+
+def test_the_api_process_does_not_load_torch() -> None:
+    """The API process only routes requests: torch (about a second and a few hundred MB) is for
+    the training and TorchServe processes. Checked in a fresh interpreter, after the app is built
+    and has answered an upload, a listing and a classify without a model."""
+    script = """
+import sys, tempfile
+from fastapi.testclient import TestClient
+from shim.app import create_app
+from shim.settings import Settings
+client = TestClient(create_app(Settings(data_dir=tempfile.mkdtemp())))
+csv = "text,queue\\n" + "".join(f"printer {i},Hardware\\nrefund {i},Billing\\n" for i in range(5))
+answers = [
+    client.post("/api/v1/train-data", content=csv, headers={"Content-Type": "text/csv"}),
+    client.get("/api/v1/models"),
+    client.post("/api/v1/classify", json={"ticket_data": "printer"}),
+]
+print([answer.status_code for answer in answers])
+print(sorted({name.split(".")[0] for name in sys.modules} & {"torch", "transformers"}))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    statuses, loaded = done.stdout.strip().splitlines()[-2:]
+    assert statuses == "[201, 200, 503]", done.stdout
+    assert loaded == "[]", loaded

@@ -26,6 +26,8 @@ from shim.logs import configure_logging
 from shim.request_id import accepted_id
 from shim.settings import Settings, SettingsError
 
+pytestmark = pytest.mark.slow  # the real service
+
 API_KEY = "logs-key-0123456789"
 NEW_ID = re.compile(r"[0-9a-f]{32}")
 UNSAFE_IDS = [

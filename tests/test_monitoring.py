@@ -1,8 +1,10 @@
 """Live quality over real HTTP: classify, give feedback, read `GET /api/v1/monitoring` and the
 gauges on /metrics.
 
-One service per module (real TorchServe, fast-mode training of the bundled MiniLM); the tests
-run in file order. Every expected number is computed from the answers this module received.
+Each service runs on a copy of the shared trained data directory (real TorchServe, version 1
+trained in fast mode). Tests that count answers or train have a service of their own, so they
+pass alone and in any order; every expected number is computed from the answers that test
+received.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from api_service import Service, tickets_csv
+from api_service import Service, copy_data_dir, running
 
 from shim.metrics import ApiMetrics
 from shim.monitoring import Monitoring
@@ -24,6 +26,8 @@ from shim.settings import Settings
 from shim.store import MIGRATIONS, FeedbackRecord, PredictionRecord, Store, VersionRecord
 from training import sample_data
 from training.calibration import precision_interval
+
+pytestmark = pytest.mark.slow  # the real service and TorchServe
 
 API_KEY = "monitoring-key-0123456789"
 FAST = {"mode": "fast", "max_length": 64}
@@ -40,20 +44,18 @@ GAUGE = re.compile(r'^(ticketserve_\w+)\{head="(\w+)",version="(\d+)"\} (\S+)$',
 
 
 @pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = Service(tmp_path_factory.mktemp("monitoring") / "var", api_key=API_KEY)
-    service.start()
-    try:
-        assert service.upload_csv(tickets_csv(100, seed=41)).status_code == 201
-        job = service.post("/api/v1/train", json=FAST)
-        assert job.status_code == 202, job.text
-        assert service.wait_job(job.json()["job_id"])["status"] == "succeeded"
-        service.wait_ready()
+def service(tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path) -> Iterator[Service]:
+    """For the tests that read without changing anything."""
+    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("monitoring") / "var")
+    with running(data_dir, api_key=API_KEY) as service:
         yield service
-    finally:
-        code = service.stop()
-        service.cleanup()
-    assert code == 0, service.log()
+
+
+@pytest.fixture
+def fresh(tmp_path: Path, trained_data_dir: Path) -> Iterator[Service]:
+    """A service of its own: version 1 only, never asked; every count in the test is its own."""
+    with running(copy_data_dir(trained_data_dir, tmp_path / "var"), api_key=API_KEY) as service:
+        yield service
 
 
 def monitoring(service: Service, **params: int) -> dict:
@@ -184,7 +186,8 @@ def test_live_precision_of_auto_routed_answers_and_its_warning(tmp_path: Path, c
     assert metrics.auto_route_below_target.labels("3", "queue")._value.get() == 1
 
 
-def test_a_version_without_predictions_has_zeros_and_nulls(service: Service) -> None:
+def test_a_version_without_predictions_has_zeros_and_nulls(fresh: Service) -> None:
+    service = fresh
     for version in (1, 77):  # the trained one, not asked yet; one never trained
         [quality] = monitoring(service, version=version, days=3)["versions"]
         assert quality["model_version"] == version
@@ -198,7 +201,8 @@ def test_a_version_without_predictions_has_zeros_and_nulls(service: Service) -> 
     assert [v["model_version"] for v in monitoring(service)["versions"]] == [1]
 
 
-def test_agreement_and_auto_route_shares(service: Service) -> None:
+def test_agreement_and_auto_route_shares(fresh: Service) -> None:
+    service = fresh
     body = {"tickets": [{"ticket_data": text} for text in TEXTS]}
     answer = service.post("/api/v1/classify", json=body)
     assert answer.status_code == 200, answer.text
@@ -301,9 +305,10 @@ def test_needs_the_api_key(service: Service) -> None:
     assert answer.status_code == 401
 
 
-def test_a_closed_gate_never_routes_and_says_so(service: Service) -> None:
-    """A target no threshold's lower bound can reach on 100 tickets closes both gates: the
+def test_a_closed_gate_never_routes_and_says_so(fresh: Service) -> None:
+    """A target no threshold's lower bound can reach on 150 tickets closes both gates: the
     versions API says so with the best reachable, and no answer of that version is routed."""
+    service = fresh
     job = service.post("/api/v1/train", json={**FAST, "target_precision": 0.999})
     assert job.status_code == 202, job.text
     done = service.wait_job(job.json()["job_id"])

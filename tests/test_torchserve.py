@@ -22,6 +22,8 @@ from shim.torchserve_client import TorchServeClient, TorchServeError
 from training.archive import ServingSettings, build_archive
 from training.predict import Predictor
 
+pytestmark = pytest.mark.slow  # the real TorchServe
+
 MODEL = "ticket"
 # A second model for the batching tests: its batches close when 16 requests are in (the window is
 # only a time-out), so what they check does not depend on how fast the requests arrive.

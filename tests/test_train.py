@@ -14,10 +14,11 @@ from training.config import TrainConfig
 from training.data import load_tickets, parse_tickets
 from training.evaluate import evaluate_heads, expected_calibration_error
 from training.export import ExportError, export_model
+from training.fine_tune import build_optimizer, length_grouped_batches
 from training.model import TicketClassifier
 from training.predict import Predictor
 from training.sample_data import generate_tickets, write_sample_csv
-from training.train import build_optimizer, length_grouped_batches, train
+from training.train import train
 
 
 def test_trained_model_beats_the_majority_class_on_both_heads(trained_model, tmp_path):

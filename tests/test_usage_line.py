@@ -20,6 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+pytestmark = pytest.mark.slow  # make archive and the real TorchServe
+
 ROOT = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix)
 # Where each way of training leaves its model (see the Makefile's NEWEST_MODEL).

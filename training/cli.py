@@ -50,7 +50,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     train.add_argument("data", metavar="DATA", type=Path, help="labelled tickets")
     train.add_argument("--out", required=True, type=Path, help="model directory to write")
     add_config_flags(train.add_argument_group("training settings"))
-    _add_column_options(train)
+    _add_column_options(train, label_columns=False)  # a training setting (above)
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser("evaluate", help="score a trained model on labelled tickets")
@@ -92,11 +92,18 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     return parser, commands
 
 
-def _add_column_options(parser: argparse.ArgumentParser) -> None:
+def _add_column_options(parser: argparse.ArgumentParser, label_columns: bool = True) -> None:
     group = parser.add_argument_group("input columns (detected by name when not given)")
     group.add_argument("--text-column", help="column holding the whole ticket text")
     group.add_argument("--queue-column", help="column holding the queue label")
     group.add_argument("--priority-column", help="column holding the priority label")
+    if label_columns:
+        group.add_argument(
+            "--label-columns",
+            metavar="A,B,...",
+            help="the label columns, one head each under its column's name, e.g. "
+            "queue,priority,type (default: queue and priority, those the file has)",
+        )
     group.add_argument("--delimiter", default=",", help="CSV field separator (default ',')")
     group.add_argument(
         "--skip-bad-rows",
@@ -106,11 +113,23 @@ def _add_column_options(parser: argparse.ArgumentParser) -> None:
 
 
 def _load(
-    args: argparse.Namespace, min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES
+    args: argparse.Namespace,
+    min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES,
+    label_columns: list[str] | None = None,
 ) -> TicketData:
-    from training.data import Columns, DataError, load_tickets
+    """The data file of `args`; its heads are `label_columns`, else `--label-columns`, else
+    queue and priority (those the file has)."""
+    from training.data import Columns, DataError, load_tickets, parse_label_columns
 
-    columns = Columns(text=args.text_column, queue=args.queue_column, priority=args.priority_column)
+    labels = tuple(label_columns) if label_columns is not None else None
+    if labels is None and getattr(args, "label_columns", None) is not None:
+        labels = parse_label_columns(args.label_columns, "--label-columns")
+    columns = Columns(
+        text=args.text_column,
+        queue=args.queue_column,
+        priority=args.priority_column,
+        labels=labels,
+    )
     data = load_tickets(args.data, columns, min_class_examples, delimiter=args.delimiter)
     if data.report.rejected and not args.skip_bad_rows:
         raise DataError(
@@ -156,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     # encoder that needs preparing is prepared by train(), once the data is known to be usable).
     check_output_dir(args.out)
     check_base_model(config.base_model)
-    data = _load(args, config.min_class_examples)
+    data = _load(args, config.min_class_examples, config.label_columns)
     result = train(data, config, args.out, progress_bar=True, on_plan=print_plan)
     metrics = result.metrics
     epochs = f", best epoch {metrics['best_epoch']}" if metrics["epochs_run"] else ""

@@ -12,6 +12,8 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from training.head_names import HEAD_NAME_RULE, MAX_HEADS, heads_problem
+
 BUNDLED_BASE_MODEL = "bundled:all-MiniLM-L6-v2"
 # Built offline on first use (training/base_models.py). On the multilingual benchmark it beats
 # both MiniLM and the TF-IDF baseline; the bundled MiniLM trains about twice as fast.
@@ -226,6 +228,13 @@ class TrainConfig:
             _range(1, 100_000),
         ),
     )
+    label_columns: list[str] | None = field(
+        default=None,
+        metadata=about(
+            "the label columns to train, one head each under its column's name; none: every "
+            "label column of the data (of a file: queue and priority, those it has)"
+        ),
+    )
     class_weighting: bool | None = field(
         default=None,
         metadata=about(
@@ -260,6 +269,8 @@ class TrainConfig:
             value = getattr(self, f.name)
             if not accepts(hints[f.name], f.metadata["bound"], value):
                 raise ConfigError(f"{f.name} must be {expected(f)}, got {value!r}")
+        if self.label_columns is not None and (problem := heads_problem(self.label_columns)):
+            raise ConfigError(f"label_columns: {problem}")
         if not self.lexical and not any(w > 0 for w in self.dense_weight):
             raise ConfigError(
                 "dense_weight needs a value above 0 when lexical is off: the heads would have "
@@ -316,6 +327,8 @@ def expected(f: Field[Any]) -> str:
         return f"an integer in {bound}"
     if base is float:
         return f"a number in {bound}" + (" or null" if nullable else "")
+    if get_origin(base) is list and get_args(base)[0] is str:
+        return f"a list of 1 to {MAX_HEADS} column names ({HEAD_NAME_RULE}) or null"
     if get_origin(base) is list:
         return f"a list of 1 to {MAX_GRID} numbers in {bound}"
     return f"a mapping of at most {MAX_GRID} head names to numbers in {bound}"
@@ -336,6 +349,8 @@ def accepts(hint: Any, bound: Bound | None, value: Any) -> bool:
         return _is_int(value) and value in bound
     if hint is float:
         return _is_number(value) and value in bound
+    if get_origin(hint) is list and get_args(hint)[0] is str:
+        return isinstance(value, list) and all(isinstance(v, str) for v in value)
     if get_origin(hint) is list:
         return (
             isinstance(value, list)

@@ -26,6 +26,8 @@ def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) 
             options["choices"] = get_args(base)
         elif base is bool:
             options["action"] = argparse.BooleanOptionalAction
+        elif get_origin(base) is list and get_args(base)[0] is str:
+            options.update(type=_names, metavar="A,B,...")
         elif get_origin(base) is list:
             options.update(nargs="+", type=float, metavar="X")
         elif get_origin(base) is dict:
@@ -80,6 +82,11 @@ def _shown(default: Any) -> str:
     if isinstance(default, list | dict):
         return " ".join(map(str, default)) or "none"
     return str(default)
+
+
+def _names(value: str) -> list[str]:
+    """`queue,priority,type` as a list; the names are checked by TrainConfig."""
+    return [name.strip() for name in value.split(",")]
 
 
 def _head_weight(value: str) -> tuple[str, float]:

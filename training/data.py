@@ -17,6 +17,7 @@ import pandas as pd
 from sklearn.model_selection import train_test_split
 
 from training.config import DEFAULT_MIN_CLASS_EXAMPLES, UserError
+from training.head_names import heads_problem
 from training.labels import display_forms, label_key
 from training.text_rules import (
     MAX_TICKET_CHARS,
@@ -34,6 +35,7 @@ SUFFIX_FORMATS: dict[str, Format] = {
     ".ndjson": "jsonl",
 }
 TEXT_ALIASES = ("text", "ticket_text")
+# Without label columns named, the heads are those of these that the data has (by alias).
 HEAD_ALIASES: dict[str, tuple[str, ...]] = {
     "queue": ("queue", "label", "category", "department"),
     "priority": ("priority",),
@@ -49,15 +51,29 @@ class DataError(UserError):
     """The input cannot be used at all; the message says what and where."""
 
 
+def parse_label_columns(text: str, where: str = "label columns") -> tuple[str, ...]:
+    """`queue,priority,type` -> the heads to train, each a column of the data; one home for the
+    command line's `--label-columns` and the upload's `?label_columns=`."""
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise DataError(f"{where}: give column names separated by commas, got {text[:200]!r}")
+    if problem := heads_problem(names):
+        raise DataError(f"{where}: {problem}")
+    return names
+
+
 @dataclass(frozen=True)
 class Columns:
-    """Which input columns hold the text and the labels; None means: detect by alias."""
+    """Which input columns hold the text and the labels. `labels` names the label columns,
+    each a head of its own name; else the heads are queue and priority, found by alias (or
+    the columns `queue`/`priority` name)."""
 
     text: str | None = None
     subject: str = "subject"
     body: str = "body"
     queue: str | None = None
     priority: str | None = None
+    labels: tuple[str, ...] | None = None
 
 
 @dataclass
@@ -338,7 +354,17 @@ def _texts(table: pd.DataFrame, source: str, columns: Columns) -> pd.Series:
 
 
 def _head_columns(table: pd.DataFrame, source: str, columns: Columns) -> dict[str, str]:
-    """Map each head present to its input column, in the canonical head order."""
+    """Map each head to its input column: the label columns named, in their order, else the
+    heads of HEAD_ALIASES present."""
+    if columns.labels is not None:
+        if columns.queue is not None or columns.priority is not None:
+            raise DataError(
+                f"{source}: name the label columns, or the queue/priority columns, not both"
+            )
+        if problem := heads_problem(columns.labels):
+            raise DataError(f"{source}: {problem}")
+        _require_columns(table, source, list(columns.labels), "label")
+        return {name: name for name in columns.labels}
     chosen: dict[str, str] = {}
     for head, aliases in HEAD_ALIASES.items():
         configured = getattr(columns, head)

@@ -81,8 +81,11 @@ class EventWriter:
             self.stream.flush()
 
 
-def load_job_data(files: list[Path], min_class_examples: int) -> TicketData:
-    """Concatenate the stored datasets and validate them as one table."""
+def load_job_data(
+    files: list[Path], min_class_examples: int, label_columns: list[str] | None = None
+) -> TicketData:
+    """Concatenate the stored datasets and validate them as one table; the heads are
+    `label_columns`, else every head stored."""
     frames = []
     for path in files:
         try:
@@ -91,14 +94,17 @@ def load_job_data(files: list[Path], min_class_examples: int) -> TicketData:
             raise DataError(f"cannot read stored dataset {path.name}: {exc.strerror}") from exc
         frames.append(read_table(raw, "jsonl", source=path.name))
     table = pd.concat(frames, ignore_index=True)
-    return validate(table, "stored training data", Columns(text="text"), min_class_examples)
+    # A stored dataset holds the text and one column per head, named after it.
+    heads = label_columns or [str(column) for column in table.columns if column != "text"]
+    columns = Columns(text="text", labels=tuple(heads))
+    return validate(table, "stored training data", columns, min_class_examples)
 
 
 def run(spec: JobSpec, events: EventWriter) -> None:
     """Load, train and export; progress and the result go out as events."""
     from training.train import train  # torch and transformers load here, after the spec is ok
 
-    data = load_job_data(spec.data_files, spec.config.min_class_examples)
+    data = load_job_data(spec.data_files, spec.config.min_class_examples, spec.config.label_columns)
     events.emit(
         "started",
         pid=os.getpid(),

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from training.config import TrainConfig
+
+if TYPE_CHECKING:  # the API process reads Plan and must not load torch
+    import torch
 
 
 @dataclass(frozen=True)

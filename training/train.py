@@ -4,18 +4,16 @@ export.
 Phases run in a fixed, visible order (seed -> split -> labels -> encoder -> mode -> embed with the
 frozen encoder (cached) -> lexical vocabulary -> heads chosen by cross-fitting and refitted ->
 [full: fine-tune] -> calibrate and gate -> evaluate -> [fast: the heads refitted on every row]
--> export); each is a function. The fine-tuning loop is the same on CPU (fp32) and GPU (bf16
-autocast).
+-> export); each is a function. The full mode's fine-tuning loop, and the projection of its
+duration that the mode choice weighs, live in training.fine_tune.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-import re
 import tempfile
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.utils.class_weight import compute_class_weight
-from transformers import AutoTokenizer, PreTrainedTokenizerBase, get_linear_schedule_with_warmup
+from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from training.base_models import resolve_base_model
 from training.calibration import fit_temperature, gate_promise, gate_report, precision_curve
@@ -35,10 +32,10 @@ from training.embeddings import EmbeddingCache, embed_texts, encoder_fingerprint
 from training.evaluate import (
     evaluate_heads,
     expected_calibration_error,
-    mean_macro_f1,
     reliability_bins,
 )
 from training.export import export_model
+from training.fine_tune import encode_split, fit, project_fine_tune
 from training.heads import (
     Features,
     HeadSelection,
@@ -52,13 +49,12 @@ from training.lexical import fit_lexical, lexical_matrix
 from training.model import (
     TicketClassifier,
     predict_logits,
-    predict_proba,
     probabilities,
     rare_token_shares,
 )
 from training.modes import choose_mode
 from training.predict import Predictor
-from training.progress import PlanCallback, Progress, ProgressCallback, Reporter
+from training.progress import PlanCallback, ProgressCallback, Reporter
 from training.vocab_trim import is_trimmable, trim_vocabulary
 
 logger = logging.getLogger(__name__)
@@ -73,13 +69,6 @@ class TrainResult:
     predictor: Predictor  # the in-memory model as it was exported
     # Raw test-split logits per head, from the model before it learned the test rows.
     test_logits: dict[str, np.ndarray] | None = None
-
-
-@dataclass
-class EncodedSplit:
-    input_ids: list[list[int]]
-    targets: dict[str, torch.Tensor]
-    texts: list[str]
 
 
 def set_seed(seed: int) -> None:
@@ -249,34 +238,6 @@ def train(
     return TrainResult(path, metrics, Predictor(model, tokenizer, config.top_k), test_logits)
 
 
-def project_fine_tune(
-    model: TicketClassifier,
-    tokenizer: PreTrainedTokenizerBase,
-    split: EncodedSplit,
-    config: TrainConfig,
-    device: torch.device,
-) -> float:
-    """Seconds the fine-tune would take: one measured forward and backward pass on a batch of
-    typical length (after a warm-up pass), times the steps of all epochs."""
-    rows = sorted(range(len(split.input_ids)), key=lambda i: len(split.input_ids[i]))
-    middle = len(rows) // 2
-    batch_ids = rows[max(0, middle - config.batch_size // 2) : middle + config.batch_size // 2]
-    batch = _batch(model, tokenizer, split, batch_ids, device)
-    model.train()
-    timings = []
-    for _ in range(2):
-        began = time.monotonic()
-        logits = model(**batch)
-        sum(part.float().sum() for part in logits.values()).backward()
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        timings.append(time.monotonic() - began)
-    model.zero_grad(set_to_none=True)
-    model.eval()
-    steps = config.epochs * -(-len(rows) // config.batch_size)
-    return timings[-1] * steps
-
-
 def calibrate(
     model: TicketClassifier,
     logits: dict[str, np.ndarray],
@@ -400,198 +361,3 @@ def load_base(
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot load base model {config.base_model!r}: {first_line}") from exc
     return tokenizer, model
-
-
-def encode_split(
-    tokenizer: PreTrainedTokenizerBase, frame: Any, labels: dict[str, list[str]], max_length: int
-) -> EncodedSplit:
-    """Tokenize once, without padding; padding happens per batch."""
-    texts = frame["text"].tolist()
-    ids = tokenizer(
-        texts,
-        truncation=True,
-        max_length=max_length,
-        return_attention_mask=False,
-        return_token_type_ids=False,
-    )["input_ids"]
-    targets = {
-        head: torch.tensor([names.index(v) for v in frame[head]], dtype=torch.long)
-        for head, names in labels.items()
-    }
-    return EncodedSplit(input_ids=ids, targets=targets, texts=texts)
-
-
-def _batch(
-    model: TicketClassifier,
-    tokenizer: PreTrainedTokenizerBase,
-    split: EncodedSplit,
-    batch_ids: list[int],
-    device: torch.device,
-) -> dict[str, Any]:
-    """Model inputs of some training rows: padded tokens and their lexical features."""
-    padded = tokenizer.pad(
-        {"input_ids": [split.input_ids[i] for i in batch_ids]}, return_tensors="pt"
-    )
-    inputs: dict[str, Any] = {
-        "input_ids": padded["input_ids"].to(device),
-        "attention_mask": padded["attention_mask"].to(device),
-    }
-    if model.lexical is not None:
-        inputs["lexical"] = model.lexical.batch([split.texts[i] for i in batch_ids], device)
-    return inputs
-
-
-def length_grouped_batches(
-    lengths: list[int], batch_size: int, generator: torch.Generator
-) -> Iterator[list[int]]:
-    """Shuffle, sort within mega-batches by length, shuffle the batches (as HF's sampler)."""
-    order = torch.randperm(len(lengths), generator=generator).tolist()
-    mega = batch_size * 50
-    batches = []
-    for start in range(0, len(order), mega):
-        chunk = sorted(order[start : start + mega], key=lambda i: -lengths[i])
-        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
-    for i in torch.randperm(len(batches), generator=generator).tolist():
-        yield batches[i]
-
-
-def fit(
-    model: TicketClassifier,
-    tokenizer: PreTrainedTokenizerBase,
-    train_split: EncodedSplit,
-    splits: dict[str, Any],
-    labels: dict[str, list[str]],
-    config: TrainConfig,
-    device: torch.device,
-    reporter: Reporter,
-    class_weighting: dict[str, bool],
-) -> tuple[int, int]:
-    """The fine-tuning loop; leaves the best-validation weights in `model`.
-
-    Returns (best epoch, epochs run).
-    """
-    lengths = [len(ids) for ids in train_split.input_ids]
-    steps_per_epoch = -(-len(lengths) // config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    optimizer = build_optimizer(model, config)
-    scheduler = get_linear_schedule_with_warmup(
-        optimizer, int(config.warmup_ratio * total_steps), total_steps
-    )
-    losses = {
-        head: torch.nn.CrossEntropyLoss(
-            weight=_class_weights(train_split, head, labels, class_weighting[head], device)
-        )
-        for head in labels
-    }
-    generator = torch.Generator().manual_seed(config.seed)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-    validation = splits["validation"]
-
-    best_score, best_epoch, best_state, stale, step = -1.0, 0, None, 0, 0
-    started = time.monotonic()
-    reporter.stage("fine-tuning", total_steps)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        for batch_ids in length_grouped_batches(lengths, config.batch_size, generator):
-            with autocast:
-                logits = model(**_batch(model, tokenizer, train_split, batch_ids, device))
-                loss = sum(
-                    config.head_weight(head)
-                    * losses[head](
-                        logits[head].float(), train_split.targets[head][batch_ids].to(device)
-                    )
-                    for head in labels
-                )
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            elapsed = time.monotonic() - started
-            # Reading the loss waits for the GPU, so it is read only when reported.
-            if step in (1, total_steps) or reporter.due():
-                reporter.emit(
-                    Progress(
-                        epoch,
-                        config.epochs,
-                        step,
-                        total_steps,
-                        round(loss.item(), 4),
-                        round(time.monotonic() - reporter.started, 1),
-                        round(elapsed / step * (total_steps - step), 1),
-                    ),
-                    force=True,
-                )
-
-        if not len(validation):
-            best_epoch = epoch
-            continue
-        probs = predict_proba(model.eval(), tokenizer, validation["text"].tolist())
-        score = mean_macro_f1(
-            evaluate_heads({head: validation[head].tolist() for head in labels}, probs, labels)
-        )
-        logger.info("epoch %d: validation macro-F1 %.4f", epoch, score)
-        reporter.write(f"epoch {epoch}: validation macro-F1 {score:.4f}")
-        if score > best_score:
-            best_score, best_epoch, stale = score, epoch, 0
-            best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
-        else:
-            stale += 1
-            if config.patience and stale >= config.patience:
-                logger.info("early stop after epoch %d (best %d)", epoch, best_epoch)
-                break
-    reporter.close()
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    return best_epoch, epoch
-
-
-def build_optimizer(model: TicketClassifier, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with its own learning rate for the heads, optionally decaying layer by layer
-    towards the embeddings; no weight decay on biases and LayerNorm."""
-    if config.freeze_embeddings:
-        # The embedding matrix is most of a small encoder's weights: freezing it saves its
-        # gradient and optimizer update every step, and keeps rare-token vectors pretrained.
-        model.encoder.get_input_embeddings().weight.requires_grad_(False)
-    head_lr = config.head_learning_rate or config.learning_rate
-    layers = model.encoder.config.num_hidden_layers
-    groups: dict[tuple[float, float], list[torch.nn.Parameter]] = {}
-    for name, param in model.named_parameters():
-        if not param.requires_grad:
-            continue
-        if name.startswith(("heads.", "lexical_weights.")):
-            lr = head_lr
-        else:
-            depth = _layer_index(name, layers)
-            lr = config.learning_rate * config.layer_lr_decay ** (layers - depth)
-        decay = 0.0 if param.ndim < 2 or "LayerNorm" in name else config.weight_decay
-        groups.setdefault((lr, decay), []).append(param)
-    return torch.optim.AdamW(
-        [{"params": p, "lr": lr, "weight_decay": wd} for (lr, wd), p in groups.items()]
-    )
-
-
-def _layer_index(name: str, layers: int) -> int:
-    """0 for embeddings, i + 1 for encoder layer i, `layers` for anything above them."""
-    match = re.search(r"\.layer\.(\d+)\.", name)
-    if match:
-        return int(match.group(1)) + 1
-    return 0 if ".embeddings." in name else layers
-
-
-def _class_weights(
-    split: EncodedSplit,
-    head: str,
-    labels: dict[str, list[str]],
-    balanced: bool,
-    device: torch.device,
-) -> torch.Tensor | None:
-    if not balanced:
-        return None
-    present = np.unique(split.targets[head].numpy())
-    weights = np.ones(len(labels[head]), dtype=np.float32)
-    weights[present] = compute_class_weight(
-        "balanced", classes=present, y=split.targets[head].numpy()
-    )
-    return torch.tensor(weights, device=device)

@@ -444,7 +444,7 @@ async function classify(text) {
   knownLabels = summary ? summary.label_counts : {};
   fill($("answers"), ...answer.predictions.map((p, i) => h("div", { class: "answer" },
     h("p", { class: "ticket", text: tickets[i].length > 400 ? `${tickets[i].slice(0, 400)}…` : tickets[i] }),
-    table(["queue", "priority", "version"], [[headCell(p.queue), headCell(p.priority), p.model_version]]),
+    table([...p.heads, "version"], [[...p.heads.map((head) => headCell(p[head])), p.model_version]]),
     correction(p))));
 }
 
@@ -478,6 +478,7 @@ function driftPart(drift) {
 function qualityCard(v) {
   const trend = v.trend;
   const days = trend.map((d) => d.day);
+  const primary = "queue" in v.auto_route ? "queue" : Object.keys(v.auto_route)[0];
   return h("article", { class: "card", "data-version": v.model_version },
     h("h3", { text: `Version ${v.model_version}` }),
     facts([
@@ -490,8 +491,8 @@ function qualityCard(v) {
     ]),
     ...Object.values(v.auto_route_precision).filter((p) => p.warning).map((p) => h("p", { class: "warning", text: p.warning })),
     h("figure", {},
-      h("figcaption", { class: "hint", text: `auto-routed share of the queue per day (${days[0]} to ${days[days.length - 1]})` }),
-      bars(trend.map((d) => d.auto_route.queue ? d.auto_route.queue.share : null), days, { label: "daily auto-routed share" })),
+      h("figcaption", { class: "hint", text: `auto-routed share of the ${primary} per day (${days[0]} to ${days[days.length - 1]})` }),
+      bars(trend.map((d) => d.auto_route[primary] ? d.auto_route[primary].share : null), days, { label: "daily auto-routed share" })),
     h("figure", {},
       h("figcaption", { class: "hint", text: "feedback agreement per day" }),
       bars(trend.map((d) => d.feedback.share), days, { label: "daily feedback agreement", color: "#1d7a46" })),

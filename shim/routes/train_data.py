@@ -54,6 +54,14 @@ async def upload_train_data(
     text_column: Annotated[str | None, Query(description="column with the ticket text")] = None,
     queue_column: Annotated[str | None, Query(description="column with the queue")] = None,
     priority_column: Annotated[str | None, Query(description="column with the priority")] = None,
+    label_columns: Annotated[
+        str | None,
+        Query(
+            max_length=400,
+            description="the label columns, one head each under its column's name (1 to 8), "
+            "e.g. queue,priority,type (default: queue and priority, those the data has)",
+        ),
+    ] = None,
     delimiter: Annotated[
         str, Query(min_length=1, max_length=1, description="CSV: one of , ; | : or a tab")
     ] = ",",
@@ -71,6 +79,7 @@ async def upload_train_data(
         text_column=text_column,
         queue_column=queue_column,
         priority_column=priority_column,
+        label_columns=label_columns,
         delimiter=delimiter,
         min_class_examples=int(
             settings.train_defaults.get("min_class_examples", DEFAULT_MIN_CLASS_EXAMPLES)

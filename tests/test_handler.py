@@ -1,0 +1,162 @@
+"""The TorchServe handler in this process, against a fake TorchServe context: milliseconds, no JVM.
+
+The archive is built from a real (tiny) trained model and unpacked as TorchServe unpacks it; the
+handler class is imported from there, with the archive's own copies of the modules it imports.
+Requests arrive as TorchServe hands them over: one row per request, a JSON body already parsed,
+any other body as bytes, headers per request. The same handler behind the real TorchServe is
+tested in test_torchserve.py.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from training.archive import build_archive
+from training.predict import Predictor
+
+
+@dataclass
+class FakeMetrics:
+    counters: Counter = field(default_factory=Counter)
+
+    def add_counter(self, name: str, value: int, idx: object, dimensions: list) -> None:
+        self.counters[name] += value
+
+
+@dataclass
+class FakeContext:
+    """The parts of TorchServe's `Context` the handler uses, recording what it sets."""
+
+    model_dir: Path
+    headers: list[dict[str, Any]] = field(default_factory=list)
+    statuses: dict[int, tuple[int, str]] = field(default_factory=dict)
+    content_types: dict[int, str] = field(default_factory=dict)
+    metrics: FakeMetrics = field(default_factory=FakeMetrics)
+    model_name: str = "ticket"
+
+    @property
+    def system_properties(self) -> dict[str, Any]:
+        return {"model_dir": str(self.model_dir), "gpu_id": None, "batch_size": 8}
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        return json.loads((self.model_dir / "MAR-INF" / "MANIFEST.json").read_text())
+
+    @property
+    def model_yaml_config(self) -> dict[str, Any]:
+        return yaml.safe_load((self.model_dir / "model-config.yaml").read_text())
+
+    def get_request_header(self, idx: int, key: str) -> Any:
+        return self.headers[idx].get(key) if idx < len(self.headers) else None
+
+    def set_response_content_type(self, idx: int, value: str) -> None:
+        self.content_types[idx] = value
+
+    def set_response_status(self, code: int, phrase: str, idx: int) -> None:
+        self.statuses[idx] = (code, phrase)
+
+    def batch(self, headers: list[dict[str, Any]]) -> FakeContext:
+        """The context of one batch: fresh per-request state, same model."""
+        return FakeContext(self.model_dir, headers=headers, metrics=self.metrics)
+
+
+@pytest.fixture(scope="module")
+def unpacked(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    archive = build_archive(tiny_model.model_dir, tmp_path_factory.mktemp("store"), version="3")
+    model_dir = tmp_path_factory.mktemp("unpacked")
+    with zipfile.ZipFile(archive) as mar:
+        mar.extractall(model_dir)
+    return model_dir
+
+
+@pytest.fixture(scope="module")
+def handler(unpacked: Path) -> Any:
+    """The archive's handler, initialised as a TorchServe worker initialises it."""
+    sys.path.insert(0, str(unpacked))
+    try:
+        module = importlib.import_module("ticket_handler")
+    finally:
+        sys.path.remove(str(unpacked))
+    assert Path(module.__file__).parent == unpacked  # the archive's copy, not the project's
+    handler = module.TicketHandler()
+    handler.initialize(FakeContext(unpacked))
+    return handler
+
+
+JSON = {"Content-Type": "application/json"}
+
+
+def answers(handler: Any, context: FakeContext, rows: list[dict]) -> list[dict]:
+    return [json.loads(raw) for raw in handler.handle(rows, context)]
+
+
+def test_a_batch_answers_each_request_with_its_own_status(handler: Any, unpacked: Path) -> None:
+    context = FakeContext(unpacked).batch([JSON, JSON, {"Content-Type": "text/plain"}, JSON])
+    rows = [
+        {"body": {"ticket_data": "Mein Drucker druckt nicht mehr"}},
+        {"body": {"tickets": [{"subject": "Invoice", "body": "charged twice"}, {"body": "VPN"}]}},
+        {"body": bytearray(b"Laptop screen is cracked")},
+        {"body": {"ticket_data": "   "}},
+    ]
+    single, listed, plain, bad = answers(handler, context, rows)
+    assert context.statuses == {3: (400, "Bad Request")}  # only the bad request's status is set
+    assert context.content_types == dict.fromkeys(range(4), "application/json")
+    assert bad["code"] == 400 and "'ticket_data' is empty" in bad["message"]
+    for answer in (single, plain, *listed["predictions"]):
+        assert answer["model_version"] == "3"
+        assert answer["predicted_label"] == answer["queue"]["label"]
+        for head in ("queue", "priority"):
+            top = answer[head]["top_k"]
+            assert top[0] == [answer[head]["label"], answer[head]["confidence"]]
+        assert 0 <= answer["rare_token_share"] <= 1  # for the service's drift watch
+    assert len(listed["predictions"]) == 2
+    # one batch, four requests, four tickets (the bad request has none), counted as TorchServe
+    # metrics
+    assert context.metrics.counters == Counter(
+        TicketBatches=1, TicketBatchRequests=4, TicketsClassified=4
+    )
+
+
+def test_batched_answers_are_the_trained_model_s(handler: Any, unpacked: Path, tiny_model) -> None:
+    """Batching (padding to the longest, sorting by length) changes no answer: each equals the
+    training code's own prediction for that ticket alone."""
+    texts = tiny_model.probe_texts
+    expected = Predictor.load(tiny_model.model_dir, device="cpu").predict(texts)
+    context = FakeContext(unpacked).batch([JSON] * len(texts))
+    got = answers(handler, context, [{"body": {"ticket_data": text}} for text in texts])
+    for answer, want in zip(got, expected, strict=True):
+        for head in ("queue", "priority"):
+            assert answer[head]["label"] == want[head]["label"]
+            assert answer[head]["confidence"] == pytest.approx(want[head]["confidence"], abs=1e-5)
+
+
+def test_a_failing_pass_fails_each_request_alone_never_a_neighbour(
+    handler: Any, unpacked: Path
+) -> None:
+    """When the batched pass raises, every request is answered alone: a bad one keeps its own
+    400, one that fails again gets its own 500, and the handler keeps serving afterwards."""
+    rows = [{"body": {"ticket_data": "VPN drops"}}, {"body": {"ticket_data": ""}}]
+    handler.forward_batch_size = 0  # every forward pass now raises
+    try:
+        context = FakeContext(unpacked).batch([JSON, JSON])
+        failed, bad = answers(handler, context, rows)
+        assert context.statuses == {0: (500, "Internal Server Error"), 1: (400, "Bad Request")}
+        assert failed["code"] == 500 and "could not be classified" in failed["message"]
+        assert bad["code"] == 400
+        with pytest.raises(ValueError):  # a batch of one raises: TorchServe answers it 500
+            handler.handle(rows[:1], FakeContext(unpacked).batch([JSON]))
+    finally:
+        handler.forward_batch_size = 128
+    context = FakeContext(unpacked).batch([JSON])
+    [again] = answers(handler, context, rows[:1])
+    assert context.statuses == {} and "queue" in again

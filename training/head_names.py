@@ -1,0 +1,38 @@
+"""What may name a head: the one home of the rule for the data, the training settings, the API.
+
+A head's name is a key of every classify answer (`answer["type"]`) and of feedback bodies, so it
+is a short identifier and none of the keys those already use.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+MAX_HEADS = 8
+HEAD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
+HEAD_NAME_RULE = "a letter, then up to 39 letters, digits or '_'"
+RESERVED_HEAD_NAMES = frozenset(
+    {"text", "row", "label", "labels", "heads", "top_k", "predicted_label", "confidence",
+     "auto_route", "low_confidence", "model_label", "model_version", "prediction_id",
+     "rare_token_share", "ticket_data", "subject", "body", "tickets", "allow_new_labels"}
+)  # fmt: skip
+
+
+def head_name_problem(name: object) -> str | None:
+    """Why `name` cannot name a head, or None."""
+    if not isinstance(name, str) or not HEAD_NAME.fullmatch(name):
+        shown = repr(name[:60]) if isinstance(name, str) else repr(name)
+        return f"label column {shown} cannot name a head: use {HEAD_NAME_RULE}; rename the column"
+    if name in RESERVED_HEAD_NAMES:
+        return f"label column {name!r} cannot name a head: answers use that key; rename it"
+    return None
+
+
+def heads_problem(names: Sequence[object]) -> str | None:
+    """Why `names` cannot be the heads: 1 to MAX_HEADS distinct, usable names; or None."""
+    if not 1 <= len(names) <= MAX_HEADS:
+        return f"1 to {MAX_HEADS} label columns, got {len(names)}"
+    if len(set(map(str, names))) < len(names):
+        return f"a label column is named twice in {', '.join(map(str, names))}"
+    return next((problem for name in names if (problem := head_name_problem(name))), None)
