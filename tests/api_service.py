@@ -187,8 +187,9 @@ class Service:
 @contextmanager
 def running(data_dir: Path, **kwargs: Any) -> Iterator[Service]:
     """A started `Service(data_dir, **kwargs)`, stopped at the end; it must exit cleanly."""
-    service = Service(data_dir, **kwargs).start()
+    service = Service(data_dir, **kwargs)
     try:
+        service.start()
         yield service
     finally:
         code = service.stop()

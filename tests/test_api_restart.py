@@ -30,14 +30,25 @@ API_KEY = "test-key-0123456789"
 SLOW_TRAINING = {"mode": "full", "epochs": 20, "batch_size": 4, "max_length": 64}
 
 
-@pytest.fixture(scope="module")
-def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
-    service = Service(tmp_path_factory.mktemp("restart") / "var", api_key=API_KEY)
-    service.start()
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[Service]:
+    """A service of its own per test: the tests kill and stop it."""
+    service = Service(tmp_path / "var", api_key=API_KEY)
     try:
+        service.start()
         yield service
     finally:
         service.cleanup()
+
+
+def upload(service: Service, seeds: tuple[int, ...]) -> int:
+    """Upload 100 generated tickets per seed; the rows accepted."""
+    uploaded = 0
+    for seed in seeds:
+        r = service.upload_csv(tickets_csv(100, seed=seed))
+        assert r.status_code == 201, r.text
+        uploaded += r.json()["rows_accepted"]
+    return uploaded
 
 
 def training_processes(job_id: str) -> list[psutil.Process]:
@@ -86,11 +97,7 @@ def test_api_key_is_required_on_every_api_route(service: Service) -> None:
 
 
 def test_kill_during_training_then_restart_tells_the_truth(service: Service) -> None:
-    uploaded = 0
-    for seed in (21, 22):
-        r = service.upload_csv(tickets_csv(100, seed=seed))
-        assert r.status_code == 201, r.text
-        uploaded += r.json()["rows_accepted"]
+    uploaded = upload(service, (21, 22))
     r = service.post("/api/v1/train", json=SLOW_TRAINING)
     assert r.status_code == 202, r.text
     job_id = r.json()["job_id"]
@@ -115,11 +122,17 @@ def test_kill_during_training_then_restart_tells_the_truth(service: Service) -> 
     assert summary["rows"] == uploaded and len(summary["datasets"]) == 2
     assert not psutil.pid_exists(old_torchserve["pid"])  # the killed service's TorchServe
     assert requests.get(f"{service.base}/readyz", timeout=30).status_code == 503  # no model yet
+    # The interrupted job does not block a new one.
+    again = service.post("/api/v1/train", json=SLOW_TRAINING)
+    assert again.status_code == 202, again.text
+    cancelled = service.post(f"/api/v1/train/{again.json()['job_id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
 
 
 def test_sigterm_during_training_stops_everything_cleanly(service: Service) -> None:
+    upload(service, (23,))
     r = service.post("/api/v1/train", json=SLOW_TRAINING)
-    assert r.status_code == 202, r.text  # the interrupted job does not block a new one
+    assert r.status_code == 202, r.text
     job_id = r.json()["job_id"]
     service.wait_job(job_id, until=("progress",))
     children = training_processes(job_id)

@@ -22,13 +22,12 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
-from api_service import Service, copy_data_dir, tickets_csv
+from api_service import Service, copy_data_dir, running, tickets_csv
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service as DriverService
@@ -48,23 +47,11 @@ TRAIN_ROWS, TRAIN_SEED = 150, 81
 PROGRESS_LINE = re.compile(r"(embedding|fitting heads|fine-tuning): epoch \d+/(\d+), step \d+/\d+")
 
 
-@contextmanager
-def running(data_dir: Path) -> Iterator[Service]:
-    """A service on `data_dir` for the `with` block; it must stop cleanly."""
-    service = Service(data_dir, api_key=API_KEY)
-    try:
-        service.start()
-        yield service
-    finally:
-        code = service.stop()
-        service.cleanup()
-    assert code == 0, service.log()
-
-
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path) -> Iterator[Service]:
     """Version 1 trained on stored tickets; shared by the tests that leave it as they found it."""
-    with running(copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("console") / "var")) as s:
+    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("console") / "var")
+    with running(data_dir, api_key=API_KEY) as s:
         yield s
 
 
@@ -73,14 +60,15 @@ def own_trained_service(
     tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path
 ) -> Iterator[Service]:
     """Like `service`, for one test that changes the versions."""
-    with running(copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("own") / "var")) as s:
+    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("own") / "var")
+    with running(data_dir, api_key=API_KEY) as s:
         yield s
 
 
 @pytest.fixture
 def empty_service(tmp_path: Path) -> Iterator[Service]:
     """No data, no version, no job."""
-    with running(tmp_path / "var") as s:
+    with running(tmp_path / "var", api_key=API_KEY) as s:
         yield s
 
 

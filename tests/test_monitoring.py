@@ -48,6 +48,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path) ->
     """For the tests that read without changing anything."""
     data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("monitoring") / "var")
     with running(data_dir, api_key=API_KEY) as service:
+        service.wait_ready()
         yield service
 
 
@@ -55,6 +56,7 @@ def service(tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path) ->
 def fresh(tmp_path: Path, trained_data_dir: Path) -> Iterator[Service]:
     """A service of its own: version 1 only, never asked; every count in the test is its own."""
     with running(copy_data_dir(trained_data_dir, tmp_path / "var"), api_key=API_KEY) as service:
+        service.wait_ready()
         yield service
 
 
@@ -118,7 +120,8 @@ def test_live_precision_of_auto_routed_answers_and_its_warning(tmp_path: Path, c
             datetime.now(UTC),
             tmp_path / "m",
             tmp_path / "a.mar",
-            {"calibration": calibration},
+            # a version's metrics name its heads (each with its validation scores)
+            {"calibration": calibration, "validation": {"queue": {}, "priority": {}}},
             0.5,
             10,
         ),
