@@ -197,6 +197,14 @@ def running(data_dir: Path, **kwargs: Any) -> Iterator[Service]:
     assert code == 0, service.log()
 
 
+@contextmanager
+def running_copy(template: Path, target: Path, **kwargs: Any) -> Iterator[Service]:
+    """`running` on a copy of a trained data directory (`template`), once it can classify."""
+    with running(copy_data_dir(template, target), **kwargs) as service:
+        service.wait_ready()
+        yield service
+
+
 class Background:
     """Sends `request(i)` again and again from a thread while the `with` block runs, waiting
     `pause_s` between calls. Every answer that is not `expected`, and every exception (a reset

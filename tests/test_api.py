@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import requests
-from api_service import Background, Service, copy_data_dir, running, tickets_csv
+from api_service import Background, Service, running, running_copy, tickets_csv
 
 from training import sample_data
 from training.calibration import clears_gate, threshold_for
@@ -38,9 +38,7 @@ ENV = {
 
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path) -> Iterator[Service]:
-    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("api") / "var")
-    with running(data_dir, env=ENV) as service:
-        service.wait_ready()
+    with running_copy(trained_data_dir, tmp_path_factory.mktemp("api") / "var", env=ENV) as service:
         yield service
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 import pytest
-from api_service import Service, copy_data_dir, running, tickets_csv
+from api_service import Service, running, running_copy, tickets_csv
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException, WebDriverException
 from selenium.webdriver.chrome.service import Service as DriverService
@@ -50,8 +50,8 @@ PROGRESS_LINE = re.compile(r"(embedding|fitting heads|fine-tuning): epoch \d+/(\
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path) -> Iterator[Service]:
     """Version 1 trained on stored tickets; shared by the tests that leave it as they found it."""
-    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("console") / "var")
-    with running(data_dir, api_key=API_KEY) as s:
+    target = tmp_path_factory.mktemp("console") / "var"
+    with running_copy(trained_data_dir, target, api_key=API_KEY) as s:
         yield s
 
 
@@ -60,8 +60,8 @@ def own_trained_service(
     tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path
 ) -> Iterator[Service]:
     """Like `service`, for one test that changes the versions."""
-    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("own") / "var")
-    with running(data_dir, api_key=API_KEY) as s:
+    target = tmp_path_factory.mktemp("own") / "var"
+    with running_copy(trained_data_dir, target, api_key=API_KEY) as s:
         yield s
 
 
@@ -100,6 +100,18 @@ def browser() -> Iterator[WebDriver]:
     finally:
         _BROWSERS.remove(driver)
         driver.quit()
+
+
+def first_progress(service: Service) -> str:
+    """The id of the job, once the API reports it running with progress."""
+    return wait_for(
+        lambda: (
+            (j := service.get("/api/v1/train").json())["status"] == "running"
+            and j["progress"]
+            and j["job_id"]
+        ),
+        what="the job's first progress",
+    )
 
 
 def wait_for(check: Callable[[], Any], timeout: float = WAIT_S, what: str = "") -> Any:
@@ -263,14 +275,7 @@ def test_train_from_the_console_and_watch_the_job_finish(
     Select(browser.find_element(By.NAME, "base_model")).select_by_value("all-MiniLM-L6-v2")
     length.send_keys("64")
     browser.find_element(By.ID, "train-button").click()
-    job_id = wait_for(
-        lambda: (
-            (j := service.get("/api/v1/train").json())["status"] == "running"
-            and j["progress"]
-            and j["job_id"]
-        ),
-        what="the job's first progress",
-    )
+    job_id = first_progress(service)
     # A fast job can end between two of the page's polls: hold its training process while
     # it is running, so the page must show the live progress the API reports for it.
     trainer = training_process(service, job_id)
@@ -324,14 +329,7 @@ def test_cancel_a_job_from_the_console(
     for name, value in (("epochs", "20"), ("max_length", "64")):
         browser.find_element(By.CSS_SELECTOR, f'#train-form [name="{name}"]').send_keys(value)
     browser.find_element(By.ID, "train-button").click()
-    job_id = wait_for(
-        lambda: (
-            (j := service.get("/api/v1/train").json())["status"] == "running"
-            and j["progress"]
-            and j["job_id"]
-        ),
-        what="the job's first progress",
-    )
+    job_id = first_progress(service)
     shown = wait_for(lambda: PROGRESS_LINE.search(text_of(browser, "job")), what="the progress")
     api = service.get(f"/api/v1/train/{job_id}").json()
     assert shown.group(1) in ("embedding", "fitting heads", "fine-tuning")

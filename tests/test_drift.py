@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from api_service import Service, copy_data_dir, running
+from api_service import Service, running, running_copy
 from transformers import AutoTokenizer
 
 from shim.cli import main as ticketserve
@@ -76,9 +76,7 @@ def service(english_data_dir: Path, tmp_path: Path) -> Iterator[Service]:
     """A service of its own: the drift watch's state (which heads drift, which warnings were
     logged) lives in the process, and the policy's decisions depend on every job and
     correction, so no test may see another's."""
-    data_dir = copy_data_dir(english_data_dir, tmp_path / "var")
-    with running(data_dir, env=ENV, api_key=API_KEY) as service:
-        service.wait_ready()
+    with running_copy(english_data_dir, tmp_path / "var", env=ENV, api_key=API_KEY) as service:
         yield service
 
 

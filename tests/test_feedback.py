@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from api_service import Service, copy_data_dir, running, tickets_csv
+from api_service import Service, running, running_copy, tickets_csv
 
 from shim.errors import Conflict, Gone, NotFound
 from shim.predictions import DAY_MS, PredictionLog, new_prediction_id
@@ -42,17 +42,15 @@ PREDICTION_ID = re.compile(r"[0-9a-f]{24}")
 @pytest.fixture(scope="module")
 def service(trained_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """Shared by the tests that leave nothing behind that another test counts or relies on."""
-    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("feedback") / "var")
-    with running(data_dir, env=ENV) as service:
-        service.wait_ready()
+    target = tmp_path_factory.mktemp("feedback") / "var"
+    with running_copy(trained_data_dir, target, env=ENV) as service:
         yield service
 
 
 @pytest.fixture
 def own_service(trained_data_dir: Path, tmp_path: Path) -> Iterator[Service]:
     """Version 1 trained, no feedback, for this test alone."""
-    with running(copy_data_dir(trained_data_dir, tmp_path / "var"), env=ENV) as service:
-        service.wait_ready()
+    with running_copy(trained_data_dir, tmp_path / "var", env=ENV) as service:
         yield service
 
 
@@ -67,8 +65,7 @@ def empty_service(tmp_path: Path) -> Iterator[Service]:
 def hash_only_service(trained_data_dir: Path, tmp_path: Path) -> Iterator[Service]:
     """Version 1 trained (its data stored with texts), started keeping only texts' hashes."""
     env = {**ENV, "TICKETSERVE_STORE_TEXTS": "false"}
-    with running(copy_data_dir(trained_data_dir, tmp_path / "var"), env=env) as service:
-        service.wait_ready()
+    with running_copy(trained_data_dir, tmp_path / "var", env=env) as service:
         yield service
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from api_service import Service, copy_data_dir, running
+from api_service import Service, running_copy
 
 from shim.metrics import ApiMetrics
 from shim.monitoring import Monitoring
@@ -46,17 +46,15 @@ GAUGE = re.compile(r'^(ticketserve_\w+)\{head="(\w+)",version="(\d+)"\} (\S+)$',
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory, trained_data_dir: Path) -> Iterator[Service]:
     """For the tests that read without changing anything."""
-    data_dir = copy_data_dir(trained_data_dir, tmp_path_factory.mktemp("monitoring") / "var")
-    with running(data_dir, api_key=API_KEY) as service:
-        service.wait_ready()
+    target = tmp_path_factory.mktemp("monitoring") / "var"
+    with running_copy(trained_data_dir, target, api_key=API_KEY) as service:
         yield service
 
 
 @pytest.fixture
 def fresh(tmp_path: Path, trained_data_dir: Path) -> Iterator[Service]:
     """A service of its own: version 1 only, never asked; every count in the test is its own."""
-    with running(copy_data_dir(trained_data_dir, tmp_path / "var"), api_key=API_KEY) as service:
-        service.wait_ready()
+    with running_copy(trained_data_dir, tmp_path / "var", api_key=API_KEY) as service:
         yield service
 
 

@@ -41,6 +41,7 @@ MAIL_LANGUAGES = ("en", "de", "fr", "es", "it", "nl")
 # Phone numbers are read as written in these countries (a number with + is read anywhere).
 PHONE_REGIONS = ("DE", "AT", "CH", "US", "GB", "FR")
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAX_PASSES = 4
 
 # Quote containers of the common mail clients, and hidden elements (preheaders, trackers).
 QUOTE_XPATH = (
@@ -92,12 +93,22 @@ def html_to_text(markup: str) -> str:
 
 def newest_message(text: str) -> str:
     """The newest message of a mail thread, without its signature and disclaimer."""
+    # Removing a quote can bare a signature the parser then sees: repeat until nothing changes
+    # (cleaning a cleaned text must change nothing), a few passes at most.
+    for _ in range(MAX_PASSES):
+        newer = _first_reply(text)
+        if newer == text:
+            break
+        text = newer
+    return text
+
+
+def _first_reply(text: str) -> str:
     if not text.strip():
         return ""
     message = EmailReplyParser(languages=list(MAIL_LANGUAGES)).read(text=text)
     first = message.replies[0] if message.replies else None
-    body = first.body if first is not None else text
-    return _tidy(body)
+    return _tidy(first.body if first is not None else text)
 
 
 def mask(text: str) -> str:
