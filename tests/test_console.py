@@ -37,6 +37,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
+pytestmark = pytest.mark.slow  # the real service, TorchServe and a browser
+
 API_KEY = "console-key-0123456789abcdef"
 BROWSER = ("chromium", "chromium-browser")
 DRIVER = "chromedriver"
