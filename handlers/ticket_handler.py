@@ -1,7 +1,9 @@
 """TorchServe handler for the ticket classifier (one head per label column).
 
-Packed into every .mar with `ticket_model.py` (a verbatim copy of training/model.py) and
-`ticket_requests.py`; it imports nothing else from the project, so an old archive keeps working.
+Packed into every .mar with `ticket_model.py` (a verbatim copy of training/model.py),
+`ticket_requests.py`, and the model directory's `ticket_cleaning.py` + `cleaning.json` (the
+cleaning it was trained with: every ticket is cleaned by it before the model reads it); it
+imports nothing else from the project, so an old archive keeps working.
 
 One call of `handle` serves one dynamic batch (up to the archive's batchSize requests): every
 request is parsed, the tickets of all good requests are tokenized together (padded to the longest,
@@ -18,9 +20,11 @@ Settings come from the `handler:` section of the archive's model-config.yaml:
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import ticket_model
@@ -32,6 +36,7 @@ from ts.torch_handler.base_handler import BaseHandler
 logger = logging.getLogger(__name__)
 
 WARM_UP_TEXT = "warm-up"
+CLEANING_FILE = "cleaning.json"  # training/model_cleaning.py's
 
 
 class TicketHandler(BaseHandler):
@@ -61,6 +66,7 @@ class TicketHandler(BaseHandler):
             model = model.half()
         self.model = model.to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        self.clean = _cleaner(model_dir)
         self.manifest = context.manifest
         self.model_version = str(context.manifest["model"].get("modelVersion", ""))
         # Pay lazy initialisation (kernels, allocator) now, not in the first client's request.
@@ -106,7 +112,7 @@ class TicketHandler(BaseHandler):
     def preprocess(self, data: list[dict[str, Any]], context: Any) -> ticket_requests.BatchPlan:
         """Parse every request of the batch; bad ones are kept as their error."""
         rows = [(row, _content_type(context, idx, row)) for idx, row in enumerate(data)]
-        return ticket_requests.plan_batch(rows)
+        return ticket_requests.plan_batch(rows, self.clean)
 
     def inference(self, texts: list[str]) -> dict[str, Any]:
         """Class probabilities per head for all tickets, in forward passes of forward_batch_size."""
@@ -139,7 +145,7 @@ class TicketHandler(BaseHandler):
 
     def _alone(self, idx: int, row: dict[str, Any], context: Any) -> bytes:
         """Answer request `idx` of a failed batch by itself; its own failure becomes a 500."""
-        plan = ticket_requests.plan_batch([(row, _content_type(context, idx, row))])
+        plan = ticket_requests.plan_batch([(row, _content_type(context, idx, row))], self.clean)
         try:
             predictions = self._predictions(self.inference(plan.texts), plan.texts)
             status, body = ticket_requests.batch_answers(plan, predictions, self.model_version)[0]
@@ -152,6 +158,20 @@ class TicketHandler(BaseHandler):
                 ),
             )
         return _respond(context, idx, status, body)
+
+
+def _cleaner(model_dir: str) -> ticket_requests.Cleaner | None:
+    """The model's cleaning: the archive's copy of training/cleaning.py with the settings the
+    model was trained with; None for an archive from before cleaning (texts read as sent)."""
+    settings_file = Path(model_dir) / CLEANING_FILE
+    if not settings_file.is_file():
+        return None
+    import ticket_cleaning  # packed beside this file (training/model_cleaning.py)
+
+    settings = ticket_cleaning.CleaningSettings.from_dict(
+        json.loads(settings_file.read_text(encoding="utf-8"))
+    )
+    return functools.partial(ticket_cleaning.clean_ticket, settings=settings)
 
 
 def _respond(context: Any, idx: int, status: int, body: dict[str, Any]) -> bytes:

@@ -5,9 +5,10 @@ Packed into every .mar next to `ticket_handler.py`, so it imports only the stand
 A request body is one of
   {"ticket_data": "..."}                  one ticket as one text
   {"subject": "...", "body": "..."}       one ticket in two parts (either may be missing)
+      either form may add "content_type": "text/html" or "message/rfc822" (a whole mail)
   {"tickets": [ticket, ...]}              several tickets, each of the forms above or a string
   [ticket, ...]                           the same as {"tickets": [...]}
-  a text/plain body                       one ticket
+  a text/plain body                       one ticket (text/html, message/rfc822: as such)
   form fields ticket_data= or subject=&body=   one ticket (an HTML form post)
 A single ticket is answered with one object; a `tickets` request with {"predictions": [...]} in
 the same order. Every ticket's object carries `queue` / `priority` ({label, confidence, top_k}),
@@ -18,12 +19,17 @@ the same order. Every ticket's object carries `queue` / `priority` ({label, conf
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 MAX_TICKETS_PER_REQUEST = 256
 # The text a request adds to the model's input; subject and body are joined as in training.data.
 TEXT_KEYS = ("ticket_data", "subject", "body")
+CONTENT_TYPE_KEY = "content_type"
+PLAIN_TYPE = "text/plain"
+# A ticket body's types: training/cleaning.py's CONTENT_TYPES (a test keeps them equal).
+BODY_TYPES = (PLAIN_TYPE, "text/html", "application/xhtml+xml", "message/rfc822")
 # TorchServe's names for a raw request body.
 BODY_KEYS = ("body", "data")
 FORM_TYPE = "application/x-www-form-urlencoded"
@@ -35,12 +41,37 @@ class BadRequest(ValueError):
     """The request cannot be classified; the message says why, for the client (HTTP 400)."""
 
 
+class Ticket(NamedTuple):
+    """One ticket as sent: subject (None for ticket_data), body, and the body's type."""
+
+    subject: str | None
+    body: str
+    content_type: str = PLAIN_TYPE
+
+    @property
+    def text(self) -> str:
+        """Subject and body joined, as training.data joins them (no cleaning)."""
+        return "\n".join(p for p in (self.subject, self.body) if p)
+
+
+# (subject, body, content type) -> the text a model reads; the handler's is the archive's
+# copy of training/cleaning.py (ticket_cleaning.clean_ticket) with the model's settings.
+Cleaner = Callable[[str | None, str, str], str]
+EMPTY_AFTER_CLEANING = (
+    "nothing is left after cleaning: the mail is only a quoted message, a signature or a disclaimer"
+)
+
+
 @dataclass(frozen=True)
 class ParsedRequest:
-    """The ticket texts of one request and whether the client sent a list."""
+    """The tickets of one request and whether the client sent a list."""
 
-    texts: list[str]
+    tickets: list[Ticket]
     is_list: bool
+
+    @property
+    def texts(self) -> list[str]:
+        return [ticket.text for ticket in self.tickets]
 
 
 def parse_row(row: dict[str, Any], content_type: str | None = None) -> ParsedRequest:
@@ -71,7 +102,9 @@ def parse_request(payload: Any, content_type: str | None = None) -> ParsedReques
     if isinstance(payload, bytes | bytearray):
         payload = _decode_bytes(bytes(payload), content_type)
     if isinstance(payload, str):
-        return ParsedRequest([_text(payload, "the request body")], is_list=False)
+        media = _media_type(content_type)
+        body_type = media if media in BODY_TYPES else PLAIN_TYPE
+        return ParsedRequest([Ticket(None, _text(payload, "the request body"), body_type)], False)
     if isinstance(payload, list):
         return ParsedRequest(_tickets(payload, "the request body"), is_list=True)
     if isinstance(payload, dict):
@@ -80,7 +113,7 @@ def parse_request(payload: Any, content_type: str | None = None) -> ParsedReques
             if extra:
                 raise BadRequest(f"'tickets' cannot be combined with {', '.join(extra)}")
             return ParsedRequest(_tickets(payload["tickets"], "'tickets'"), is_list=True)
-        return ParsedRequest([ticket_text(payload, "the request")], is_list=False)
+        return ParsedRequest([parse_ticket(payload, "the request")], is_list=False)
     if payload is None:
         raise BadRequest('empty request body; send JSON like {"ticket_data": "..."}')
     raise BadRequest(
@@ -89,24 +122,32 @@ def parse_request(payload: Any, content_type: str | None = None) -> ParsedReques
     )
 
 
-def ticket_text(ticket: Any, where: str) -> str:
-    """The model input of one ticket object: `ticket_data`, or `subject` + newline + `body`."""
+def parse_ticket(ticket: Any, where: str) -> Ticket:
+    """One ticket object: `ticket_data`, or `subject` and `body`; with its `content_type`."""
     if isinstance(ticket, str):
-        return _text(ticket, where)
+        return Ticket(None, _text(ticket, where))
     if not isinstance(ticket, dict):
         raise BadRequest(f"{where} must be an object or a string, not {type(ticket).__name__}")
+    content_type = _body_type(ticket.get(CONTENT_TYPE_KEY, PLAIN_TYPE), where)
     if "ticket_data" in ticket:
         if "subject" in ticket or "body" in ticket:
             raise BadRequest(f"{where}: send 'ticket_data' or 'subject'/'body', not both")
-        return _text(ticket["ticket_data"], f"{where}: 'ticket_data'")
+        return Ticket(None, _text(ticket["ticket_data"], f"{where}: 'ticket_data'"), content_type)
     if "subject" in ticket or "body" in ticket:
-        parts = [_optional_text(ticket.get(k), f"{where}: {k!r}") for k in ("subject", "body")]
-        text = "\n".join(p for p in parts if p)
-        if not text:
+        subject, body = (_optional_text(ticket.get(k), f"{where}: {k!r}") for k in TEXT_KEYS[1:])
+        if not subject and not body:
             raise BadRequest(f"{where}: 'subject' and 'body' are both empty")
-        return text
+        return Ticket(subject or None, body, content_type)
     found = ", ".join(repr(k) for k in ticket) or "no fields"
     raise BadRequest(f"{where} needs 'ticket_data' or 'subject'/'body' (or 'tickets'); got {found}")
+
+
+def _body_type(value: Any, where: str) -> str:
+    if not isinstance(value, str) or value.lower() not in BODY_TYPES:
+        raise BadRequest(
+            f"{where}: 'content_type' must be one of {', '.join(BODY_TYPES)}, got {value!r:.60}"
+        )
+    return value.lower()
 
 
 @dataclass(frozen=True)
@@ -121,16 +162,39 @@ class BatchPlan:
         return sum(isinstance(r, BadRequest) for r in self.requests)
 
 
-def plan_batch(rows: list[tuple[dict[str, Any], str | None]]) -> BatchPlan:
-    """Parse every (request row, content type) of a batch; a bad one is kept as its error."""
+def plan_batch(
+    rows: list[tuple[dict[str, Any], str | None]], clean: Cleaner | None = None
+) -> BatchPlan:
+    """Parse every (request row, content type) of a batch and clean its tickets with `clean`
+    (a model without cleaning reads plain text as it comes); a bad request is kept as its
+    error, as is one whose ticket is empty once cleaned."""
     requests: list[ParsedRequest | BadRequest] = []
+    texts: list[str] = []
     for row, content_type in rows:
         try:
-            requests.append(parse_row(row, content_type))
+            parsed = parse_row(row, content_type)
+            own = [_model_text(t, i, clean, parsed.is_list) for i, t in enumerate(parsed.tickets)]
         except BadRequest as exc:
             requests.append(exc)
-    texts = [t for r in requests if isinstance(r, ParsedRequest) for t in r.texts]
+            continue
+        requests.append(parsed)
+        texts.extend(own)
     return BatchPlan(requests, texts)
+
+
+def _model_text(ticket: Ticket, index: int, clean: Cleaner | None, is_list: bool) -> str:
+    where = f"tickets[{index}]" if is_list else "the ticket"
+    if clean is None:
+        if ticket.content_type != PLAIN_TYPE:
+            raise BadRequest(
+                f"{where}: this model reads plain text only (it was trained before mail "
+                f"cleaning); send {ticket.content_type} as text"
+            )
+        return ticket.text
+    text = clean(ticket.subject, ticket.body, ticket.content_type)
+    if not text:
+        raise BadRequest(f"{where}: {EMPTY_AFTER_CLEANING}")
+    return text
 
 
 def batch_answers(
@@ -145,8 +209,8 @@ def batch_answers(
         if isinstance(request, BadRequest):
             answers.append((400, error_answer(str(request))))
             continue
-        own = predictions[start : start + len(request.texts)]
-        start += len(request.texts)
+        own = predictions[start : start + len(request.tickets)]
+        start += len(request.tickets)
         answers.append((200, format_answer(own, request.is_list, model_version)))
     return answers
 
@@ -210,7 +274,7 @@ def _form_value(value: Any) -> Any:
     return value
 
 
-def _tickets(value: Any, where: str) -> list[str]:
+def _tickets(value: Any, where: str) -> list[Ticket]:
     if not isinstance(value, list):
         raise BadRequest(f"{where} must be a list of tickets, not {type(value).__name__}")
     if not value:
@@ -219,7 +283,7 @@ def _tickets(value: Any, where: str) -> list[str]:
         raise BadRequest(
             f"{where} holds {len(value)} tickets; at most {MAX_TICKETS_PER_REQUEST} per request"
         )
-    return [ticket_text(t, f"tickets[{i}]") for i, t in enumerate(value)]
+    return [parse_ticket(t, f"tickets[{i}]") for i, t in enumerate(value)]
 
 
 def _text(value: Any, where: str) -> str:

@@ -30,6 +30,7 @@ from shim.schemas import (
 )
 from shim.settings import Settings
 from shim.store import Store
+from shim.ticket_texts import cleaned_texts
 from shim.torchserve_client import AsyncTorchServeClient
 from shim.versions import ModelVersions
 from training.calibration import clears_gate, threshold_for
@@ -70,14 +71,8 @@ class Classifier:
                 f"{len(tickets)} tickets in one request; at most {self.settings.max_batch}",
                 code="too_many_tickets",
             )
-        for i, ticket in enumerate(tickets):
-            if len(ticket.text()) > self.settings.max_ticket_chars:
-                raise Unprocessable(
-                    f"ticket {i} has {len(ticket.text())} characters; "
-                    f"at most {self.settings.max_ticket_chars}",
-                    {"ticket": i},
-                    code="ticket_too_long",
-                )
+        # Cleaning parses HTML and mail: off the event loop.
+        texts = await run_in_threadpool(cleaned_texts, tickets, self.settings)
         if version is not None:
             await run_in_threadpool(self.versions.ensure_loaded, version)
         elif self.store.default_version() is None:
@@ -86,14 +81,14 @@ class Classifier:
                 "no_model",
             )
         payload: Any = (
-            {"tickets": [t.payload() for t in tickets]}
+            {"tickets": [{"ticket_data": text} for text in texts]}
             if request.tickets is not None
-            else tickets[0].payload()
+            else {"ticket_data": texts[0]}
         )
         answer = await self._predict(payload, version)
         if request.tickets is None:
             result = self.ticket(answer)
-            await run_in_threadpool(self.predictions.record, tickets, [result])
+            await run_in_threadpool(self.predictions.record, texts, [result])
             return result
         predictions = [self.ticket(p) for p in answer["predictions"]]
         if len(predictions) != len(tickets):
@@ -101,7 +96,7 @@ class Classifier:
                 f"TorchServe answered {len(predictions)} predictions for {len(tickets)} tickets"
             )
         # One transaction for the whole batch, off the event loop.
-        await run_in_threadpool(self.predictions.record, tickets, predictions)
+        await run_in_threadpool(self.predictions.record, texts, predictions)
         served = predictions[0].model_version if predictions else version
         return ClassifyBatchPublic(predictions=predictions, model_version=served)
 

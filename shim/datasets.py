@@ -9,14 +9,16 @@ from __future__ import annotations
 import codecs
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shim.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaType
 from shim.schemas import DatasetPublic, TrainDataSummaryPublic, TrainDataUploadPublic
 from shim.store import DatasetRecord, Store, utcnow
-from training.config import DEFAULT_MIN_CLASS_EXAMPLES
+from training.cleaning import CleaningSettings
+from training.config import DEFAULT_MIN_CLASS_EXAMPLES, MAX_NAME_CHARS
 from training.data import (
     DELIMITERS,
+    MAIL_FORMATS,
     Columns,
     DataError,
     Format,
@@ -25,8 +27,9 @@ from training.data import (
     read_table,
     validate,
 )
+from training.head_names import MAX_HEADS, heads_problem
 from training.labels import label_key
-from training.text_rules import MAX_TICKET_CHARS
+from training.text_rules import MAX_TICKET_CHARS, label_problem
 
 MEDIA_TYPES: dict[str, Format] = {
     "text/csv": "csv",
@@ -37,6 +40,8 @@ MEDIA_TYPES: dict[str, Format] = {
     "application/jsonl": "jsonl",
     "application/x-jsonlines": "jsonl",
     "application/jsonlines": "jsonl",
+    "message/rfc822": "eml",
+    "application/mbox": "mbox",
 }
 UPLOAD_SOURCE = "upload"
 MAX_KEY_CHARS = 200
@@ -54,7 +59,10 @@ class UploadOptions:
     delimiter: str = ","
     min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES
     max_text_chars: int = MAX_TICKET_CHARS
+    cleaning: CleaningSettings = field(default_factory=CleaningSettings)
     idempotency_key: str | None = None  # the client's; else the body's hash is the key
+    # A mail upload's labels, "head:label" each (a mail carries none): every message gets them.
+    labels: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.delimiter not in DELIMITERS:
@@ -65,6 +73,7 @@ class UploadOptions:
                 code="validation_error",
             )
         self.columns()  # 422 before a byte of the body is read
+        self.mail_labels()
         key = self.idempotency_key
         if key is not None and not (0 < len(key) <= MAX_KEY_CHARS and key.isprintable()):
             raise BadRequest(
@@ -91,13 +100,43 @@ class UploadOptions:
             labels=labels,
         )
 
+    def mail_labels(self) -> dict[str, str]:
+        """The `label` query values as head -> label; 422 naming a malformed one."""
+        labels: dict[str, str] = {}
+        if len(self.labels) > MAX_HEADS:
+            raise Unprocessable(
+                f"{len(self.labels)} labels; at most {MAX_HEADS} (one per head)",
+                {"loc": ["query", "label"]},
+                code="validation_error",
+            )
+        for value in self.labels:
+            head, sep, label = value.partition(":")
+            problem = (
+                "give each as head:label, e.g. queue:Billing"
+                if not sep or not label.strip()
+                else f"longer than {MAX_NAME_CHARS} characters"
+                if len(label) > MAX_NAME_CHARS
+                else heads_problem([head])
+                or (f"{head!r} is given twice" if head in labels else None)
+                or label_problem(label.strip())
+            )
+            if problem:
+                raise Unprocessable(
+                    f"label {value[:80]!r}: {problem}",
+                    {"loc": ["query", "label"]},
+                    code="validation_error",
+                )
+            labels[head] = label.strip()
+        return labels
+
     def upload_key(self, raw: bytes, content_type: str | None) -> str:
         """What makes two uploads the same: the client's key, else body, type and options."""
         if self.idempotency_key is not None:
             return "key:" + self.idempotency_key
         digest = hashlib.sha256(raw)
         options = [content_type, self.replace, self.text_column, self.queue_column,
-                   self.priority_column, self.label_columns, self.delimiter]  # fmt: skip
+                   self.priority_column, self.label_columns, self.delimiter,
+                   self.cleaning.to_dict(), self.labels]  # fmt: skip
         digest.update(json.dumps(options).encode())
         return "sha256:" + digest.hexdigest()
 
@@ -137,18 +176,27 @@ def ingest(
     """
     upload_key = options.upload_key(raw, content_type)
     fmt, charset = upload_format(content_type)
-    raw = _to_utf8(raw, charset)
+    columns = options.columns()
+    if fmt in MAIL_FORMATS:
+        columns = _mail_columns(options)
+    else:
+        raw = _to_utf8(raw, charset)
     try:
         table = read_table(raw, fmt, UPLOAD_SOURCE, options.delimiter)
     except DataError as exc:
         raise BadRequest(str(exc), {"format": fmt}, code="unreadable_body") from exc
+    for head, label in options.mail_labels().items() if fmt in MAIL_FORMATS else ():
+        table[head] = label
     try:
         data = validate(
             table,
             UPLOAD_SOURCE,
-            options.columns(),
+            columns,
             options.min_class_examples,
             options.max_text_chars,
+            options.cleaning,
+            # A mail upload is a mailbox folder: one label per head, the others come in theirs.
+            min_labels=1 if fmt in MAIL_FORMATS else 2,
         )
     except DataError as exc:
         raise Unprocessable(
@@ -157,6 +205,19 @@ def ingest(
 
     with store.upload_lock:
         return _store_upload(store, data, options, fmt, len(raw), upload_key)
+
+
+def _mail_columns(options: UploadOptions) -> Columns:
+    """A mail upload's columns: subject and body, and one head per `label`; 422 without."""
+    labels = options.mail_labels()
+    if not labels:
+        raise Unprocessable(
+            "a mail upload needs the labels of its messages: ?label=queue:Billing&"
+            "label=priority:high (one per head; every message gets them)",
+            {"loc": ["query", "label"]},
+            code="validation_error",
+        )
+    return Columns(labels=tuple(labels))
 
 
 def _store_upload(

@@ -23,8 +23,9 @@ from shim.schemas import (
 )
 from shim.settings import Settings
 from shim.store import FeedbackRecord, PredictionRecord, Store, utcnow
+from shim.ticket_texts import cleaned_texts
 from training.labels import label_key
-from training.text_rules import label_problem, text_problem
+from training.text_rules import label_problem
 
 FEEDBACK_FILE = "feedback.jsonl"
 MAX_KNOWN_SHOWN = 50  # labels listed in an unknown label's error
@@ -142,11 +143,8 @@ class Feedback:
         ticket = request.ticket()
         if ticket is None:
             return None
-        text = ticket.text()
-        if problem := text_problem(text, self.settings.max_ticket_chars):
-            code = "ticket_too_long" if len(text) > self.settings.max_ticket_chars else "bad_text"
-            raise Unprocessable(problem, code=code)
-        return text
+        # Stored and compared as classify logged it: cleaned, personal data masked.
+        return cleaned_texts([ticket], self.settings)[0]
 
     def _prediction_text(self, prediction: PredictionRecord, text: str | None) -> str:
         """The classified text: the logged one, or the one sent, which must be it."""

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 
 from shim.errors import Gone, NotFound
-from shim.schemas import TicketIn, TicketPredictionPublic
+from shim.schemas import TicketPredictionPublic
 from shim.settings import Settings
 from shim.store import PredictionRecord, Store
 
@@ -45,16 +45,17 @@ class PredictionLog:
         # Called with each request's records once they are stored (the drift watch).
         self.listeners: list[Callable[[list[PredictionRecord]], None]] = []
 
-    def record(self, tickets: list[TicketIn], answers: list[TicketPredictionPublic]) -> None:
-        """Keep one request's answers (blocking: call it off the event loop)."""
+    def record(self, texts: list[str], answers: list[TicketPredictionPublic]) -> None:
+        """Keep one request's answers to the cleaned `texts` (blocking: call it off the event
+        loop)."""
         now = _now_ms()
         records = [
             PredictionRecord(
                 id=answer.prediction_id,
                 created_ms=now,
                 version=answer.model_version,
-                text=ticket.text() if self.settings.store_texts else None,
-                text_sha256=text_sha256(ticket.text()),
+                text=text if self.settings.store_texts else None,
+                text_sha256=text_sha256(text),
                 labels={
                     head: {
                         "label": prediction.model_label,
@@ -65,7 +66,7 @@ class PredictionLog:
                 },
                 rare_token_share=answer.rare_token_share,
             )
-            for ticket, answer in zip(tickets, answers, strict=True)
+            for text, answer in zip(texts, answers, strict=True)
         ]
         self.store.add_predictions(
             records, self.settings.prediction_retention_count, self._cutoff_ms(now)

@@ -17,7 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 from shim.job_record import JobStatus, Trigger
 from shim.settings import TICKET_CHARS_LIMIT
 from shim.store import DatasetRecord
-from training.config import MAX_GRID, MAX_NAME_CHARS, TrainConfig, non_null
+from training.cleaning import (
+    CONTENT_TYPES,
+    MASK_NAME,
+    MAX_MASK_PATTERNS,
+    MAX_PATTERN_CHARS,
+    PLAIN_TYPE,
+)
+from training.config import MAX_GRID, MAX_NAME_CHARS, TrainConfig, is_pattern_map, non_null
 from training.head_names import HEAD_NAME, MAX_HEADS
 from training.progress import Progress
 from training.text_rules import text_problem
@@ -107,6 +114,11 @@ def _train_request_model() -> type[BaseModel]:
         elif get_origin(hint) is list:
             hint = list[Annotated[float, Field(allow_inf_nan=False, **limits)]]
             size, limits = {"min_length": 1, "max_length": MAX_GRID}, {}
+        elif is_pattern_map(hint):
+            name = Annotated[str, Field(pattern=MASK_NAME.pattern)]
+            pattern = Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_CHARS)]
+            hint = dict[name, pattern]  # type: ignore[valid-type]
+            size = {"max_length": MAX_MASK_PATTERNS}
         elif get_origin(hint) is dict:
             hint = dict[str, Annotated[float, Field(allow_inf_nan=False, **limits)]]
             size, limits = {"max_length": MAX_GRID}, {}
@@ -173,6 +185,15 @@ class RetrainPublic(BaseModel):
 # -- classification --------------------------------------------------------------------------
 
 
+# How a ticket's body (or ticket_data) is written: plain text, HTML, or a whole RFC 822 mail.
+ContentType = Literal[CONTENT_TYPES]  # type: ignore[valid-type]
+CONTENT_TYPE_FIELD = Field(
+    PLAIN_TYPE,
+    description="the body's type: text/plain, text/html, or message/rfc822 (a whole mail as "
+    "text, whose own subject is used when 'subject' is not given)",
+)
+
+
 class TicketIn(BaseModel):
     """One ticket: `ticket_data`, or `subject` and/or `body`."""
 
@@ -181,6 +202,7 @@ class TicketIn(BaseModel):
     ticket_data: str | None = Field(None, examples=["My printer is broken"])
     subject: str | None = None
     body: str | None = None
+    content_type: ContentType = CONTENT_TYPE_FIELD
 
     @model_validator(mode="after")
     def _one_form(self) -> TicketIn:
@@ -200,8 +222,15 @@ class TicketIn(BaseModel):
             return self.ticket_data.strip()
         return "\n".join(p.strip() for p in (self.subject, self.body) if p and p.strip())
 
-    def payload(self) -> dict[str, str]:
-        return self.model_dump(exclude_none=True)
+    def parts(self) -> tuple[str | None, str]:
+        """(subject, body) for training.cleaning.clean_ticket; ticket_data is a body."""
+        if self.ticket_data is not None:
+            return None, self.ticket_data
+        return self.subject, self.body or ""
+
+    def is_markup(self) -> bool:
+        """Whether the body is HTML or a mail, which may be longer than a ticket's text."""
+        return self.content_type != PLAIN_TYPE
 
 
 class ClassifyRequest(BaseModel):
@@ -212,6 +241,7 @@ class ClassifyRequest(BaseModel):
     ticket_data: str | None = Field(None, examples=["My printer is broken"])
     subject: str | None = None
     body: str | None = None
+    content_type: ContentType = CONTENT_TYPE_FIELD
     tickets: list[TicketIn] | None = Field(None, min_length=1)
 
     @model_validator(mode="after")
@@ -219,14 +249,23 @@ class ClassifyRequest(BaseModel):
         single = self.ticket_data is not None or self.subject is not None or self.body is not None
         if self.tickets is not None and single:
             raise ValueError("'tickets' cannot be combined with 'ticket_data'/'subject'/'body'")
+        if self.tickets is not None and self.content_type != PLAIN_TYPE:
+            raise ValueError("with 'tickets', give each ticket its own 'content_type'")
         if self.tickets is None:
-            TicketIn(ticket_data=self.ticket_data, subject=self.subject, body=self.body)
+            self.items()
         return self
 
     def items(self) -> list[TicketIn]:
         if self.tickets is not None:
             return self.tickets
-        return [TicketIn(ticket_data=self.ticket_data, subject=self.subject, body=self.body)]
+        return [
+            TicketIn(
+                ticket_data=self.ticket_data,
+                subject=self.subject,
+                body=self.body,
+                content_type=self.content_type,
+            )
+        ]
 
 
 class HeadPredictionPublic(BaseModel):
@@ -305,6 +344,7 @@ class FeedbackRequest(BaseModel):
     ticket_data: TicketText | None = Field(None, examples=["My printer is broken"])
     subject: TicketText | None = None
     body: TicketText | None = None
+    content_type: ContentType = CONTENT_TYPE_FIELD
     allow_new_labels: bool = Field(
         False, description="accept a label the stored training data does not have yet"
     )
@@ -324,7 +364,12 @@ class FeedbackRequest(BaseModel):
         """The ticket the body carries (validated as classify does), if any."""
         if self.ticket_data is None and self.subject is None and self.body is None:
             return None
-        return TicketIn(ticket_data=self.ticket_data, subject=self.subject, body=self.body)
+        return TicketIn(
+            ticket_data=self.ticket_data,
+            subject=self.subject,
+            body=self.body,
+            content_type=self.content_type,
+        )
 
     def labels(self) -> dict[str, str]:
         """The labels sent, per head."""

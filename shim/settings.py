@@ -18,11 +18,14 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from training.cleaning import CleaningSettings
+from training.config import ConfigError, TrainConfig
 from training.text_rules import MAX_TICKET_CHARS
 
 ENV_PREFIX = "TICKETSERVE_"
@@ -82,7 +85,9 @@ class Settings(BaseModel):
     )
     train_defaults: dict[str, Any] = Field(
         default_factory=dict,
-        description="TrainConfig values used when POST /train does not give them",
+        description="TrainConfig values used when POST /train does not give them; their "
+        "cleaning settings (clean_mail, mask_personal_data, mask_patterns) also clean every "
+        "text the service classifies or stores",
     )
     train_nice: int = Field(
         0, ge=0, le=19, description="niceness of the training process (raise to favour serving)"
@@ -171,6 +176,22 @@ class Settings(BaseModel):
             if not 0.0 < target <= 1.0:
                 raise ValueError(f"target precision for {head!r} must be in (0, 1], got {target}")
         return value
+
+    _cleaning: CleaningSettings = PrivateAttr(default_factory=CleaningSettings)
+
+    @model_validator(mode="after")
+    def _cleaning_settings(self) -> Settings:
+        keys = ("clean_mail", "mask_personal_data", "mask_patterns")
+        values = {k: v for k, v in self.train_defaults.items() if k in keys}
+        try:
+            self._cleaning = TrainConfig.from_dict(values).cleaning()
+        except ConfigError as exc:
+            raise ValueError(f"train_defaults: {exc}") from exc
+        return self
+
+    def cleaning(self) -> CleaningSettings:
+        """How the service cleans what it classifies and stores (see train_defaults)."""
+        return self._cleaning
 
     @model_validator(mode="after")
     def _window_holds_minimum(self) -> Settings:

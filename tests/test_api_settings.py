@@ -81,10 +81,13 @@ def test_classify_request_forms() -> None:
     assert ClassifyRequest(ticket_data=" printer ").items()[0].text() == "printer"
     assert ClassifyRequest(subject="Drucker", body="kaputt").items()[0].text() == "Drucker\nkaputt"
     batch = ClassifyRequest.model_validate({"tickets": [{"ticket_data": "a"}, {"body": "b"}]})
-    assert [t.payload() for t in batch.items()] == [{"ticket_data": "a"}, {"body": "b"}]
+    assert [t.parts() for t in batch.items()] == [(None, "a"), (None, "b")]
+    html = ClassifyRequest(body="<p>x</p>", content_type="text/html").items()[0]
+    assert html.is_markup() and html.parts() == (None, "<p>x</p>")
     for bad in ({}, {"ticket_data": ""}, {"subject": " ", "body": ""}, {"tickets": []},
                 {"ticket_data": "a", "subject": "b"}, {"ticket_data": "a", "tickets": []},
-                {"tickets": [{"text": "a"}]}):  # fmt: skip
+                {"tickets": [{"text": "a"}]}, {"ticket_data": "a", "content_type": "text/rtf"},
+                {"tickets": [{"ticket_data": "a"}], "content_type": "text/html"}):  # fmt: skip
         with pytest.raises(ValidationError):
             ClassifyRequest.model_validate(bad)
 

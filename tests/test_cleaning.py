@@ -7,7 +7,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training.cleaning import clean_text, html_to_text, mask, newest_message
+from training.cleaning import (
+    CONTENT_TYPES,
+    CleaningSettings,
+    Mail,
+    clean_text,
+    clean_ticket,
+    html_to_text,
+    mask,
+    newest_message,
+    read_mail,
+    read_mbox,
+)
 
 GMAIL_DE = """<html><head><style>p {color: red}</style><title>Re: Drucker</title></head><body>
 <div dir="ltr"><p>Hallo Anna,</p><p>der Drucker im 3. Stock druckt seit dem Update nicht mehr.<br>
@@ -176,3 +187,65 @@ def test_cleaning_never_raises_and_is_idempotent(text: str, html: bool) -> None:
     assert isinstance(once, str)
     assert clean_text(once) == once
     assert newest_message(once) == once or not once.strip()
+
+
+def test_a_ticket_is_cleaned_as_one_text_whatever_its_body_type() -> None:
+    html = "<p>Hello support,</p><p>VPN drops, IP 10.1.2.3.</p><blockquote>old</blockquote>"
+    assert clean_ticket("VPN", html, "text/html") == "VPN\nHello support,\n\nVPN drops, IP [IP]."
+    mail = "Subject: VPN\r\nContent-Type: text/html\r\n\r\n" + html
+    assert clean_ticket(None, mail, "message/rfc822") == clean_ticket("VPN", html, "text/html")
+    assert clean_ticket("Other", mail, "message/rfc822").startswith("Other\n")
+    assert clean_text(html, "text/html") == clean_ticket(None, html, "text/html")
+
+
+@pytest.mark.parametrize(
+    ("raw", "cleaned"),
+    [
+        ("> only an old quote\n> more", ""),
+        (
+            "Printer broken\n> quoted\nanswer between quotes\n> more",
+            "Printer broken\nanswer between quotes",
+        ),
+        ("Hi Jonas, the printer jams", "Hi [NAME], the printer jams"),
+        ("Hello all, the printer jams", "Hello all, the printer jams"),
+        ("Hallo zusammen,\nDrucker kaputt", "Hallo zusammen,\nDrucker kaputt"),
+        ("a -> b when x > 3", "a -> b when x > 3"),
+    ],
+)
+def test_quoted_lines_and_greetings(raw: str, cleaned: str) -> None:
+    assert clean_text(raw) == cleaned
+
+
+def test_settings_switch_cleaning_off_and_add_patterns() -> None:
+    text = "Hi Anna,\ncustomer KD-123456 cannot log in\n\nBest regards\nAnna\n+49 30 1234567"
+    plain = CleaningSettings(clean_mail=False, mask_personal_data=False)
+    assert clean_text(text, settings=plain) == text
+    extra = CleaningSettings(mask_patterns={"CUSTOMER": r"KD-\d{6}"})
+    assert clean_text(text, settings=extra) == "Hi [NAME],\ncustomer [CUSTOMER] cannot log in"
+    assert CleaningSettings.from_dict(extra.to_dict()) == extra
+    for bad in ({"customer": "x"}, {"X": "("}, {"X": "a*"}, {"X": "y" * 201}):
+        with pytest.raises(ValueError, match="mask_patterns"):
+            CleaningSettings(mask_patterns=bad)
+
+
+def test_mail_and_mbox_are_read_by_their_best_part() -> None:
+    mail = (
+        "From: a@example.com\r\nSubject: =?utf-8?q?Drucker_kaputt?=\r\nMIME-Version: 1.0\r\n"
+        'Content-Type: multipart/alternative; boundary="b"\r\n\r\n--b\r\n'
+        "Content-Type: text/plain; charset=iso-8859-1\r\nContent-Transfer-Encoding: "
+        "quoted-printable\r\n\r\nDer Drucker druckt nicht, Gr=FC=DFe\r\n--b\r\n"
+        "Content-Type: text/html\r\n\r\n<p>Der Drucker</p>\r\n--b--\r\n"
+    )
+    assert read_mail(mail.encode()) == Mail(
+        "Drucker kaputt", "Der Drucker druckt nicht, Grüße", "text/plain"
+    )
+    assert read_mail("no headers at all") == Mail("", "no headers at all", "text/plain")
+    mbox = f"From x Mon\n{mail}\nFrom y Tue\nSubject: Zwei\n\n>From here on\n".encode()
+    assert [m.subject for m in read_mbox(mbox)] == ["Drucker kaputt", "Zwei"]
+    assert read_mbox(mbox)[1].body == "From here on\n"
+
+
+def test_the_handler_knows_the_cleaner_s_body_types() -> None:
+    from handlers.ticket_requests import BODY_TYPES
+
+    assert BODY_TYPES == CONTENT_TYPES

@@ -188,3 +188,25 @@ def test_fast_train_tells_the_plan_and_the_gate(tmp_path, run):
     assert "ECE before calibration" in result.stdout and "auto-routed at target" in result.stdout
     assert (tmp_path / "cache" / "embeddings.sqlite").is_file()
     assert (tmp_path / "m" / "lexical.json").is_file()
+
+
+def test_clean_shows_what_the_model_reads(tmp_path, run):
+    mail = tmp_path / "ticket.eml"
+    mail.write_bytes(
+        b"From: Anna <anna@example.com>\r\nSubject: VPN drops\r\n\r\n"
+        b"Hi Anna,\r\nthe VPN drops; my IP is 10.1.2.3.\r\n\r\nBest regards\r\nAnna Miller\r\n"
+        b"+49 30 1234567\r\n\r\nOn Mon, Nov 3, 2025 Support <s@example.com> wrote:\r\n> Old.\r\n"
+    )
+    result = run("clean", str(mail))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "VPN drops\nHi [NAME],\nthe VPN drops; my IP is [IP].\n"
+    mbox = tmp_path / "folder.mbox"
+    mbox.write_bytes(b"From a@b Mon\n" + mail.read_bytes() + b"From c@d Tue\nSubject: Two\n\nx\n")
+    assert run("clean", str(mbox)).stdout.count("--- message") == 2
+    page = tmp_path / "page.html"
+    page.write_text("<p>Printer <b>jams</b></p><blockquote>old</blockquote>")
+    assert run("clean", str(page)).stdout == "Printer jams\n"
+    assert "not a trained model directory" in one_line_error(
+        run("clean", str(page), "--model", str(tmp_path))
+    )
+    assert "cannot read" in one_line_error(run("clean", str(tmp_path / "missing.eml")))

@@ -82,14 +82,15 @@ def unpacked(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def handler(unpacked: Path) -> Any:
     """The archive's handler, initialised as a TorchServe worker initialises it."""
-    sys.path.insert(0, str(unpacked))
+    sys.path.insert(0, str(unpacked))  # as TorchServe puts the unpacked archive first
     try:
         module = importlib.import_module("ticket_handler")
+        handler = module.TicketHandler()
+        handler.initialize(FakeContext(unpacked))
     finally:
         sys.path.remove(str(unpacked))
     assert Path(module.__file__).parent == unpacked  # the archive's copy, not the project's
-    handler = module.TicketHandler()
-    handler.initialize(FakeContext(unpacked))
+    assert Path(sys.modules["ticket_cleaning"].__file__).parent == unpacked
     return handler
 
 
@@ -160,3 +161,44 @@ def test_a_failing_pass_fails_each_request_alone_never_a_neighbour(
     context = FakeContext(unpacked).batch([JSON])
     [again] = answers(handler, context, rows[:1])
     assert context.statuses == {} and "queue" in again
+
+
+MAIL = (
+    "From: Anna Miller <anna.miller@example.com>\r\nSubject: Invoice charged twice\r\n"
+    "Content-Type: text/html; charset=utf-8\r\n\r\n"
+    "<p>Hi team,</p><p>my card was charged twice, IBAN DE89 3704 0044 0532 0130 00.</p>"
+    "<blockquote>On Mon, Support wrote: did the VPN reset work?</blockquote>\r\n"
+)
+
+
+def test_mail_is_cleaned_by_the_archive_s_copy_as_in_process(
+    handler: Any, unpacked: Path, tiny_model
+) -> None:
+    """HTML and whole mails are read as the model read its training data (the archive's
+    ticket_cleaning.py): the same answers as the in-process predictor on the cleaned text; a
+    mail that is only a quote is a 400 naming it."""
+    predictor = Predictor.load(tiny_model.model_dir, device="cpu")
+    html = "<p>Mein <b>Drucker</b> druckt nicht</p><blockquote>Rechnung doppelt</blockquote>"
+    cleaned = [predictor.cleaning.ticket(None, html, "text/html"),
+               predictor.cleaning.ticket(None, MAIL, "message/rfc822")]  # fmt: skip
+    assert cleaned == [
+        "Mein Drucker druckt nicht",
+        "Invoice charged twice\nHi team,\n\nmy card was charged twice, IBAN [IBAN].",
+    ]
+    rows = [
+        {"body": {"ticket_data": html, "content_type": "text/html"}},
+        {"body": bytearray(MAIL.encode())},
+        {"body": {"body": "> only an old quote", "content_type": "text/plain"}},
+        {"body": {"ticket_data": "x", "content_type": "text/rtf"}},
+    ]
+    mail_header = {"Content-Type": "message/rfc822"}
+    context = FakeContext(unpacked).batch([JSON, mail_header, JSON, JSON])
+    got = answers(handler, context, rows)
+    expected = predictor.predict(cleaned)
+    for answer, want in zip(got[:2], expected, strict=True):
+        for head in ("queue", "priority"):
+            assert answer[head]["label"] == want[head]["label"]
+            assert answer[head]["confidence"] == pytest.approx(want[head]["confidence"], abs=1e-5)
+    assert context.statuses == {2: (400, "Bad Request"), 3: (400, "Bad Request")}
+    assert "nothing is left after cleaning" in got[2]["message"]
+    assert "'content_type' must be one of" in got[3]["message"]

@@ -10,7 +10,6 @@ import pytest
 from handlers.ticket_requests import (
     MAX_TICKETS_PER_REQUEST,
     BadRequest,
-    ParsedRequest,
     batch_answers,
     parse_request,
     parse_row,
@@ -26,9 +25,8 @@ def prediction(queue: str = "Billing", priority: str = "high") -> dict:
 
 
 def test_ticket_data_is_one_ticket() -> None:
-    assert parse_request({"ticket_data": "  printer broken \n"}) == ParsedRequest(
-        ["printer broken"], is_list=False
-    )
+    parsed = parse_request({"ticket_data": "  printer broken \n"})
+    assert (parsed.texts, parsed.is_list) == (["printer broken"], False)
 
 
 def test_subject_and_body_are_joined_as_in_training() -> None:
@@ -43,11 +41,12 @@ def test_subject_or_body_alone_is_enough() -> None:
 
 def test_tickets_list_mixes_both_forms_and_strings() -> None:
     parsed = parse_request({"tickets": [{"ticket_data": "a"}, {"subject": "b", "body": "c"}, "d"]})
-    assert parsed == ParsedRequest(["a", "b\nc", "d"], is_list=True)
+    assert (parsed.texts, parsed.is_list) == (["a", "b\nc", "d"], True)
 
 
 def test_bare_list_is_a_tickets_list() -> None:
-    assert parse_request([{"ticket_data": "a"}, "b"]) == ParsedRequest(["a", "b"], is_list=True)
+    parsed = parse_request([{"ticket_data": "a"}, "b"])
+    assert (parsed.texts, parsed.is_list) == (["a", "b"], True)
 
 
 def test_plain_text_body() -> None:

@@ -121,6 +121,39 @@ def test_list_request_matches_training_predict(served: Served, trained_model) ->
                     assert label == want_label and p == pytest.approx(want_p, abs=1e-4)
 
 
+DIRTY_MAIL = (
+    "From: Jonas Becker <jonas.becker@contoso.example>\r\nSubject: Rechnung doppelt\r\n"
+    "Content-Type: text/html; charset=utf-8\r\n\r\n<p>Hallo Anna,</p><p>die Rechnung wurde "
+    "doppelt abgebucht: DE89 3704 0044 0532 0130 00.</p><p>Viele Grüße<br>Jonas<br>"
+    "+49 30 9876 5432</p><blockquote>Am Mo. schrieb Support: VPN wieder da?</blockquote>\r\n"
+)
+
+
+def test_dirty_mail_is_answered_as_the_in_process_model_answers_it(
+    served: Served, trained_model
+) -> None:
+    """The archive cleans with the model directory's own cleaning: TorchServe's answers on a
+    whole mail and on an HTML body are the in-process predictor's on the same mail."""
+    predictor = Predictor.load(trained_model.model_dir, device="cpu")
+    html = DIRTY_MAIL.split("\r\n\r\n", 1)[1]
+    cleaned = [predictor.cleaning.ticket(None, DIRTY_MAIL, "message/rfc822"),
+               predictor.cleaning.ticket("Rechnung doppelt", html, "text/html")]  # fmt: skip
+    assert cleaned[0] == cleaned[1] == (
+        "Rechnung doppelt\nHallo [NAME],\n\ndie Rechnung wurde doppelt abgebucht: [IBAN]."
+    )
+    whole = served.client.predict(MODEL, DIRTY_MAIL.encode(), content_type="message/rfc822")
+    listed = served.client.predict(MODEL, {"tickets": [
+        {"ticket_data": DIRTY_MAIL, "content_type": "message/rfc822"},
+        {"subject": "Rechnung doppelt", "body": html, "content_type": "text/html"},
+    ]})  # fmt: skip
+    assert whole.status_code == listed.status_code == 200, (whole.text, listed.text)
+    want = predictor.predict(cleaned[:1])[0]
+    for got in (whole.json(), *listed.json()["predictions"]):
+        for head in ("queue", "priority"):
+            assert got[head]["label"] == want[head]["label"]
+            assert got[head]["confidence"] == pytest.approx(want[head]["confidence"], abs=1e-4)
+
+
 def test_concurrent_requests_run_in_batches(served: Served) -> None:
     start = log_size(served.server)
     bodies = [{"ticket_data": f"ticket {i}: the VPN drops every few minutes"} for i in range(32)]

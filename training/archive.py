@@ -7,7 +7,9 @@ The only module that knows the archive layout. An archive holds, flat at its roo
     ticket_model.py      the model definition: a verbatim copy of training/model.py
     model-config.yaml    batching, workers and timeouts for TorchServe, `handler:` settings
     model.safetensors, config.json, tokenizer files, labels.json, ticket_model.json,
-    training_config.json, metrics.json   (the model directory, without its report pictures)
+    training_config.json, metrics.json, ticket_cleaning.py + cleaning.json (the cleaning the
+    model was trained with, training/model_cleaning.py)   (the model directory, without its
+    report pictures)
     MAR-INF/MANIFEST.json  model name and version (TorchServe takes the version from here)
 
 It imports nothing from `training/`, so an archive keeps working after the project changes.

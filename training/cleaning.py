@@ -4,7 +4,10 @@ Self-contained (the standard library and the libraries below, no project imports
 file can travel inside a model directory and its archive and serving can never clean differently
 from training.
 
-    clean_text(raw, content_type)  -> the text the model reads
+    clean_ticket(subject, body, content_type, settings) -> the text the model reads of a ticket
+    clean_text(raw, content_type, settings)             -> the same for one text
+    read_mail(raw) -> Mail          subject and best text part of an RFC 822 message (.eml)
+    read_mbox(raw) -> list[Mail]    the messages of an mbox file
         1. HTML to text (inscriptis: paragraphs and lists kept); before that, quoted messages
            (<blockquote>, Gmail/Outlook/Thunderbird quote containers) and hidden elements are
            dropped from the markup, where they are still recognisable.
@@ -23,9 +26,14 @@ checksums, so a ticket number is not taken for either.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import ipaddress
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from email.message import EmailMessage
+from typing import Any, NamedTuple
 
 import phonenumbers
 from inscriptis import get_text
@@ -40,52 +48,197 @@ CLEANING_VERSION = 1
 MAIL_LANGUAGES = ("en", "de", "fr", "es", "it", "nl")
 # Phone numbers are read as written in these countries (a number with + is read anywhere).
 PHONE_REGIONS = ("DE", "AT", "CH", "US", "GB", "FR")
+PLAIN_TYPE = "text/plain"
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+MAIL_TYPE = "message/rfc822"
+CONTENT_TYPES = (PLAIN_TYPE, *HTML_TYPES, MAIL_TYPE)
 MAX_PASSES = 4
 
-# Quote containers of the common mail clients, and hidden elements (preheaders, trackers).
+# Hidden elements (preheaders, trackers), and the quote containers of the common mail clients.
+HIDDEN_XPATH = (
+    "//*[@hidden] | //*[contains(translate(@style, ' ', ''), 'display:none')]"
+    " | //head | //script | //style | //template"
+)
 QUOTE_XPATH = (
     "//blockquote | //*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
     " | //*[@id='divRplyFwdMsg'] | //*[contains(@class, 'moz-cite-prefix')]"
     " | //*[@id='appendonsend'] | //*[@id='appendonsend']/following-sibling::*"
-    " | //*[@hidden] | //*[contains(translate(@style, ' ', ''), 'display:none')]"
-    " | //head | //script | //style | //template"
+    f" | {HIDDEN_XPATH}"
 )
 
+QUOTED_LINE = re.compile(r"(?m)^[ \t]*>.*(?:\n|$)")
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # scheme://user:password@host... : the whole URL goes (its host may name the customer too).
 CREDENTIAL_URL = re.compile(r"\b[a-z][a-z0-9+.-]*://[^\s/:@]+:[^\s/@]+@\S+", re.IGNORECASE)
 IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
 CARD_CANDIDATE = re.compile(r"(?<![\d-])\d(?:[ -]?\d){12,18}(?![\d-])")
-IPV4_CANDIDATE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?![\d.])")
+IPV4_CANDIDATE = re.compile(r"(?<![\d.])(?:\d{1,3}\.){3}\d{1,3}(?!\.?\d)")
 IPV6_CANDIDATE = re.compile(r"(?<![\w:])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?![\w:])")
 # Dates read as (valid) phone numbers in some countries: 03.11.2025, 2025-11-03, 3/11/25.
 DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
 # A greeting and the name after it: "Hi Anna,", "Dear Mr. Miller", "Sehr geehrte Frau Dr. Weiß".
-NAME = r"[A-ZÄÖÜ][\w'\u2019-]+(?:[ ][A-ZÄÖÜ][\w'\u2019-]+)?"
+# The name is matched case-sensitively ("Hello support," names nobody); words that address a
+# group are no names.
+NOT_NAMES = (
+    "all|everyone|everybody|team|support|there|folks|colleagues|sir|madam|"
+    "zusammen|alle|kollegen|kolleginnen|leute|damen|herren"
+)
+NAME = (
+    rf"(?-i:(?!(?i:{NOT_NAMES})\b)[A-ZÄÖÜ][\w'\u2019-]+"
+    rf"(?:[ ](?!(?i:{NOT_NAMES})\b)[A-ZÄÖÜ][\w'\u2019-]+)?)"
+)
 GREETING = re.compile(
     r"(?m)^(?P<greeting>(?:hi|hello|hey|dear|good (?:morning|afternoon|evening)|hallo|"
     r"liebe[rs]?|guten (?:morgen|tag|abend)|servus|moin|bonjour|hola|ciao|"
     r"sehr geehrte[rs]?)(?:[ ]+(?:mr|mrs|ms|dr|prof|herr|frau)\.?)*(?:[ ]+dr\.)?[ ]+)"
-    rf"(?P<name>{NAME})(?=[ ]*[,!:]?[ ]*$)",
+    rf"(?P<name>{NAME})(?=[ ]*(?:[,!:]|$))",
     re.IGNORECASE,
 )
 
 
-def clean_text(raw: str, content_type: str | None = None, mask_data: bool = True) -> str:
-    """The text a model reads from one ticket body (HTML when `content_type` says so)."""
-    text = html_to_text(raw) if _is_html(content_type) else raw
-    text = newest_message(text)
-    return mask(text) if mask_data else text
+MASK_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,31}$")  # an added pattern's placeholder name
+MAX_MASK_PATTERNS = 8
+MAX_PATTERN_CHARS = 200
 
 
-def html_to_text(markup: str) -> str:
-    """Visible text of an HTML body, quoted messages and hidden elements left out."""
+@dataclass(frozen=True)
+class CleaningSettings:
+    """How a model cleans: written into its card, read back by serving."""
+
+    clean_mail: bool = True  # HTML to text, newest message only, no signature or disclaimer
+    mask_personal_data: bool = True
+    # Added patterns: placeholder name -> regular expression, e.g. {"CUSTOMER": r"KD-\d{6}"}.
+    mask_patterns: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if problem := patterns_problem(self.mask_patterns):
+            raise ValueError(f"mask_patterns: {problem}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": CLEANING_VERSION,
+            "clean_mail": self.clean_mail,
+            "mask_personal_data": self.mask_personal_data,
+            "mask_patterns": dict(self.mask_patterns),
+        }
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> CleaningSettings:
+        return cls(
+            clean_mail=bool(values.get("clean_mail", True)),
+            mask_personal_data=bool(values.get("mask_personal_data", True)),
+            mask_patterns=dict(values.get("mask_patterns") or {}),
+        )
+
+
+def patterns_problem(patterns: Mapping[str, str]) -> str | None:
+    """Why added mask patterns cannot be used (None when they can)."""
+    if len(patterns) > MAX_MASK_PATTERNS:
+        return f"{len(patterns)} patterns; at most {MAX_MASK_PATTERNS}"
+    for name, pattern in patterns.items():
+        if not isinstance(name, str) or not MASK_NAME.match(name):
+            return f"name {str(name)[:40]!r}: use A-Z, 0-9 and _, starting with a letter (1-32)"
+        if not isinstance(pattern, str) or not 0 < len(pattern) <= MAX_PATTERN_CHARS:
+            return f"{name}: a regular expression of 1 to {MAX_PATTERN_CHARS} characters"
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            return f"{name}: not a regular expression ({exc})"
+        if compiled.fullmatch(""):
+            return f"{name}: the pattern matches the empty text"
+    return None
+
+
+class Mail(NamedTuple):
+    """What a ticket router reads of a mail: its subject and its best text part."""
+
+    subject: str
+    body: str
+    content_type: str  # text/plain or text/html
+
+
+def clean_ticket(
+    subject: str | None,
+    body: str | None,
+    content_type: str | None = None,
+    settings: CleaningSettings = CleaningSettings(),
+) -> str:
+    """The text a model reads of one ticket: its subject and body (plain text, HTML, or a whole
+    RFC 822 message whose own subject is used when `subject` is empty), cleaned as one text."""
+    media = _media(content_type)
+    if media == MAIL_TYPE:
+        mail = read_mail(body or "")
+        subject = subject or mail.subject
+        body, media = mail.body, mail.content_type
+    if media in HTML_TYPES:
+        body = html_to_text(body or "", drop_quotes=settings.clean_mail)
+    parts = [p.strip() for p in (subject, body) if p and p.strip()]
+    return clean_text("\n".join(parts), settings=settings)
+
+
+def clean_text(
+    raw: str, content_type: str | None = None, settings: CleaningSettings = CleaningSettings()
+) -> str:
+    """The text a model reads from one ticket text (HTML when `content_type` says so)."""
+    if _media(content_type) in (MAIL_TYPE, *HTML_TYPES):
+        return clean_ticket(None, raw, content_type, settings)
+    text = newest_message(raw) if settings.clean_mail else raw
+    if settings.mask_personal_data:
+        text = mask(text, settings.mask_patterns)
+    return text
+
+
+def read_mail(raw: str | bytes) -> Mail:
+    """Subject and best text part of an RFC 822 message: its plain text, else its HTML."""
+    if isinstance(raw, str):
+        message = email.message_from_string(raw, policy=email.policy.default)
+    else:
+        message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)  # the default policy's class
+    subject = _header(message, "subject")
+    part = message.get_body(preferencelist=("plain", "html"))
+    if part is None:
+        return Mail(subject, "", PLAIN_TYPE)
+    try:
+        body = part.get_content()
+    except (LookupError, ValueError, AssertionError):  # unknown charset, broken encoding
+        payload = part.get_payload(decode=True)
+        body = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
+    if not isinstance(body, str):
+        body = ""
+    return Mail(subject, body, part.get_content_type())
+
+
+def read_mbox(raw: bytes) -> list[Mail]:
+    """The messages of an mbox file (each starts with a `From ` line), in file order."""
+    messages = re.split(rb"(?m)^From [^\n]*\n", raw)
+    return [read_mail(_unescape_from(m)) for m in messages if m.strip()]
+
+
+def _unescape_from(message: bytes) -> bytes:
+    """mboxrd quotes body lines starting with `From ` as `>From `: undo one level."""
+    return re.sub(rb"(?m)^>(>*From )", rb"\1", message)
+
+
+def _header(message: EmailMessage, name: str) -> str:
+    try:
+        return str(message.get(name, "") or "").strip()
+    except (ValueError, IndexError):  # a header the parser could not decode
+        return ""
+
+
+def _media(content_type: str | None) -> str:
+    return (content_type or PLAIN_TYPE).split(";", 1)[0].strip().lower()
+
+
+def html_to_text(markup: str, drop_quotes: bool = True) -> str:
+    """Visible text of an HTML body, hidden elements and (unless told) quoted messages left
+    out."""
     try:
         root = lxml_html.document_fromstring(markup)
     except (ParserError, ValueError):  # empty, or nothing an HTML parser can use
         return ""
-    for element in root.xpath(QUOTE_XPATH):
+    for element in root.xpath(QUOTE_XPATH if drop_quotes else HIDDEN_XPATH):
         if element.getparent() is not None:
             element.drop_tree()
     return _tidy(get_text(lxml_html.tostring(root, encoding="unicode")))
@@ -108,12 +261,16 @@ def _first_reply(text: str) -> str:
         return ""
     message = EmailReplyParser(languages=list(MAIL_LANGUAGES)).read(text=text)
     first = message.replies[0] if message.replies else None
-    return _tidy(first.body if first is not None else text)
+    # `>` lines are quoted wherever they stand (the parser keeps a mail that is only a quote,
+    # and answers written between quoted lines stay).
+    return _tidy(QUOTED_LINE.sub("", first.body if first is not None else text))
 
 
-def mask(text: str) -> str:
+def mask(text: str, patterns: Mapping[str, str] | None = None) -> str:
     """Personal data replaced by typed placeholders: [EMAIL], [URL], [IBAN], [CARD], [IP],
-    [PHONE], and [NAME] for the name a greeting addresses."""
+    [PHONE], [NAME] for the name a greeting addresses, and [KIND] for each added pattern KIND."""
+    for name, pattern in (patterns or {}).items():
+        text = re.sub(pattern, f"[{name}]", text)
     text = CREDENTIAL_URL.sub("[URL]", text)
     text = EMAIL.sub("[EMAIL]", text)
     text = _replace(IBAN_CANDIDATE, text, _is_iban, "[IBAN]")
@@ -177,11 +334,6 @@ def _is_ip(candidate: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _is_html(content_type: str | None) -> bool:
-    media = (content_type or "").split(";", 1)[0].strip().lower()
-    return media in HTML_TYPES
 
 
 def _tidy(text: str) -> str:

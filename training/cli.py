@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from training.base_models import PREPARED_MODELS
+from training.cleaning import CONTENT_TYPES, HTML_TYPES, MAIL_TYPE, CleaningSettings
 from training.config import DEFAULT_MIN_CLASS_EXAMPLES, ConfigError, TrainConfig, UserError
 from training.config_flags import add_config_flags, config_overrides
 
@@ -66,6 +67,22 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
     predict.set_defaults(handler=cmd_predict)
 
+    clean = commands.add_parser(
+        "clean",
+        help="show the text a model reads of a mail (.eml, .mbox, .html or plain text)",
+        description="Prints what cleaning leaves of FILE: HTML as text, the newest message of "
+        "a thread without signature and disclaimer, personal data masked. An .mbox prints each "
+        "message. Personal data is masked on screen too.",
+    )
+    clean.add_argument("file", metavar="FILE", type=Path, help="the mail, or - for stdin")
+    clean.add_argument(
+        "--content-type",
+        choices=CONTENT_TYPES,
+        help="how to read FILE (default: from its suffix; .eml message/rfc822, .html text/html)",
+    )
+    clean.add_argument("--model", type=Path, help="clean as this trained model does")
+    clean.set_defaults(handler=cmd_clean)
+
     archive = commands.add_parser("archive", help="pack a trained model into a TorchServe .mar")
     archive.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="trained model dir")
     archive.add_argument("--version", help="archive version (default: next free integer)")
@@ -116,6 +133,7 @@ def _load(
     args: argparse.Namespace,
     min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES,
     label_columns: list[str] | None = None,
+    cleaning: CleaningSettings | None = None,
 ) -> TicketData:
     """The data file of `args`; its heads are `label_columns`, else `--label-columns`, else
     queue and priority (those the file has)."""
@@ -130,7 +148,9 @@ def _load(
         priority=args.priority_column,
         labels=labels,
     )
-    data = load_tickets(args.data, columns, min_class_examples, delimiter=args.delimiter)
+    data = load_tickets(
+        args.data, columns, min_class_examples, delimiter=args.delimiter, cleaning=cleaning
+    )
     if data.report.rejected and not args.skip_bad_rows:
         raise DataError(
             f"{args.data}: {len(data.report.rejected)} row(s) cannot be used: "
@@ -175,7 +195,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     # encoder that needs preparing is prepared by train(), once the data is known to be usable).
     check_output_dir(args.out)
     check_base_model(config.base_model)
-    data = _load(args, config.min_class_examples, config.label_columns)
+    data = _load(args, config.min_class_examples, config.label_columns, config.cleaning())
     result = train(data, config, args.out, progress_bar=True, on_plan=print_plan)
     metrics = result.metrics
     epochs = f", best epoch {metrics['best_epoch']}" if metrics["epochs_run"] else ""
@@ -200,7 +220,7 @@ def cmd_evaluate(args: argparse.Namespace) -> None:
     from training.predict import Predictor
 
     predictor = Predictor.load(args.model_dir)
-    data = _load(args)
+    data = _load(args, cleaning=predictor.cleaning.as_settings())
     heads = [h for h in data.heads if h in predictor.labels]
     if not heads:
         raise UserError(
@@ -288,6 +308,39 @@ def cmd_predict(args: argparse.Namespace) -> None:
                 f"  {head + ':':<10} {answer['label']} ({answer['confidence']:.2f})"
                 + (f"   next: {others}" if others else "")
             )
+
+
+# Suffixes `clean` reads as mail or HTML; anything else is plain text.
+CLEAN_SUFFIX_TYPES = {".eml": MAIL_TYPE, ".html": HTML_TYPES[0], ".htm": HTML_TYPES[0]}
+MAX_CLEAN_BYTES = 50_000_000
+
+
+def cmd_clean(args: argparse.Namespace) -> None:
+    from training.cleaning import read_mbox
+    from training.model_cleaning import ModelCleaning
+
+    if args.model is not None and not (args.model / "training_config.json").is_file():
+        raise UserError(f"--model {args.model}: not a trained model directory")
+    cleaning = ModelCleaning.load(args.model) if args.model else ModelCleaning.current()
+    raw = _read_input(args.file)
+    if args.content_type is None and args.file.suffix.lower() == ".mbox":
+        for i, mail in enumerate(read_mbox(raw), 1):
+            text = cleaning.ticket(mail.subject, mail.body, mail.content_type)
+            print(f"--- message {i} ---\n{text}")
+        return
+    content_type = args.content_type or CLEAN_SUFFIX_TYPES.get(args.file.suffix.lower())
+    body = raw.decode("utf-8", "replace")
+    print(cleaning.ticket(None, body, content_type))
+
+
+def _read_input(path: Path) -> bytes:
+    try:
+        raw = sys.stdin.buffer.read(MAX_CLEAN_BYTES + 1) if str(path) == "-" else path.read_bytes()
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read: {exc.strerror}") from exc
+    if len(raw) > MAX_CLEAN_BYTES:
+        raise UserError(f"{path}: larger than {MAX_CLEAN_BYTES // 1_000_000} MB")
+    return raw
 
 
 def cmd_base_model_prepare(args: argparse.Namespace) -> None:

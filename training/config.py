@@ -12,6 +12,12 @@ from dataclasses import Field, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
+from training.cleaning import (
+    MAX_MASK_PATTERNS,
+    MAX_PATTERN_CHARS,
+    CleaningSettings,
+    patterns_problem,
+)
 from training.head_names import HEAD_NAME_RULE, MAX_HEADS, heads_problem
 
 BUNDLED_BASE_MODEL = "bundled:all-MiniLM-L6-v2"
@@ -256,6 +262,29 @@ class TrainConfig:
         default_factory=dict,
         metadata=about("full mode: loss weight per head (1 unless given)", _range(0, 100)),
     )
+    clean_mail: bool = field(
+        default=True,
+        metadata=about(
+            "read mail as a person does: HTML to text, the newest message of a thread only, "
+            "without signature and disclaimer (docs/cleaning.md); the model applies it to "
+            "every text it trains on, is evaluated on and classifies"
+        ),
+    )
+    mask_personal_data: bool = field(
+        default=True,
+        metadata=about(
+            "replace e-mail addresses, phone numbers, IBANs, card numbers, IP addresses, URLs "
+            "with credentials and greeted names by [EMAIL], [PHONE], ... before the model reads "
+            "a text; the service masks what it stores with its own default of this setting"
+        ),
+    )
+    mask_patterns: dict[str, str] = field(
+        default_factory=dict,
+        metadata=about(
+            "more to mask: placeholder name -> regular expression, e.g. CUSTOMER='KD-[0-9]{6}' "
+            "becomes [CUSTOMER]"
+        ),
+    )
     top_k: int = field(
         default=DEFAULT_TOP_K, metadata=about("labels listed per head in an answer", _range(1, 100))
     )
@@ -271,6 +300,8 @@ class TrainConfig:
                 raise ConfigError(f"{f.name} must be {expected(f)}, got {value!r}")
         if self.label_columns is not None and (problem := heads_problem(self.label_columns)):
             raise ConfigError(f"label_columns: {problem}")
+        if problem := patterns_problem(self.mask_patterns):
+            raise ConfigError(f"mask_patterns: {problem}")
         if not self.lexical and not any(w > 0 for w in self.dense_weight):
             raise ConfigError(
                 "dense_weight needs a value above 0 when lexical is off: the heads would have "
@@ -284,6 +315,14 @@ class TrainConfig:
     def head_weight(self, head: str) -> float:
         """Loss weight of one head (1.0 unless configured)."""
         return float(self.head_weights.get(head, 1.0))
+
+    def cleaning(self) -> CleaningSettings:
+        """How this model cleans the texts it reads (written into its card)."""
+        return CleaningSettings(
+            clean_mail=self.clean_mail,
+            mask_personal_data=self.mask_personal_data,
+            mask_patterns=dict(self.mask_patterns),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -331,6 +370,11 @@ def expected(f: Field[Any]) -> str:
         return f"a list of 1 to {MAX_HEADS} column names ({HEAD_NAME_RULE}) or null"
     if get_origin(base) is list:
         return f"a list of 1 to {MAX_GRID} numbers in {bound}"
+    if is_pattern_map(base):
+        return (
+            f"a mapping of at most {MAX_MASK_PATTERNS} names (A-Z, 0-9, _) to regular "
+            f"expressions of at most {MAX_PATTERN_CHARS} characters"
+        )
     return f"a mapping of at most {MAX_GRID} head names to numbers in {bound}"
 
 
@@ -357,11 +401,20 @@ def accepts(hint: Any, bound: Bound | None, value: Any) -> bool:
             and 1 <= len(value) <= MAX_GRID
             and all(_is_number(v) and v in bound for v in value)
         )
+    if is_pattern_map(hint):
+        return isinstance(value, dict) and all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        )
     return (
         isinstance(value, dict)
         and len(value) <= MAX_GRID
         and all(isinstance(k, str) and _is_number(v) and v in bound for k, v in value.items())
     )
+
+
+def is_pattern_map(hint: Any) -> bool:
+    """`dict[str, str]`: names to regular expressions (mask_patterns)."""
+    return get_origin(hint) is dict and get_args(hint) == (str, str)
 
 
 def non_null(hint: Any) -> Any:

@@ -12,7 +12,7 @@ import json
 from dataclasses import MISSING, Field, fields
 from typing import Any, Literal, get_args, get_origin, get_type_hints
 
-from training.config import TrainConfig, expected, non_null
+from training.config import TrainConfig, expected, is_pattern_map, non_null
 
 
 def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -30,6 +30,8 @@ def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) 
             options.update(type=_names, metavar="A,B,...")
         elif get_origin(base) is list:
             options.update(nargs="+", type=float, metavar="X")
+        elif is_pattern_map(base):
+            options.update(nargs="+", type=_pattern, metavar="NAME=REGEX")
         elif get_origin(base) is dict:
             options.update(nargs="+", type=_head_weight, metavar="HEAD=WEIGHT")
         else:
@@ -44,8 +46,9 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
         for f in fields(TrainConfig)
         if getattr(args, f.name, None) is not None
     }
-    if "head_weights" in values:
-        values["head_weights"] = dict(values["head_weights"])
+    for name in ("head_weights", "mask_patterns"):
+        if name in values:
+            values[name] = dict(values[name])
     return values
 
 
@@ -87,6 +90,13 @@ def _shown(default: Any) -> str:
 def _names(value: str) -> list[str]:
     """`queue,priority,type` as a list; the names are checked by TrainConfig."""
     return [name.strip() for name in value.split(",")]
+
+
+def _pattern(value: str) -> tuple[str, str]:
+    name, sep, pattern = value.partition("=")
+    if not sep or not name or not pattern:
+        raise argparse.ArgumentTypeError(f"expected NAME=REGEX, got {value!r}")
+    return name, pattern
 
 
 def _head_weight(value: str) -> tuple[str, float]:

@@ -16,25 +16,42 @@ from typing import Any, Literal
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from training.cleaning import (
+    CONTENT_TYPES,
+    PLAIN_TYPE,
+    CleaningSettings,
+    clean_ticket,
+    read_mail,
+    read_mbox,
+)
 from training.config import DEFAULT_MIN_CLASS_EXAMPLES, UserError
 from training.head_names import heads_problem
 from training.labels import display_forms, label_key
 from training.text_rules import (
+    MARKUP_FACTOR,
     MAX_TICKET_CHARS,
     label_problem,
     replace_surrogates,
     text_problem,
 )
 
-Format = Literal["csv", "json", "jsonl"]
+Format = Literal["csv", "json", "jsonl", "eml", "mbox"]
+# Mail: one RFC 822 message, or an mbox file of them; a row per message (subject, body and its
+# content_type), without labels (an upload names them: one label per head for every message).
+MAIL_FORMATS = ("eml", "mbox")
 
 SUFFIX_FORMATS: dict[str, Format] = {
     ".csv": "csv",
     ".json": "json",
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
+    ".eml": "eml",
+    ".mbox": "mbox",
 }
 TEXT_ALIASES = ("text", "ticket_text")
+# A row's body type, when a file has this column: text/plain (default), text/html or
+# message/rfc822 (the whole mail, whose subject is used when the row has none).
+CONTENT_TYPE_COLUMN = "content_type"
 # Without label columns named, the heads are those of these that the data has (by alias).
 HEAD_ALIASES: dict[str, tuple[str, ...]] = {
     "queue": ("queue", "label", "category", "department"),
@@ -130,6 +147,7 @@ def load_tickets(
     columns: Columns | None = None,
     min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES,
     delimiter: str = ",",
+    cleaning: CleaningSettings | None = None,
 ) -> TicketData:
     """Read and validate a ticket file; the format comes from its suffix."""
     path = Path(path)
@@ -150,6 +168,7 @@ def load_tickets(
         columns=columns,
         min_class_examples=min_class_examples,
         delimiter=delimiter,
+        cleaning=cleaning,
     )
 
 
@@ -160,10 +179,11 @@ def parse_tickets(
     columns: Columns | None = None,
     min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES,
     delimiter: str = ",",
+    cleaning: CleaningSettings | None = None,
 ) -> TicketData:
     """Validate tickets given as bytes (an uploaded body or a file's content)."""
     table = read_table(raw, fmt, source, delimiter)
-    return validate(table, source, columns or Columns(), min_class_examples)
+    return validate(table, source, columns or Columns(), min_class_examples, cleaning=cleaning)
 
 
 def read_table(
@@ -177,6 +197,18 @@ def read_table(
         raise DataError(f"{source}: the file is empty")
     if b"\x00" in raw[:8192]:
         raise DataError(f"{source}: this looks like a binary file, not {fmt.upper()} text")
+    if fmt in MAIL_FORMATS:
+        # Mail declares its own charsets, per part.
+        mails = [read_mail(raw)] if fmt == "eml" else read_mbox(raw)
+        if not mails:
+            raise DataError(f"{source}: no messages in the mbox file")
+        return pd.DataFrame(
+            {
+                "subject": [m.subject for m in mails],
+                "body": [m.body for m in mails],
+                CONTENT_TYPE_COLUMN: [m.content_type for m in mails],
+            }
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
@@ -265,21 +297,55 @@ def validate(
     columns: Columns,
     min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES,
     max_text_chars: int = MAX_TICKET_CHARS,
+    cleaning: CleaningSettings | None = None,
+    min_labels: int = 2,
 ) -> TicketData:
-    """Turn a raw frame into clean tickets, rejecting and reporting unusable rows."""
-    texts = _texts(table, source, columns)
+    """Turn a raw frame into clean tickets, rejecting and reporting unusable rows.
+
+    A head needs `min_labels` labels (a mail upload, a mailbox folder of one queue, has one).
+
+    Each text is cleaned by training.cleaning with `cleaning` (the defaults when None): what is
+    stored and trained on is what a model reads."""
+    cleaning = cleaning or CleaningSettings()
+    parts = _text_parts(table, source, columns)
+    types = (
+        table[CONTENT_TYPE_COLUMN].map(_cell).str.lower()
+        if CONTENT_TYPE_COLUMN in table.columns
+        else pd.Series([""] * len(table))
+    )
     head_columns = _head_columns(table, source, columns)
     report = DataReport(rows_read=len(table))
     labels = {head: table[column].map(_cell) for head, column in head_columns.items()}
 
-    keep = []
-    for i in range(len(table)):
+    keep, texts = [], []
+    for i, (subject, body) in enumerate(parts):
         row = i + 1
-        if not texts.iat[i]:
+        raw = "\n".join(p for p in (subject, body) if p)
+        if not (subject or body):
             report.rejected.append(RejectedRow(row, "empty text"))
             continue
-        if problem := text_problem(texts.iat[i], max_text_chars):
+        if types.iat[i] not in ("", *CONTENT_TYPES):
+            report.rejected.append(
+                RejectedRow(
+                    row,
+                    f"column {CONTENT_TYPE_COLUMN!r}: {types.iat[i][:40]!r} is not one of "
+                    + ", ".join(CONTENT_TYPES),
+                )
+            )
+            continue
+        markup = types.iat[i] not in ("", PLAIN_TYPE)
+        limit = max_text_chars * MARKUP_FACTOR if markup else max_text_chars
+        if problem := text_problem(raw, limit):
             report.rejected.append(RejectedRow(row, problem))
+            continue
+        text = clean_ticket(subject, body, types.iat[i] or None, cleaning)
+        if not text:
+            report.rejected.append(
+                RejectedRow(row, "nothing is left after cleaning (only a quote or a signature)")
+            )
+            continue
+        if markup and (problem := text_problem(text, max_text_chars)):
+            report.rejected.append(RejectedRow(row, f"after cleaning, {problem}"))
             continue
         missing = [head_columns[h] for h in head_columns if not labels[h].iat[i]]
         if missing:
@@ -295,10 +361,11 @@ def validate(
             report.rejected.append(RejectedRow(row, "; ".join(problems)))
             continue
         keep.append(i)
+        texts.append(text)
     if not keep:
         raise DataError(f"{source}: no usable rows ({report.rejection_summary()})")
 
-    frame = pd.DataFrame({"text": texts.iloc[keep].to_numpy()})
+    frame = pd.DataFrame({"text": texts})
     frame["row"] = [i + 1 for i in keep]
     for head in head_columns:
         values = labels[head].iloc[keep]
@@ -310,7 +377,7 @@ def validate(
     _report_conflicts(frame, heads, report)
     for head in heads:
         counts = frame[head].value_counts()
-        if len(counts) < 2:
+        if len(counts) < min_labels:
             raise DataError(
                 f"{source}: column {head_columns[head]!r} has a single label "
                 f"{counts.index[0]!r}; a classifier needs at least two"
@@ -333,19 +400,18 @@ def _cell(value: Any) -> str:
     return text.strip()
 
 
-def _texts(table: pd.DataFrame, source: str, columns: Columns) -> pd.Series:
+def _text_parts(table: pd.DataFrame, source: str, columns: Columns) -> list[tuple[str, str]]:
+    """(subject, body) of each row; a text column is a body without subject."""
     if columns.text is not None:
         _require_columns(table, source, [columns.text], "text")
-        return table[columns.text].map(_cell)
+        return [("", text) for text in table[columns.text].map(_cell)]
     for alias in TEXT_ALIASES:
         if alias in table.columns:
-            return table[alias].map(_cell)
+            return [("", text) for text in table[alias].map(_cell)]
     if columns.subject in table.columns and columns.body in table.columns:
         subjects = table[columns.subject].map(_cell)
         bodies = table[columns.body].map(_cell)
-        return pd.Series(
-            [f"{s}\n{b}" if s and b else s or b for s, b in zip(subjects, bodies, strict=True)]
-        )
+        return list(zip(subjects, bodies, strict=True))
     expected = " or ".join(repr(a) for a in TEXT_ALIASES)
     raise DataError(
         f"{source}: no text column: expected {expected}, or "

@@ -111,6 +111,8 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
             lines.append(f"- {key.replace('_', ' ')}: {metrics[key]}")
     if "mode" in metrics:
         lines.append(f"- mode: {metrics['mode']['mode']} ({metrics['mode']['reason']})")
+    if "cleaning" in metrics:
+        lines.append(f"- cleaning: {cleaning_sentence(metrics['cleaning'])}")
     for head, m in metrics["test"].items():
         picture = f"confusion_{head}.png"
         plot_confusion(m, directory / picture, f"{head} (test split)")
@@ -150,6 +152,18 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
         ]
         lines += ["", f"![{head} confusion matrix]({picture})"]
     (directory / REPORT_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def cleaning_sentence(cleaning: dict[str, Any]) -> str:
+    """What the model does to a text before reading it, in words."""
+    done = ["mail read as a person does (HTML to text, newest message, no signature)"]
+    if not cleaning.get("clean_mail", True):
+        done = ["texts read as they come"]
+    if cleaning.get("mask_personal_data", True):
+        done.append("personal data masked")
+    if patterns := cleaning.get("mask_patterns"):
+        done.append("also masked: " + ", ".join(f"[{name}]" for name in patterns))
+    return f"{'; '.join(done)} (training/cleaning.py version {cleaning.get('version')})"
 
 
 def choice_sentence(choice: dict[str, Any]) -> str:

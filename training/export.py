@@ -13,6 +13,7 @@ from training.base_models import make_readable
 from training.config import TrainConfig, UserError
 from training.evaluate import write_report
 from training.model import LABELS_FILE, WEIGHTS_FILE, TicketClassifier
+from training.model_cleaning import write_cleaning
 
 CONFIG_FILE = "training_config.json"
 
@@ -46,6 +47,7 @@ def export_model(
         model.save(staging)
         tokenizer.save_pretrained(staging)
         config.to_json(staging / CONFIG_FILE)
+        write_cleaning(staging, config.cleaning())
         write_report(staging, metrics, f"Ticket classifier: {out_dir.name}")
         make_readable(staging)
         if out_dir.exists():

@@ -15,7 +15,8 @@ HEAD_NAME_RULE = "a letter, then up to 39 letters, digits or '_'"
 RESERVED_HEAD_NAMES = frozenset(
     {"text", "row", "label", "labels", "heads", "top_k", "predicted_label", "confidence",
      "auto_route", "low_confidence", "model_label", "model_version", "prediction_id",
-     "rare_token_share", "ticket_data", "subject", "body", "tickets", "allow_new_labels"}
+     "rare_token_share", "ticket_data", "subject", "body", "tickets", "allow_new_labels",
+     "content_type"}
 )  # fmt: skip
 
 

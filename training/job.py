@@ -32,6 +32,7 @@ from typing import IO, Any
 
 import pandas as pd
 
+from training.cleaning import CleaningSettings
 from training.config import ConfigError, TrainConfig, UserError
 from training.data import Columns, DataError, TicketData, read_table, validate
 
@@ -82,7 +83,10 @@ class EventWriter:
 
 
 def load_job_data(
-    files: list[Path], min_class_examples: int, label_columns: list[str] | None = None
+    files: list[Path],
+    min_class_examples: int,
+    label_columns: list[str] | None = None,
+    cleaning: CleaningSettings | None = None,
 ) -> TicketData:
     """Concatenate the stored datasets and validate them as one table; the heads are
     `label_columns`, else every head stored."""
@@ -97,14 +101,17 @@ def load_job_data(
     # A stored dataset holds the text and one column per head, named after it.
     heads = label_columns or [str(column) for column in table.columns if column != "text"]
     columns = Columns(text="text", labels=tuple(heads))
-    return validate(table, "stored training data", columns, min_class_examples)
+    return validate(table, "stored training data", columns, min_class_examples, cleaning=cleaning)
 
 
 def run(spec: JobSpec, events: EventWriter) -> None:
     """Load, train and export; progress and the result go out as events."""
     from training.train import train  # torch and transformers load here, after the spec is ok
 
-    data = load_job_data(spec.data_files, spec.config.min_class_examples, spec.config.label_columns)
+    config = spec.config
+    data = load_job_data(
+        spec.data_files, config.min_class_examples, config.label_columns, config.cleaning()
+    )
     events.emit(
         "started",
         pid=os.getpid(),

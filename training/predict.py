@@ -11,20 +11,25 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 from training.config import DEFAULT_TOP_K
 from training.export import is_model_dir
 from training.model import TicketClassifier, format_predictions, predict_proba
+from training.model_cleaning import ModelCleaning
 
 
 class Predictor:
-    """Classify texts with a trained model: one dict per text, head -> label/confidence/top_k."""
+    """Classify texts with a trained model: one dict per text, head -> label/confidence/top_k.
+
+    Texts are cleaned as the model directory says (training/model_cleaning.py) first."""
 
     def __init__(
         self,
         model: TicketClassifier,
         tokenizer: PreTrainedTokenizerBase,
         top_k: int = DEFAULT_TOP_K,
+        cleaning: ModelCleaning | None = None,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.top_k = top_k
+        self.cleaning = cleaning or ModelCleaning(None, None)
 
     @classmethod
     def load(
@@ -37,14 +42,16 @@ class Predictor:
             )
         model = TicketClassifier.load(model_dir)
         model.to(torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
-        return cls(model, AutoTokenizer.from_pretrained(model_dir), top_k)
+        tokenizer = AutoTokenizer.from_pretrained(model_dir)
+        return cls(model, tokenizer, top_k, ModelCleaning.load(model_dir))
 
     @property
     def labels(self) -> dict[str, list[str]]:
         return self.model.labels
 
     def predict_proba(self, texts: list[str], batch_size: int = 64) -> dict[str, Any]:
-        return predict_proba(self.model, self.tokenizer, list(texts), batch_size)
+        texts = self.cleaning.texts(list(texts))
+        return predict_proba(self.model, self.tokenizer, texts, batch_size)
 
     def predict(self, texts: list[str], batch_size: int = 64) -> list[dict[str, dict[str, Any]]]:
         """One dict per text mapping each head to {label, confidence, top_k}."""

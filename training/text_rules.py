@@ -10,6 +10,9 @@ import re
 import unicodedata
 
 MAX_TICKET_CHARS = 50_000
+# An HTML body or a whole mail may be this many times longer than a ticket's text: markup,
+# styles and headers are most of it. The cleaned text must fit the text limit.
+MARKUP_FACTOR = 20
 # Unicode categories that show nothing: controls (NUL...), format characters (zero-width space,
 # BOM...), surrogates, unassigned code points, and separators.
 INVISIBLE = frozenset({"Cc", "Cf", "Cs", "Cn", "Zs", "Zl", "Zp"})

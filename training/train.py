@@ -52,6 +52,7 @@ from training.model import (
     probabilities,
     rare_token_shares,
 )
+from training.model_cleaning import ModelCleaning
 from training.modes import choose_mode
 from training.predict import Predictor
 from training.progress import PlanCallback, ProgressCallback, Reporter
@@ -223,6 +224,7 @@ def train(
         "calibration": calibration,
         # What the service compares live tickets with (shim.drift).
         "drift_reference": reference,
+        "cleaning": config.cleaning().to_dict(),
     }
     if len(validation_frame):
         metrics["validation"] = evaluate_split(model, validation_logits, validation_frame, labels)
@@ -235,7 +237,8 @@ def train(
         # A dataset too small for a test split still gets a report, from validation.
         metrics["test"] = metrics.get("validation", {})
     path = export_model(model.cpu(), tokenizer, config, metrics, out_dir)
-    return TrainResult(path, metrics, Predictor(model, tokenizer, config.top_k), test_logits)
+    predictor = Predictor(model, tokenizer, config.top_k, ModelCleaning.load(path))
+    return TrainResult(path, metrics, predictor, test_logits)
 
 
 def calibrate(

@@ -17,11 +17,15 @@ router = APIRouter(prefix="/train-data", tags=["training data"])
 UPLOAD_BODY = {
     "requestBody": {
         "required": True,
-        "description": "labelled tickets: a text column (or subject + body) and queue/priority",
+        "description": "labelled tickets: a text column (or subject + body, and a content_type "
+        "column for HTML or mail bodies) and queue/priority; or one mail (message/rfc822) or an "
+        "mbox file (application/mbox) whose messages all get the `label` values",
         "content": {
             "text/csv": {"schema": {"type": "string"}},
             "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
             "application/x-ndjson": {"schema": {"type": "string"}},
+            "message/rfc822": {"schema": {"type": "string"}},
+            "application/mbox": {"schema": {"type": "string"}},
         },
     }
 }
@@ -62,6 +66,13 @@ async def upload_train_data(
             "e.g. queue,priority,type (default: queue and priority, those the data has)",
         ),
     ] = None,
+    label: Annotated[
+        list[str] | None,
+        Query(
+            description="a mail upload's labels, head:label each (e.g. label=queue:Billing&"
+            "label=priority:high): every message of the mail or mbox gets them",
+        ),
+    ] = None,
     delimiter: Annotated[
         str, Query(min_length=1, max_length=1, description="CSV: one of , ; | : or a tab")
     ] = ",",
@@ -85,7 +96,9 @@ async def upload_train_data(
             settings.train_defaults.get("min_class_examples", DEFAULT_MIN_CLASS_EXAMPLES)
         ),
         max_text_chars=settings.max_ticket_chars,
+        cleaning=settings.cleaning(),
         idempotency_key=idempotency_key,
+        labels=tuple(label or ()),
     )
     raw = await request.body()  # its size is capped by shim/guard.py
     # Parsing tens of MB takes a while: keep it off the event loop.
