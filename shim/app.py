@@ -33,13 +33,25 @@ from shim.drift import DriftWatch
 from shim.errors import ApiError
 from shim.feedback import Feedback
 from shim.guard import RequestGuard
+from shim.helpdesks import build_connectors, label_map
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
 from shim.monitoring import Monitoring
+from shim.outbox import Outbox
 from shim.predictions import PredictionLog
 from shim.request_id import RequestIdMiddleware
 from shim.retrain import RetrainPolicy
-from shim.routes import classify, feedback, models, monitoring, ops, retrain, train, train_data
+from shim.routes import (
+    classify,
+    connectors,
+    feedback,
+    models,
+    monitoring,
+    ops,
+    retrain,
+    train,
+    train_data,
+)
 from shim.settings import Settings
 from shim.store import Store
 from shim.supervisor import Supervisor
@@ -102,9 +114,11 @@ def create_app(
         threading.Thread(
             target=services.versions.load_at_start, name="load-default", daemon=True
         ).start()
+        services.outbox.start()  # write-backs left pending by the last run go out first
         try:
             yield
         finally:
+            services.outbox.stop()
             services.runner.shutdown()
             if services.classifier.client is not None:
                 await services.classifier.client.aclose()
@@ -132,11 +146,12 @@ def create_app(
         upload_path=f"{API_PREFIX}/train-data",
         max_upload_bytes=settings.max_upload_bytes,
         protected_prefix=API_PREFIX,
+        signed_paths=(API_PREFIX + connectors.ZAMMAD_WEBHOOK_PATH,),
     )
     add_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (train_data, train, retrain, classify, feedback, monitoring, models):
+    for module in (train_data, train, retrain, classify, feedback, monitoring, models, connectors):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)
@@ -204,6 +219,9 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
     predictions.listeners.append(drift.observe)
     corrections = Feedback(settings, store, predictions, metrics)
     corrections.listeners.append(retrain.after_feedback)
+    connectors = build_connectors(settings)
+    desks = {name: connector.desk for name, connector in connectors.items()}
+    outbox = Outbox(store, settings, desks, label_map(settings), metrics)
     return Services(
         settings=settings,
         api_key=settings.resolved_api_key(),
@@ -215,6 +233,8 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
         monitoring=Monitoring(settings, store, metrics, drift),
         retrain=retrain,
         metrics=metrics,
+        connectors=connectors,
+        outbox=outbox,
     )
 
 

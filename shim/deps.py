@@ -9,9 +9,11 @@ from fastapi import Depends, Request
 
 from shim.classifier import Classifier
 from shim.feedback import Feedback
+from shim.helpdesks import Connector
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
 from shim.monitoring import Monitoring
+from shim.outbox import Outbox
 from shim.retrain import RetrainPolicy
 from shim.settings import Settings
 from shim.store import Store
@@ -33,6 +35,8 @@ class Services:
     monitoring: Monitoring
     retrain: RetrainPolicy
     metrics: ApiMetrics
+    connectors: dict[str, Connector]
+    outbox: Outbox
     supervisor: Supervisor | None = None
 
 

@@ -37,6 +37,25 @@ class ApiMetrics:
             "HTTP requests being answered",
             registry=self.registry,
         )
+        self.connector_deliveries = Counter(
+            "ticketserve_connector_deliveries",
+            "Help-desk webhook deliveries, by connector and result (accepted, duplicate, "
+            "ignored, rejected)",
+            ("connector", "result"),
+            registry=self.registry,
+        )
+        self.connector_writes = Counter(
+            "ticketserve_connector_writes",
+            "Write-backs to a help desk, by connector and result (done, retry, failed)",
+            ("connector", "result"),
+            registry=self.registry,
+        )
+        self.connector_unmapped = Counter(
+            "ticketserve_connector_unmapped_labels",
+            "Labels a write-back could not map to a help-desk name (noted, never written)",
+            ("connector", "head"),
+            registry=self.registry,
+        )
         self.tickets_classified = Counter(
             "ticketserve_tickets_classified",
             "Tickets classified",

@@ -517,6 +517,17 @@ class VersionQualityPublic(BaseModel):
     drift: DriftPublic
 
 
+class ConnectorStatsPublic(BaseModel):
+    """One help desk's connector: its mode, last delivery and write-back outbox."""
+
+    mode: str
+    last_delivery: datetime | None = None
+    pending: int = Field(description="write-backs waiting (outbox depth)")
+    done: int
+    failed: int = Field(description="write-backs given up (a 4xx, or out of tries)")
+    last_error: str | None = None
+
+
 class MonitoringPublic(BaseModel):
     """Live quality per model version: totals over the predictions log's retained window, and
     the same numbers per day for the last `days` days."""
@@ -524,6 +535,9 @@ class MonitoringPublic(BaseModel):
     since: datetime = Field(description="start of the retained window of the totals")
     days: int
     versions: list[VersionQualityPublic]
+    connectors: dict[str, ConnectorStatsPublic] = Field(
+        default_factory=dict, description="each connected help desk's deliveries and outbox"
+    )
 
 
 # -- model versions --------------------------------------------------------------------------
@@ -603,3 +617,16 @@ class ReadyPublic(BaseModel):
     torchserve: bool
     training: bool
     detail: str | None = None
+
+
+class ConnectorDeliveryPublic(BaseModel):
+    """What became of one help-desk delivery."""
+
+    status: Literal["accepted", "duplicate", "ignored"] = Field(
+        description="accepted: classified, write-back queued; duplicate: this delivery was "
+        "accepted before; ignored: not a customer's new ticket (an agent's article, our note, "
+        "a ticket routed before)"
+    )
+    delivery: str
+    ticket_id: str | None = None
+    prediction_id: str | None = None

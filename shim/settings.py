@@ -19,11 +19,13 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
 
+from connectors.base import Mode as ConnectorMode
 from training.cleaning import CleaningSettings
 from training.config import ConfigError, TrainConfig
 from training.text_rules import MAX_TICKET_CHARS
@@ -177,6 +179,43 @@ class Settings(BaseModel):
                 raise ValueError(f"target precision for {head!r} must be in (0, 1], got {target}")
         return value
 
+    zammad_url: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=r"^https?://",
+        description="Zammad's base URL, e.g. https://desk.example.com (None: no Zammad)",
+    )
+    zammad_token: SecretStr | None = Field(None, description="Zammad API token (ticket.agent)")
+    zammad_token_file: Path | None = Field(None, description="file holding the Zammad token")
+    zammad_webhook_secret: SecretStr | None = Field(
+        None, description="the Zammad webhook's HMAC SHA1 signature token"
+    )
+    zammad_webhook_secret_file: Path | None = Field(
+        None, description="file holding the webhook's signature token"
+    )
+    zammad_mode: ConnectorMode = Field(
+        "suggest",
+        description="off; suggest: an internal note with the answer; route: also set group "
+        "and priority where the head's gate says auto_route",
+    )
+    connector_label_map: Path | None = Field(
+        None,
+        description='JSON file: model label -> help-desk name per head, e.g. {"priority": '
+        '{"high": "3 high"}} (default: names equal ignoring case)',
+    )
+    connector_timeout_s: float = Field(
+        10.0, gt=0, le=300, description="timeout of every call to a help desk"
+    )
+    connector_ca_bundle: Path | None = Field(
+        None, description="CA certificates to verify help desks' TLS with (default: the system's)"
+    )
+    outbox_max_attempts: int = Field(
+        50, ge=1, le=10_000, description="tries of one write-back before it is given up"
+    )
+    outbox_max_backoff_s: float = Field(
+        300.0, gt=0, le=86_400, description="longest wait between two tries of a write-back"
+    )
+
     _cleaning: CleaningSettings = PrivateAttr(default_factory=CleaningSettings)
 
     @model_validator(mode="after")
@@ -232,17 +271,29 @@ class Settings(BaseModel):
 
     def resolved_api_key(self) -> str | None:
         """The key from `api_key`, else from `api_key_file` (first line, stripped)."""
-        if self.api_key:
-            return self.api_key
-        if self.api_key_file is None:
+        return _secret(self.api_key, self.api_key_file, "api_key_file")
+
+    def zammad_secrets(self) -> tuple[str, str] | None:
+        """(API token, webhook secret) when Zammad is configured and on; a missing one is a
+        SettingsError naming it."""
+        if self.zammad_url is None or self.zammad_mode == "off":
             return None
-        try:
-            key = self.api_key_file.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SettingsError(f"cannot read api_key_file {self.api_key_file}: {exc}") from exc
-        if not key:
-            raise SettingsError(f"api_key_file {self.api_key_file} is empty")
-        return key
+        token = _secret(self.zammad_token, self.zammad_token_file, "zammad_token_file")
+        secret = _secret(
+            self.zammad_webhook_secret,
+            self.zammad_webhook_secret_file,
+            "zammad_webhook_secret_file",
+        )
+        missing = [name for name, value in (("ZAMMAD_TOKEN", token),
+                   ("ZAMMAD_WEBHOOK_SECRET", secret)) if not value]  # fmt: skip
+        if missing:
+            raise SettingsError(
+                f"Zammad is on ({ENV_PREFIX}ZAMMAD_URL) but "
+                + " and ".join(f"{ENV_PREFIX}{name} (or _FILE)" for name in missing)
+                + " is not set"
+            )
+        assert token and secret
+        return token, secret
 
     def check_exposure(self) -> None:
         """Refuse a non-loopback address without an API key."""
@@ -251,6 +302,23 @@ class Settings(BaseModel):
                 f"refusing to listen on {self.host} without an API key: set "
                 f"{ENV_PREFIX}API_KEY or --api-key-file, or listen on 127.0.0.1"
             )
+
+
+def _secret(value: str | SecretStr | None, file: Path | None, file_setting: str) -> str | None:
+    """A secret given directly, else read from `file` (its first line, stripped)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if value:
+        return value
+    if file is None:
+        return None
+    try:
+        secret = file.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SettingsError(f"cannot read {file_setting} {file}: {exc.strerror}") from exc
+    if not secret:
+        raise SettingsError(f"{file_setting} {file} is empty")
+    return secret
 
 
 def is_loopback(host: str) -> bool:

@@ -3,7 +3,8 @@
 Layout of the data directory:
 
     registry.sqlite3        datasets, jobs, versions, the default version, the predictions
-                            log and the agents' feedback
+                            log, the agents' feedback, and the help-desk connectors' deliveries
+                            and write-back outbox
     datasets/<id>.jsonl     one upload's normalised tickets (`text` + one key per head)
     jobs/<id>/              a job's spec, its data (hard links), its log, its model while training
     models/v<N>/            a published model directory
@@ -145,6 +146,44 @@ def _add_rare_token_share(db: sqlite3.Connection, root: Path) -> None:
         db.execute("ALTER TABLE predictions ADD COLUMN rare_token_share REAL")
 
 
+# Help-desk connectors (shim/outbox.py): each webhook delivery once, each desk ticket's
+# prediction (for agents' later changes), and the write-backs waiting or done.
+CONNECTOR_TABLES = (
+    """CREATE TABLE IF NOT EXISTS connector_deliveries (
+    connector TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (connector, delivery_id)
+)""",
+    """CREATE TABLE IF NOT EXISTS connector_tickets (
+    connector TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    prediction_id TEXT NOT NULL,
+    created_ms INTEGER NOT NULL,
+    PRIMARY KEY (connector, ticket_id)
+)""",
+    """CREATE TABLE IF NOT EXISTS outbox (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    connector TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    mode TEXT NOT NULL,
+    answer TEXT NOT NULL,
+    status TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    next_ms INTEGER NOT NULL,
+    last_error TEXT,
+    created_ms INTEGER NOT NULL,
+    done_ms INTEGER
+)""",
+    "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_ms)",
+)
+
+
+def _create_connector_tables(db: sqlite3.Connection, root: Path) -> None:
+    for statement in CONNECTOR_TABLES:
+        db.execute(statement)
+
+
 # Step i brings a registry from schema version i to i + 1. Each step must be idempotent: it may
 # meet a registry that already has its change (the first release did not record its version).
 MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection, Path], None]], ...] = (
@@ -153,6 +192,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection, Path], None]], ...] =
     ("predictions and feedback", _create_feedback_tables),
     ("indexes for live quality", _create_quality_indexes),
     ("rare token share of each answer, for the drift watch", _add_rare_token_share),
+    ("help-desk deliveries, tickets and the write-back outbox", _create_connector_tables),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -301,6 +341,15 @@ class Store:
                 db.execute("ROLLBACK")
                 raise
             db.execute("COMMIT")
+
+    def transaction(self, durable: bool = True) -> Any:
+        """One write transaction (BEGIN IMMEDIATE ... COMMIT), for the modules that keep their
+        own tables here (shim/outbox.py)."""
+        return self._transaction(durable)
+
+    def reading(self) -> Any:
+        """A connection for reads."""
+        return self._connect(durable=False)
 
     # -- datasets ---------------------------------------------------------------------------
 

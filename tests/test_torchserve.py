@@ -138,8 +138,10 @@ def test_dirty_mail_is_answered_as_the_in_process_model_answers_it(
     html = DIRTY_MAIL.split("\r\n\r\n", 1)[1]
     cleaned = [predictor.cleaning.ticket(None, DIRTY_MAIL, "message/rfc822"),
                predictor.cleaning.ticket("Rechnung doppelt", html, "text/html")]  # fmt: skip
-    assert cleaned[0] == cleaned[1] == (
-        "Rechnung doppelt\nHallo [NAME],\n\ndie Rechnung wurde doppelt abgebucht: [IBAN]."
+    assert (
+        cleaned[0]
+        == cleaned[1]
+        == ("Rechnung doppelt\nHallo [NAME],\n\ndie Rechnung wurde doppelt abgebucht: [IBAN].")
     )
     whole = served.client.predict(MODEL, DIRTY_MAIL.encode(), content_type="message/rfc822")
     listed = served.client.predict(MODEL, {"tickets": [

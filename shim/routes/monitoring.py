@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query
+from starlette.concurrency import run_in_threadpool
 
-from shim.deps import MonitoringDep
+from shim.deps import MonitoringDep, ServicesDep
 from shim.monitoring import MAX_DAYS
-from shim.schemas import MAX_VERSION, ErrorPublic, MonitoringPublic
+from shim.schemas import MAX_VERSION, ConnectorStatsPublic, ErrorPublic, MonitoringPublic
 
 router = APIRouter(prefix="/monitoring", tags=["monitoring"])
 
@@ -19,8 +21,9 @@ router = APIRouter(prefix="/monitoring", tags=["monitoring"])
     responses={422: {"model": ErrorPublic, "description": "days or version out of bounds"}},
     summary="Live quality per model version",
 )
-def get_monitoring(
+async def get_monitoring(
     monitoring: MonitoringDep,
+    services: ServicesDep,
     days: Annotated[
         int, Query(ge=1, le=MAX_DAYS, description="days in the trend, today included")
     ] = 7,
@@ -31,5 +34,17 @@ def get_monitoring(
 ) -> MonitoringPublic:
     """Feedback agreement (overall, per head, per head and predicted label) and the share of
     answers that cleared each head's auto-routing gate, over the retained predictions log, and
-    the same per UTC day for the last `days` days."""
-    return monitoring.report(days, version)
+    the same per UTC day for the last `days` days; each help-desk connector's outbox."""
+    report = await run_in_threadpool(monitoring.report, days, version)
+    for name, connector in services.connectors.items():
+        stats = await run_in_threadpool(services.outbox.stats, name)
+        last = stats.last_delivery_ms
+        report.connectors[name] = ConnectorStatsPublic(
+            mode=connector.mode,
+            last_delivery=datetime.fromtimestamp(last / 1000, UTC) if last else None,
+            pending=stats.pending,
+            done=stats.done,
+            failed=stats.failed,
+            last_error=stats.last_error,
+        )
+    return report

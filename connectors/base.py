@@ -1,0 +1,59 @@
+"""What every help-desk connector is: its modes, the ticket it reads, the write it makes, and
+how a failed write is classified (retry later, or give up with the reason)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+Mode = Literal["off", "suggest", "route"]
+MODES: tuple[Mode, ...] = ("off", "suggest", "route")
+# The heads a help desk has fields for: the ticket's queue (group) and its priority.
+DESK_HEADS = ("queue", "priority")
+
+
+@dataclass(frozen=True)
+class DeskTicket:
+    """A new ticket as a help desk sends it: its id there, subject and first customer article."""
+
+    ticket_id: str
+    subject: str
+    body: str
+    content_type: str = "text/plain"
+
+
+@dataclass(frozen=True)
+class WriteBack:
+    """One write to a ticket: fields to set (by the help desk's names) and an internal note."""
+
+    ticket_id: str
+    queue: str | None = None
+    priority: str | None = None
+    note: str = ""
+    unmapped: list[str] = field(default_factory=list)  # head=label without a target
+
+    def sets_fields(self) -> bool:
+        return self.queue is not None or self.priority is not None
+
+
+class DeskError(Exception):
+    """A help-desk call failed; `permanent` ones (a 4xx) are not retried."""
+
+    def __init__(self, message: str, permanent: bool) -> None:
+        super().__init__(message)
+        self.permanent = permanent
+
+
+class HelpDesk(Protocol):
+    """The calls the outbox and the start-up check make to a help desk."""
+
+    name: str
+
+    def write(self, action: WriteBack) -> None:
+        """Apply `action`; raise DeskError (permanent or not) when it cannot."""
+
+    def names(self) -> dict[str, list[str]]:
+        """The help desk's queue and priority names: {"queue": [...], "priority": [...]}."""
+
+    def check(self) -> str | None:
+        """Why the help desk cannot be used (unreachable, bad token), or None."""
