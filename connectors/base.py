@@ -57,3 +57,6 @@ class HelpDesk(Protocol):
 
     def check(self) -> str | None:
         """Why the help desk cannot be used (unreachable, bad token), or None."""
+
+    def own_login(self) -> str | None:
+        """The login the connector writes as: changes by it are not an agent's."""

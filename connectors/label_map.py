@@ -46,6 +46,14 @@ class LabelMap:
                 raise LabelMapError(f"{path}: {head!r} must map label names to non-empty names")
         return cls(data)
 
+    def source(self, head: str, name: str) -> str:
+        """The model label a help-desk `name` stands for: the explicit map read backwards, else
+        the name itself (the service matches it to its labels ignoring case)."""
+        for label, mapped in self.explicit.get(head, {}).items():
+            if mapped == name:
+                return label
+        return name
+
     def target(self, head: str, label: str, names: list[str]) -> str | None:
         """The help desk's name for `label` of `head` among `names`, or None."""
         mapped = self.explicit.get(head, {}).get(label)

@@ -5,12 +5,15 @@ delivery, kept on its retries) and, when the webhook has a signature token, `X-H
 sha1=<hex HMAC-SHA1 of the raw body>`. It retries a non-2xx answer four times.
 Write-back: `PUT /api/v1/tickets/{id}` with `group` / `priority` by name (Zammad looks names up
 exactly) and an internal note as its `article`; `Authorization: Token token=<token>`.
+Agents' changes: a second trigger (on update) sends the ticket as it is now, with `updated_by`;
+one not updated by the token's own user is an agent's.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -65,6 +68,40 @@ def ticket_from_payload(payload: Any) -> DeskTicket | None:
     )
 
 
+@dataclass(frozen=True)
+class DeskChange:
+    """A ticket's queue and priority after someone other than us changed it (by their names in
+    the help desk)."""
+
+    ticket_id: str
+    queue: str | None
+    priority: str | None
+
+
+def change_from_payload(payload: Any, own_login: str | None) -> DeskChange | None:
+    """The group and priority of a ticket an agent updated; None when the update is ours (the
+    token's user), or its author is unknown."""
+    ticket = payload.get("ticket") if isinstance(payload, dict) else None
+    if not isinstance(ticket, dict) or ticket.get("id") is None:
+        return None
+    updater = ticket.get("updated_by")
+    login = updater.get("login") if isinstance(updater, dict) else None
+    if not isinstance(login, str) or own_login is None or login == own_login:
+        return None
+    return DeskChange(
+        ticket_id=str(ticket["id"]),
+        queue=_name(ticket.get("group")),
+        priority=_name(ticket.get("priority")),
+    )
+
+
+def _name(value: Any) -> str | None:
+    """An association as the default payload has it: an object with a name, or a name."""
+    if isinstance(value, dict):
+        value = value.get("name")
+    return value if isinstance(value, str) and value else None
+
+
 class ZammadClient:
     """The REST calls the connector makes; every call has a timeout, TLS is verified."""
 
@@ -79,6 +116,7 @@ class ZammadClient:
             timeout=timeout_s,
             verify=verify,
         )
+        self._login: str | None = None
 
     def close(self) -> None:
         self.http.close()
@@ -105,10 +143,18 @@ class ZammadClient:
 
     def check(self) -> str | None:
         try:
-            self._call("GET", "/api/v1/users/me")
+            self.own_login()
         except DeskError as exc:
             return str(exc)
         return None
+
+    def own_login(self) -> str | None:
+        """The login of the token's user (whose updates are ours), asked once."""
+        if self._login is None:
+            me = self._call("GET", "/api/v1/users/me")
+            login = me.get("login") if isinstance(me, dict) else None
+            self._login = login if isinstance(login, str) else None
+        return self._login
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         try:

@@ -46,7 +46,7 @@ class Feedback:
 
     def submit(self, request: FeedbackRequest) -> FeedbackSavedPublic:
         """Validate and store one correction (committed before return); blocking."""
-        known = self._known_labels()
+        known = self.known_labels()
         sent = {head: " ".join(label.split()) for head, label in request.labels().items()}
         for head, label in sent.items():
             # Before any message repeats it (a lone surrogate cannot be sent back as UTF-8);
@@ -123,7 +123,7 @@ class Feedback:
         self.store.delete_feedback(feedback_id)  # 404 for an unknown id
         return FeedbackDeletedPublic(feedback_id=feedback_id)
 
-    def _known_labels(self) -> dict[str, dict[str, str]]:
+    def known_labels(self) -> dict[str, dict[str, str]]:
         """Head -> label key -> spelling, over every stored upload (the first spelling wins)."""
         datasets = self.store.datasets()
         if not datasets:

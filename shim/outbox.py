@@ -174,8 +174,7 @@ class Outbox:
             self.metrics.connector_unmapped.labels(connector, unmapped.split("=")[0]).inc()
         with self.store.transaction() as db:
             db.execute(
-                "UPDATE outbox SET status = 'done', attempts = ?, done_ms = ? "
-                "WHERE seq = ?",
+                "UPDATE outbox SET status = 'done', attempts = ?, done_ms = ? WHERE seq = ?",
                 (attempts + 1, _now_ms(), seq),
             )
         self.metrics.connector_writes.labels(connector, "done").inc()

@@ -622,10 +622,11 @@ class ReadyPublic(BaseModel):
 class ConnectorDeliveryPublic(BaseModel):
     """What became of one help-desk delivery."""
 
-    status: Literal["accepted", "duplicate", "ignored"] = Field(
+    status: Literal["accepted", "duplicate", "ignored", "feedback"] = Field(
         description="accepted: classified, write-back queued; duplicate: this delivery was "
-        "accepted before; ignored: not a customer's new ticket (an agent's article, our note, "
-        "a ticket routed before)"
+        "accepted before; feedback: an agent's queue and priority of a ticket we classified, "
+        "recorded as a correction; ignored: anything else (our own update, an agent's article "
+        "on a ticket we never saw, a ticket routed before)"
     )
     delivery: str
     ticket_id: str | None = None

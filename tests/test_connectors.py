@@ -68,3 +68,18 @@ def test_a_label_map_file_is_checked(tmp_path) -> None:
             LabelMap.from_file(path)
     with pytest.raises(LabelMapError, match="cannot read"):
         LabelMap.from_file(tmp_path / "missing.json")
+
+
+def test_an_update_by_someone_else_is_a_change() -> None:
+    from connectors.zammad import DeskChange, change_from_payload
+
+    ticket = {"id": 5, "group": {"name": "Sales"}, "priority": {"name": "3 high"},
+              "updated_by": {"login": "anna"}}  # fmt: skip
+    assert change_from_payload({"ticket": ticket}, "bot") == DeskChange("5", "Sales", "3 high")
+    assert change_from_payload({"ticket": ticket}, "anna") is None  # our own update
+    assert change_from_payload({"ticket": ticket}, None) is None  # who we are is unknown
+    assert change_from_payload({"ticket": {"id": 5}}, "bot") is None
+    assert change_from_payload([], "bot") is None
+    labels = LabelMap({"priority": {"high": "3 high"}})
+    assert labels.source("priority", "3 high") == "high"
+    assert labels.source("queue", "Sales") == "Sales"

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from api_service import Service, copy_data_dir
-from zammad_standin import TOKEN, ZammadStandIn, payload, trigger
+from zammad_standin import TOKEN, ZammadStandIn, payload, trigger, update_payload
 
 from training import sample_data
 
@@ -131,6 +131,29 @@ def test_a_bad_payload_and_an_agent_s_article(service: Service, zammad: ZammadSt
     assert agent.status_code == 200 and agent.json()["status"] == "ignored"
     time.sleep(1.5)
     assert wait_updates(zammad, "104", 1, timeout=0.5) == []
+
+
+def test_an_agent_s_move_becomes_feedback_on_the_prediction(
+    service: Service, zammad: ZammadStandIn
+) -> None:
+    """An update trigger after an agent moved the ticket: the group and priority it has now are
+    a correction of our prediction; our own update and an unknown group are not."""
+    accepted = trigger(service.base, payload(106, "Refund", HTML), SECRET).json()
+    assert accepted["status"] == "accepted"
+    wait_updates(zammad, "106", 1)
+    moved_to = "Hardware"
+    moved = trigger(service.base, update_payload(106, moved_to, "3 high", "agent.anna"), SECRET)
+    assert moved.status_code == 200 and moved.json()["status"] == "feedback", moved.text
+    assert moved.json()["prediction_id"] == accepted["prediction_id"]
+    rows = service.get("/api/v1/feedback").json()["feedback"]
+    [row] = [r for r in rows if r["prediction_id"] == accepted["prediction_id"]]
+    assert row["labels"] == {"queue": moved_to, "priority": "high"}
+    for login, group in (("ticketserve", moved_to), ("agent.anna", "Users")):
+        other = trigger(service.base, update_payload(106, group, "1 low", login), SECRET)
+        assert other.json()["status"] == "ignored", (login, group)
+    rows = service.get("/api/v1/feedback").json()["feedback"]
+    [row] = [r for r in rows if r["prediction_id"] == accepted["prediction_id"]]
+    assert row["labels"]["priority"] == "high"  # neither changed the correction
 
 
 def test_a_help_desk_that_was_down_gets_its_write_after_a_restart(

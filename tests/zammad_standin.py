@@ -151,3 +151,16 @@ def trigger(
     return requests.post(
         f"{base}/api/v1/connectors/zammad/webhook", data=raw, headers=headers, timeout=60
     )
+
+
+def update_payload(ticket_id: int, group: str, priority: str, login: str) -> dict[str, Any]:
+    """What an update trigger sends when `login` set the ticket's group and priority (no
+    article created)."""
+    body = payload(ticket_id, "updated", "")
+    body["ticket"].update(
+        group={"id": 9, "name": group, "active": True},
+        priority={"id": 3, "name": priority},
+        updated_by={"id": 7, "login": login},
+    )
+    body["article"] = {}
+    return body

@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from starlette.concurrency import run_in_threadpool
 
+from connectors.base import DeskError, DeskTicket
 from connectors.zammad import (
     SIGNATURE_HEADER,
     PayloadError,
+    change_from_payload,
     signature_valid,
     ticket_from_payload,
 )
-from shim.deps import ServicesDep
-from shim.errors import Forbidden, NotFound, Unauthorized, Unprocessable
-from shim.schemas import ClassifyRequest, ConnectorDeliveryPublic, ErrorPublic
+from shim.deps import Services, ServicesDep
+from shim.errors import ApiError, Forbidden, NotFound, Unauthorized, Unprocessable
+from shim.schemas import ClassifyRequest, ConnectorDeliveryPublic, ErrorPublic, FeedbackRequest
+from training.labels import label_key
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/connectors", tags=["connectors"])
 ZAMMAD = "zammad"
@@ -80,13 +86,22 @@ async def zammad_webhook(
         metrics.labels(ZAMMAD, "duplicate").inc()
         response.status_code = 200
         return ConnectorDeliveryPublic(status="duplicate", delivery=delivery)
-    ticket = _ticket(raw)
+    payload = _payload(raw)
+    ticket = _ticket(payload)
     if ticket is None or await run_in_threadpool(outbox.prediction_for, ZAMMAD, ticket.ticket_id):
-        # An agent's article, our own note, or a ticket routed before: nothing to do.
+        # Nothing to write: an agent's update (a correction, when the ticket is ours), our own
+        # update, or a customer's follow-up on a ticket routed before.
+        recorded = None
+        if ticket is None:
+            recorded = await run_in_threadpool(_agent_change, services, payload)
         await run_in_threadpool(outbox.record_delivery, ZAMMAD, delivery)
-        metrics.labels(ZAMMAD, "ignored").inc()
+        status = "feedback" if recorded else "ignored"
+        metrics.labels(ZAMMAD, status).inc()
         response.status_code = 200
-        return ConnectorDeliveryPublic(status="ignored", delivery=delivery)
+        ticket_id, prediction_id = recorded or (None, None)
+        return ConnectorDeliveryPublic(
+            status=status, delivery=delivery, ticket_id=ticket_id, prediction_id=prediction_id
+        )
     request_body = ClassifyRequest(
         subject=ticket.subject or None, body=ticket.body, content_type=ticket.content_type
     )
@@ -106,12 +121,48 @@ async def zammad_webhook(
     )
 
 
-def _ticket(raw: bytes) -> Any:
+def _payload(raw: bytes) -> Any:
     try:
-        payload = json.loads(raw)
+        return json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise Unprocessable(f"the body is not JSON: {exc}"[:300], code="invalid_payload") from exc
+
+
+def _ticket(payload: Any) -> DeskTicket | None:
     try:
         return ticket_from_payload(payload)
     except PayloadError as exc:
         raise Unprocessable(str(exc), code="invalid_payload") from exc
+
+
+def _agent_change(services: Services, payload: Any) -> tuple[str, str] | None:
+    """Record an agent's queue and priority of a ticket we classified as a correction of its
+    prediction; (ticket id, prediction id) when recorded. Blocking."""
+    desk = services.connectors[ZAMMAD].desk
+    try:
+        change = change_from_payload(payload, desk.own_login())
+    except DeskError as exc:  # who "we" are is unknown while Zammad is down: decide nothing
+        logger.warning("Zammad update not read as a correction: %s", exc)
+        return None
+    if change is None:
+        return None
+    prediction_id = services.outbox.prediction_for(ZAMMAD, change.ticket_id)
+    if prediction_id is None:
+        return None
+    label_map = services.outbox.label_map
+    names = {"queue": change.queue, "priority": change.priority}
+    known = services.feedback.known_labels()
+    labels = {head: label_map.source(head, name) for head, name in names.items() if name}
+    # Every head the help desk has must name a label we know: a head left out of feedback
+    # would count as accepted, and a default inbox ("Users") is no queue of the model.
+    if set(labels) != set(names) or any(
+        label_key(label) not in known.get(head, {}) for head, label in labels.items()
+    ):
+        services.metrics.connector_unmapped.labels(ZAMMAD, "correction").inc()
+        return None
+    try:
+        services.feedback.submit(FeedbackRequest(prediction_id=prediction_id, **labels))
+    except ApiError as exc:  # the prediction is past its retention, say
+        logger.info("Zammad ticket %s: correction not recorded: %s", change.ticket_id, exc)
+        return None
+    return change.ticket_id, prediction_id
