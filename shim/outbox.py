@@ -58,6 +58,8 @@ class Outbox:
         self.label_map = label_map
         self.metrics = metrics
         self._names: dict[str, tuple[float, dict[str, list[str]]]] = {}
+        # Each help desk's problem as last seen (None: it answered); checked at start.
+        self.problems: dict[str, str | None] = {}
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -131,7 +133,17 @@ class Outbox:
         if self._thread is not None:
             self._thread.join(timeout=self.settings.connector_timeout_s + 5)
 
+    def check_desks(self) -> None:
+        """Ask each help desk whether it can be used (reachable, token valid); a problem is
+        reported by /readyz and monitoring, never fatal."""
+        for name, desk in self.desks.items():
+            problem = desk.check()
+            self.problems[name] = problem
+            if problem:
+                logger.warning("%s connector: %s", name, problem)
+
     def _run(self) -> None:
+        self.check_desks()
         while not self._stop.is_set():
             try:
                 done = self.deliver_due()
@@ -168,8 +180,10 @@ class Outbox:
             desk.write(action)
         except DeskError as exc:
             self._names.pop(connector, None)  # a renamed queue may be why
+            self.problems[connector] = str(exc)
             self._failed(seq, connector, attempts + 1, str(exc), exc.permanent)
             return
+        self.problems[connector] = None
         for unmapped in action.unmapped:
             self.metrics.connector_unmapped.labels(connector, unmapped.split("=")[0]).inc()
         with self.store.transaction() as db:

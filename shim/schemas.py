@@ -521,6 +521,9 @@ class ConnectorStatsPublic(BaseModel):
     """One help desk's connector: its mode, last delivery and write-back outbox."""
 
     mode: str
+    problem: str | None = Field(
+        None, description="why the help desk cannot be used, as last seen (None: it answered)"
+    )
     last_delivery: datetime | None = None
     pending: int = Field(description="write-backs waiting (outbox depth)")
     done: int
@@ -617,6 +620,11 @@ class ReadyPublic(BaseModel):
     torchserve: bool
     training: bool
     detail: str | None = None
+    connectors: dict[str, str] = Field(
+        default_factory=dict,
+        description="each help desk: 'ok', or why it cannot be used (readiness does not "
+        "depend on it: classification works without)",
+    )
 
 
 class ConnectorDeliveryPublic(BaseModel):

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api_service import Service, copy_data_dir
+from api_service import Service, copy_data_dir, running_copy
 from zammad_standin import TOKEN, ZammadStandIn, payload, trigger, update_payload
 
 from training import sample_data
@@ -174,6 +174,22 @@ def test_a_help_desk_that_was_down_gets_its_write_after_a_restart(
     assert "article" in update
     stats = service.get("/api/v1/monitoring").json()["connectors"]["zammad"]
     assert stats["pending"] == 0 and stats["done"] >= 1 and "503" in stats["last_error"]
+    assert stats["problem"] is None and service.get("/readyz").json()["connectors"] == {
+        "zammad": "ok"
+    }
+
+
+def test_a_wrong_token_is_reported_not_fatal(
+    trained_data_dir: Path, zammad: ZammadStandIn, tmp_path: Path
+) -> None:
+    env = {"TICKETSERVE_ZAMMAD_URL": zammad.url, "TICKETSERVE_ZAMMAD_TOKEN": "wrong",
+           "TICKETSERVE_ZAMMAD_WEBHOOK_SECRET": SECRET}  # fmt: skip
+    with running_copy(trained_data_dir, tmp_path / "var", env=env) as service:
+        deadline = time.monotonic() + 30
+        while service.get("/readyz").json()["connectors"] == {} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        ready = service.get("/readyz")
+        assert ready.status_code == 200 and "HTTP 401" in ready.json()["connectors"]["zammad"]
 
 
 def test_no_secret_reaches_a_log_or_the_data_directory(service: Service) -> None:

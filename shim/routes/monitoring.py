@@ -41,6 +41,7 @@ async def get_monitoring(
         last = stats.last_delivery_ms
         report.connectors[name] = ConnectorStatsPublic(
             mode=connector.mode,
+            problem=services.outbox.problems.get(name),
             last_delivery=datetime.fromtimestamp(last / 1000, UTC) if last else None,
             pending=stats.pending,
             done=stats.done,

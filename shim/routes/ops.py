@@ -59,6 +59,11 @@ async def readyz(services: ServicesDep, response: Response) -> ReadyPublic:
         torchserve=answers or await _ping(services),
         training=services.runner.is_busy(),
         detail=detail,
+        connectors={
+            name: services.outbox.problems.get(name) or "ok"
+            for name in services.connectors
+            if name in services.outbox.problems
+        },
     )
 
 
