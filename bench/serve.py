@@ -45,6 +45,7 @@ import torch
 from shim.torchserve import TorchServe
 from training.archive import ServingSettings, build_archive
 from training.model import TicketClassifier, predict_proba
+from training.model_cleaning import ModelCleaning
 
 MODEL = "ticket"
 LIST_SIZE = 32
@@ -140,7 +141,9 @@ def check_agreement(
     from transformers import AutoTokenizer
 
     model = load_model(model_dir, device)
-    probs = predict_proba(model, AutoTokenizer.from_pretrained(model_dir), texts, LIST_SIZE)
+    # TorchServe cleans each ticket with the model's own cleaning before the model reads it.
+    cleaned = ModelCleaning.load(model_dir).texts(texts)
+    probs = predict_proba(model, AutoTokenizer.from_pretrained(model_dir), cleaned, LIST_SIZE)
     tolerance = 1e-2 if device.type == "cuda" else 1e-4
     worst = 0.0
     with httpx.Client(timeout=300, headers=headers) as client:

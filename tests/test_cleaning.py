@@ -210,6 +210,8 @@ def test_a_ticket_is_cleaned_as_one_text_whatever_its_body_type() -> None:
         ("Hello all, the printer jams", "Hello all, the printer jams"),
         ("Hallo zusammen,\nDrucker kaputt", "Hallo zusammen,\nDrucker kaputt"),
         ("a -> b when x > 3", "a -> b when x > 3"),
+        ("- printer broken\n- VPN down", "- printer broken\n- VPN down"),
+        ("Problem:\n-printer broken\n\n-- \nTom", "Problem:\n-printer broken"),
     ],
 )
 def test_quoted_lines_and_greetings(raw: str, cleaned: str) -> None:

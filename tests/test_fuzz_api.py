@@ -22,6 +22,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
+from shim.app import API_PREFIX
+from shim.routes.connectors import ZAMMAD_WEBHOOK_PATH
+from training.cleaning import clean_text
 from training.text_rules import text_problem
 
 pytestmark = pytest.mark.slow  # the real service and TorchServe
@@ -68,7 +71,12 @@ def ensure_a_model(service: Service) -> None:
         service.wait_ready()
 
 
-TEXT = st.text(min_size=1, max_size=300).filter(lambda text: text_problem(text) is None)
+# Valid: a text with something left once cleaned (a text that is only a quote, a signature or
+# a disclaimer is a 422 empty_text by design).
+SIGNED_PATHS = {API_PREFIX + ZAMMAD_WEBHOOK_PATH}
+TEXT = st.text(min_size=1, max_size=300).filter(
+    lambda text: text_problem(text) is None and clean_text(text) != ""
+)
 TICKET = st.one_of(
     st.builds(lambda text: {"ticket_data": text}, TEXT),
     st.builds(lambda subject, body: {"subject": subject, "body": body}, TEXT, TEXT),
@@ -103,7 +111,12 @@ def check(case: schemathesis.Case, service: Service) -> None:
             f"{where} -> {response.status_code}: {response.text}"
         )
         if not headers and case.path.startswith("/api/v1"):
-            assert response.status_code == 401, f"{where} without the key: {response.text}"
+            # A help desk's webhook is signed, not keyed: refused (404 while its connector is
+            # off, as here, else 401/403/422) unless signed; every other route wants the key.
+            keyless = case.path in SIGNED_PATHS and 400 <= response.status_code < 500
+            assert response.status_code == 401 or keyless, (
+                f"{where} without the key: {response.text}"
+            )
         if response.status_code >= 400:
             assert stored_rows(service) == before, f"{where} was refused but changed the rows"
         cancel_running_job(service)

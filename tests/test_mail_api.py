@@ -121,7 +121,7 @@ def test_csv_rows_may_be_html_and_are_stored_cleaned(service: Service) -> None:
 def test_feedback_text_is_stored_masked(service: Service) -> None:
     answer = service.post("/api/v1/feedback", json={
         "ticket_data": f"Hi {NAME}, refund please to IBAN {IBAN}, call {PHONE}",
-        "queue": "Billing", "priority": "high",
+        "queue": "Billing and Payments", "priority": "high",
     })  # fmt: skip
     assert answer.status_code in (200, 201), answer.text  # 200: it replaced an equal one
     assert answer.json()["text"] == "Hi [NAME], refund please to IBAN [IBAN], call [PHONE]"
@@ -136,7 +136,8 @@ def test_no_raw_personal_data_reaches_the_disk(service: Service) -> None:
     csv = (f'text,queue,priority\n"Hi {NAME}, IBAN {IBAN}, {EMAIL}, {PHONE}",Billing,high\n'
            "VPN drops every hour,IT,low\n")  # fmt: skip
     assert service.upload_csv(csv.encode()).status_code in (200, 201)
-    feedback = {"ticket_data": f"Refund to {IBAN}, {EMAIL}", "queue": "Billing", "priority": "low"}
+    feedback = {"ticket_data": f"Refund to {IBAN}, {EMAIL}", "queue": "Billing and Payments",
+                "priority": "low"}  # fmt: skip
     assert service.post("/api/v1/feedback", json=feedback).status_code in (200, 201)
     files = [p for p in service.data_dir.rglob("*") if p.is_file()] + [service.log_path]
     for path in files:

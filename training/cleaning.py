@@ -39,11 +39,11 @@ import phonenumbers
 from inscriptis import get_text
 from lxml import html as lxml_html
 from lxml.etree import ParserError
-from mailparser_reply import EmailReplyParser
+from mailparser_reply import EmailMessage as ThreadParser
 from schwifty import IBAN
 from schwifty.exceptions import SchwiftyException
 
-CLEANING_VERSION = 1
+CLEANING_VERSION = 2
 # Languages whose reply headers, signatures and disclaimers are recognised.
 MAIL_LANGUAGES = ("en", "de", "fr", "es", "it", "nl")
 # Phone numbers are read as written in these countries (a number with + is read anywhere).
@@ -190,10 +190,9 @@ def clean_text(
 
 def read_mail(raw: str | bytes) -> Mail:
     """Subject and best text part of an RFC 822 message: its plain text, else its HTML."""
-    if isinstance(raw, str):
-        message = email.message_from_string(raw, policy=email.policy.default)
-    else:
-        message = email.message_from_bytes(raw, policy=email.policy.default)
+    # As bytes: 8-bit text is then decoded by the charset its part declares.
+    data = raw.encode("utf-8", "surrogateescape") if isinstance(raw, str) else raw
+    message = email.message_from_bytes(data, policy=email.policy.default)
     assert isinstance(message, EmailMessage)  # the default policy's class
     subject = _header(message, "subject")
     part = message.get_body(preferencelist=("plain", "html"))
@@ -259,7 +258,9 @@ def newest_message(text: str) -> str:
 def _first_reply(text: str) -> str:
     if not text.strip():
         return ""
-    message = EmailReplyParser(languages=list(MAIL_LANGUAGES)).read(text=text)
+    # keep_hyphen_lists: "- printer broken" is a list item, not a signature ("-- " still is).
+    message = ThreadParser(text=text, languages=list(MAIL_LANGUAGES), keep_hyphen_lists=True)
+    message = message.read()
     first = message.replies[0] if message.replies else None
     # `>` lines are quoted wherever they stand (the parser keeps a mail that is only a quote,
     # and answers written between quoted lines stay).
