@@ -72,17 +72,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 # -- the service ----------------------------------------------------------------------------
 
 
-def start_service(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_service(
+    data_dir: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
+    """`ticketserve serve` on `data_dir` with no API key and `env` added; (process, URL)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     log = open(data_dir.parent / "serve.log", "wb")  # noqa: SIM115 - lives with the process
-    env = {k: v for k, v in os.environ.items() if k != "TICKETSERVE_API_KEY"}
+    environ = {k: v for k, v in os.environ.items() if k != "TICKETSERVE_API_KEY"}
     process = subprocess.Popen(
         [TICKETSERVE, "serve", "--port", str(port), "--data-dir", str(data_dir)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=env,
+        env={**environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
     wait(lambda: httpx.get(f"{url}/healthz", timeout=2).status_code == 200, 300, process)

@@ -48,6 +48,10 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         [PYTHON, "bench/soak.py", "--smoke"],
         (re.escape("| process | RSS at start (MB) | RSS at end (MB) | growth |"),),
     ),
+    "connectors": (
+        [PYTHON, "bench/connectors.py", "--smoke"],
+        (re.escape("| measure | measured | target | met |"),),
+    ),
     "serve": (
         [PYTHON, "bench/serve.py", "--smoke"],
         (r"mode +conc +tick/call +calls +tickets/s",),
@@ -59,6 +63,15 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     "robustness": (
         [PYTHON, "bench/robustness.py", "--smoke"],
         (r"shape +head +train +baseline +ticketserve", r"shape +head +old: routed"),
+    ),
+    "cleaning": (
+        [PYTHON, "bench/cleaning.py", "--smoke"],
+        (
+            re.escape("| text | queue macro-F1 | priority macro-F1 | queue agreement |"),
+            re.escape("| kind | values | recall | target |"),
+            re.escape("| step | tickets | ms per ticket |"),
+            re.escape("| target | measured |"),
+        ),
     ),
     # The GPU server kits, built and run here in a temporary directory (CPU without a GPU).
     "gpu_check": (

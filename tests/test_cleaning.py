@@ -211,6 +211,21 @@ def test_a_ticket_is_cleaned_as_one_text_whatever_its_body_type() -> None:
         ("Hallo zusammen,\nDrucker kaputt", "Hallo zusammen,\nDrucker kaputt"),
         ("a -> b when x > 3", "a -> b when x > 3"),
         ("- printer broken\n- VPN down", "- printer broken\n- VPN down"),
+        ("VPN broken\n\nThanks and regards,\nBram Jansen\nContoso Ltd", "VPN broken"),
+        ("Drucker kaputt\n\nMfG\nJörg Krüger\nTel.: +49 30 1234567", "Drucker kaputt"),
+        ("Impressora avariada\n\nObrigado\nJoão", "Impressora avariada"),
+        ("Printer jams\n\nVon meinem iPhone gesendet", "Printer jams"),
+        (
+            "Printer jams.\n\nThis e-mail is confidential and intended solely for the addressee.",
+            "Printer jams.",
+        ),
+        (
+            "Regards the printer on floor 3: it is broken",
+            "Regards the printer on floor 3: it is broken",
+        ),
+        ("Hi Łukasz, the VPN drops", "Hi [NAME], the VPN drops"),
+        ("Hi Sanne and team,\nVPN", "Hi [NAME] and team,\nVPN"),
+        ("Sehr geehrter Kundenservice,\nDrucker", "Sehr geehrter Kundenservice,\nDrucker"),
         ("Problem:\n-printer broken\n\n-- \nTom", "Problem:\n-printer broken"),
     ],
 )
@@ -251,3 +266,11 @@ def test_the_handler_knows_the_cleaner_s_body_types() -> None:
     from handlers.ticket_requests import BODY_TYPES
 
     assert BODY_TYPES == CONTENT_TYPES
+
+
+def test_hidden_preheaders_are_dropped() -> None:
+    markup = (
+        '<div style="font-size:0px;max-height:0px;opacity:0;overflow:hidden">Preview</div>'
+        '<span class="preheader">More preview</span><p style="opacity:0.5">Visible</p>'
+    )
+    assert html_to_text(markup) == "Visible"

@@ -56,8 +56,19 @@ MAX_PASSES = 4
 
 # Hidden elements (preheaders, trackers), and the quote containers of the common mail clients.
 HIDDEN_XPATH = (
-    "//*[@hidden] | //*[contains(translate(@style, ' ', ''), 'display:none')]"
-    " | //head | //script | //style | //template"
+    "//*[@hidden] | //head | //script | //style | //template"
+    " | //*[contains(concat(' ', normalize-space(@class), ' '), ' preheader ')]"
+    + "".join(
+        f" | //*[contains(concat(translate(@style, ' ', ''), ';'), '{rule};')]"
+        for rule in (
+            "display:none",
+            "visibility:hidden",
+            "mso-hide:all",
+            "opacity:0",
+            "max-height:0",
+            "max-height:0px",
+        )
+    )
 )
 QUOTE_XPATH = (
     "//blockquote | //*[contains(concat(' ', normalize-space(@class), ' '), ' gmail_quote ')]"
@@ -66,6 +77,32 @@ QUOTE_XPATH = (
     f" | {HIDDEN_XPATH}"
 )
 
+# What the thread parser misses at a mail's end: closings it does not know (and the short block
+# after them), disclaimers standing alone, and "sent from my phone" lines.
+CLOSING = re.compile(
+    r"(?i)^[ \t]*(?:(?:many|warm(?:est)?|kind(?:est)?|best|with|thanks and|thanks &)[ ]+)?"
+    r"(?:regards|thanks|thank you|cheers|sincerely|yours(?: sincerely| truly| faithfully)?|"
+    r"best(?: wishes)?|mfg|lg|vg|gruß|grüße|(?:mit )?(?:freundlichen|freundliche|besten|"
+    r"herzlichen|herzliche|schönen|schöne|liebe|lieben|viele|beste)[ ]+grüße?n?|"
+    r"danke(?: und gruß| im voraus| schön)?|cordialement|bien (?:à vous|cordialement)|"
+    r"salutations(?: distinguées)?|merci(?: d'avance| beaucoup)?|atentamente|"
+    r"(?:un )?saludos?(?: cordiales)?|gracias|cumprimentos|atenciosamente|obrigad[oa]|"
+    r"abraços?|grazie|cordiali saluti|distinti saluti|met vriendelijke groet(?:en)?|groeten)"
+    r"[ \t]*[,!.]?(?:[ \t]*[\w .'\u2019-]{0,40})?[ \t]*$"
+)
+MAX_SIGNATURE_LINES = 8
+MAX_SIGNATURE_LINE_CHARS = 80
+DISCLAIMER = re.compile(
+    r"(?i)confidential|intended (?:solely )?for|intended recipient|privileged|vertraulich|"
+    r"adressat|empfänger|destinataire|destinatario|confidencial|confidenziale|riservat|"
+    r"umwelt|environment before printing|amtsgericht|registergericht|\bHRB\b|"
+    r"geschäftsführer|ust-id"
+)
+MOBILE_LINE = re.compile(
+    r"(?im)^[ \t]*(?:sent|gesendet|von|envoyé|enviado|get|obtenir|obtener|obter|inviato|"
+    r"verzonden)\b.{0,40}\b(?:iphone|ipad|android|outlook|samsung|galaxy|mail|proton|web\.de|"
+    r"gmx|blackberry|mobile|handy|smartphone)\b.{0,30}$\n?"
+)
 QUOTED_LINE = re.compile(r"(?m)^[ \t]*>.*(?:\n|$)")
 EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # scheme://user:password@host... : the whole URL goes (its host may name the customer too).
@@ -80,18 +117,21 @@ DATE = re.compile(r"\d{1,4}[./-]\d{1,2}[./-]\d{1,4}")
 # The name is matched case-sensitively ("Hello support," names nobody); words that address a
 # group are no names.
 NOT_NAMES = (
-    "all|everyone|everybody|team|support|there|folks|colleagues|sir|madam|"
-    "zusammen|alle|kollegen|kolleginnen|leute|damen|herren"
+    "all|everyone|everybody|there|folks|colleagues|sir|madam|zusammen|alle|kollegen|"
+    "kolleginnen|leute|damen|herren|tous|todos|equipo|équipe|[\\w-]*(?:service|support|team|"
+    "care|desk|kunden|helpdesk)[\\w-]*"
 )
-NAME = (
-    rf"(?-i:(?!(?i:{NOT_NAMES})\b)[A-ZÄÖÜ][\w'\u2019-]+"
-    rf"(?:[ ](?!(?i:{NOT_NAMES})\b)[A-ZÄÖÜ][\w'\u2019-]+)?)"
-)
+UPPER = "".join(re.escape(c) for c in map(chr, range(0x250)) if c.isupper())
+PARTICLES = "van|von|der|den|de|la|le|da|dos|das|di|del|du|ter|zu|ó|o'"
+_WORD = rf"(?!(?i:{NOT_NAMES})\b)[{UPPER}][\w'\u2019-]+"
+NAME = rf"(?-i:(?:(?:{PARTICLES})[ ])*{_WORD}(?:[ ](?:(?:{PARTICLES})[ ])*{_WORD}){{0,3}})"
 GREETING = re.compile(
     r"(?m)^(?P<greeting>(?:hi|hello|hey|dear|good (?:morning|afternoon|evening)|hallo|"
-    r"liebe[rs]?|guten (?:morgen|tag|abend)|servus|moin|bonjour|hola|ciao|"
-    r"sehr geehrte[rs]?)(?:[ ]+(?:mr|mrs|ms|dr|prof|herr|frau)\.?)*(?:[ ]+dr\.)?[ ]+)"
-    rf"(?P<name>{NAME})(?=[ ]*(?:[,!:]|$))",
+    r"liebe[rs]?|guten (?:morgen|tag|abend)|servus|moin|bonjour|hola|ciao|cher|chère|"
+    r"estimad[oa]s?|buenos días|buenas tardes|olá|ola|bom dia|boa tarde|prezad[oa]s?|"
+    r"car[oa]|gentile|sehr geehrte[rs]?)[ ]*,?(?:[ ]+(?:mr|mrs|ms|miss|dr|prof|herr|frau|"
+    r"monsieur|madame|mme|m|señor|señora|sr|sra)\.?)*(?:[ ]+dr\.)?[ ]+)"
+    rf"(?P<name>{NAME})(?=[ ]*(?:[,!:\-\u2013]|(?:and|und|et|y|e)[ ]|$))",
     re.IGNORECASE,
 )
 
@@ -264,7 +304,27 @@ def _first_reply(text: str) -> str:
     first = message.replies[0] if message.replies else None
     # `>` lines are quoted wherever they stand (the parser keeps a mail that is only a quote,
     # and answers written between quoted lines stay).
-    return _tidy(QUOTED_LINE.sub("", first.body if first is not None else text))
+    body = QUOTED_LINE.sub("", first.body if first is not None else text)
+    return _strip_tail(_tidy(MOBILE_LINE.sub("", body)))
+
+
+def _strip_tail(text: str) -> str:
+    """Without trailing disclaimer paragraphs, and cut at a closing that only a short block
+    follows; never down to nothing."""
+    paragraphs = text.split("\n\n")
+    while len(paragraphs) > 1 and DISCLAIMER.search(paragraphs[-1]):
+        paragraphs.pop()
+    lines = "\n\n".join(paragraphs).split("\n")
+    for i in range(1, len(lines)):
+        after = [line for line in lines[i + 1 :] if line.strip()]
+        if (
+            CLOSING.match(lines[i])
+            and len(after) <= MAX_SIGNATURE_LINES
+            and all(len(line) <= MAX_SIGNATURE_LINE_CHARS for line in after)
+            and "\n".join(lines[:i]).strip()
+        ):
+            return _tidy("\n".join(lines[:i]))
+    return _tidy("\n".join(lines))
 
 
 def mask(text: str, patterns: Mapping[str, str] | None = None) -> str:
