@@ -49,7 +49,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         (re.escape("| process | RSS at start (MB) | RSS at end (MB) | growth |"),),
     ),
     "connectors": (
-        [PYTHON, "bench/connectors.py", "--smoke"],
+        [PYTHON, "bench/connector_latency.py", "--smoke"],
         (re.escape("| measure | measured | target | met |"),),
     ),
     "serve": (

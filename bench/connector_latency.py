@@ -1,8 +1,8 @@
 """Zammad connector under load: signed trigger webhooks in, write-backs out, end to end.
 
-    .venv/bin/python bench/connectors.py                 # 20 webhooks/s for 60 s
-    .venv/bin/python bench/connectors.py --rate 40 --duration 120
-    .venv/bin/python bench/connectors.py --smoke         # SMOKE's seconds: the whole run, briefly
+    .venv/bin/python bench/connector_latency.py          # 20 webhooks/s for 60 s
+    .venv/bin/python bench/connector_latency.py --rate 40 --duration 120
+    .venv/bin/python bench/connector_latency.py --smoke  # SMOKE's seconds: the whole run, briefly
 
 It starts the Zammad stand-in of the test suite and `ticketserve serve` on a temporary data
 directory with the Zammad connector on (route mode, a priority label map), and trains a
