@@ -170,6 +170,7 @@ def test_a_help_desk_that_was_down_gets_its_write_after_a_restart(
     finally:
         zammad.down = False
     service.start()
+    service.wait_ready()  # the tests after this one (random order) need the model loaded
     [update] = wait_updates(zammad, "105", 1)
     assert "article" in update
     stats = service.get("/api/v1/monitoring").json()["connectors"]["zammad"]
