@@ -36,6 +36,28 @@ class WriteBack:
         return self.queue is not None or self.priority is not None
 
 
+@dataclass(frozen=True)
+class HistoryTicket:
+    """A closed ticket for the training data: its text and its final queue and priority (the
+    help desk's names; the importer maps them to model labels)."""
+
+    ticket_id: str
+    subject: str
+    body: str
+    content_type: str
+    queue: str | None
+    priority: str | None
+
+
+@dataclass(frozen=True)
+class HistoryPage:
+    """One page of closed tickets and the cursor of the next page (None: no more pages). The
+    cursor is opaque text the importer stores, so an interrupted import resumes there."""
+
+    tickets: list[HistoryTicket]
+    cursor: str | None
+
+
 class DeskError(Exception):
     """A help-desk call failed; `permanent` ones (a 4xx) are not retried."""
 
@@ -60,3 +82,7 @@ class HelpDesk(Protocol):
 
     def own_login(self) -> str | None:
         """The login the connector writes as: changes by it are not an agent's."""
+
+    def history(self, since: str, cursor: str | None, page_size: int) -> HistoryPage:
+        """Closed tickets changed on or after `since` (YYYY-MM-DD), oldest first, one page
+        from `cursor` (None: the first page)."""

@@ -37,7 +37,8 @@ def plan_write(
         lines.append(
             f"- {head}: {label} ({head_answer['confidence']:.2f}, {action}"
             + ("" if target is not None else f"; no {head} of this help desk is named so")
-            + f"); top 3: {top}"
+            + ")"
+            + (f"; top 3: {top}" if top else "")  # none in an answer rebuilt from the log
         )
     lines.append(f"prediction {answer.get('prediction_id')}")
     return WriteBack(

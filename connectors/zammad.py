@@ -7,18 +7,22 @@ Write-back: `PUT /api/v1/tickets/{id}` with `group` / `priority` by name (Zammad
 exactly) and an internal note as its `article`; `Authorization: Token token=<token>`.
 Agents' changes: a second trigger (on update) sends the ticket as it is now, with `updated_by`;
 one not updated by the token's own user is an agent's.
+History: `GET /api/v1/tickets/search?query=...&expand=true` (closed tickets, their group and
+priority by name) and each ticket's articles by `GET /api/v1/ticket_articles/by_ticket/{id}`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
-from connectors.base import DeskError, DeskTicket, WriteBack
+from connectors.base import DeskError, DeskTicket, HistoryPage, HistoryTicket, WriteBack
+from connectors.http import send
 
 SIGNATURE_HEADER = "X-Hub-Signature"
 DELIVERY_HEADER = "X-Zammad-Delivery"
@@ -26,6 +30,9 @@ SIGNATURE_PREFIX = "sha1="
 # Sent by customers: an agent's or the system's article (our own note included) is no new
 # ticket to route.
 CUSTOMER_SENDER = "Customer"
+# Zammad's search answers at most 200 tickets a page.
+MAX_SEARCH_PAGE = 200
+DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 def signature_valid(raw: bytes, header: str, secret: str) -> bool:
@@ -156,17 +163,63 @@ class ZammadClient:
             self._login = login if isinstance(login, str) else None
         return self._login
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise DeskError(f"Zammad {method} {path}: {type(exc).__name__}", False) from None
-        if response.status_code >= 400:
-            # 4xx: this write can never succeed (bad name, no permission); 5xx: later.
-            raise DeskError(
-                f"Zammad {method} {path}: HTTP {response.status_code} {response.text[:200]}",
-                permanent=response.status_code < 500 and response.status_code != 429,
+    def history(self, since: str, cursor: str | None, page_size: int) -> HistoryPage:
+        """Closed tickets updated on or after `since`, by ascending id. The cursor is the last
+        id seen and the next page asks for ids above it: a ticket closed or reopened meanwhile
+        shifts no page, and no offset runs into the search index's result window (10,000)."""
+        if not DAY.match(since):
+            raise ValueError(f"since must be YYYY-MM-DD, got {since[:40]!r}")
+        if cursor is not None and not cursor.isdigit():
+            raise ValueError(f"not a Zammad history cursor: {cursor[:40]!r}")
+        size = max(1, min(page_size, MAX_SEARCH_PAGE))
+        query = f"state.name:closed AND updated_at:>={since}"
+        if cursor is not None:
+            query += f" AND id:>{cursor}"
+        params = {"query": query, "sort_by": "id", "order_by": "asc", "page": 1,
+                  "per_page": size, "expand": "true"}  # fmt: skip
+        found = self._call("GET", "/api/v1/tickets/search", params=params)
+        if not isinstance(found, list):
+            raise DeskError("Zammad's ticket search answered no list of tickets", permanent=True)
+        tickets, last = [], None
+        for item in found:
+            ticket_id = item.get("id") if isinstance(item, dict) else None
+            if isinstance(ticket_id, bool) or not isinstance(ticket_id, int):
+                continue
+            last = ticket_id if last is None else max(last, ticket_id)
+            title = item.get("title")
+            article = self._first_customer_article(ticket_id)
+            body = article.get("body") if article else None
+            tickets.append(
+                HistoryTicket(
+                    ticket_id=str(ticket_id),
+                    subject=title if isinstance(title, str) else "",
+                    body=body if isinstance(body, str) else "",
+                    content_type="text/html"
+                    if article and article.get("content_type") == "text/html"
+                    else "text/plain",
+                    queue=_name(item.get("group")),
+                    priority=_name(item.get("priority")),
+                )
             )
+        more = len(found) >= size and last is not None
+        return HistoryPage(tickets=tickets, cursor=str(last) if more else None)
+
+    def _first_customer_article(self, ticket_id: int) -> dict[str, Any] | None:
+        """The ticket's first article a customer wrote (what a router reads), if any."""
+        articles = self._call(
+            "GET", f"/api/v1/ticket_articles/by_ticket/{ticket_id}", params={"expand": "true"}
+        )
+        for article in articles if isinstance(articles, list) else []:
+            if (
+                isinstance(article, dict)
+                and _name(article.get("sender")) == CUSTOMER_SENDER
+                and article.get("internal") is not True
+            ):
+                return article
+        return None
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = send(self.http, f"Zammad {method} {path}", method, path, **kwargs)
         try:
             return response.json()
         except ValueError:

@@ -9,6 +9,7 @@ answers 503. Every error, FastAPI's own 404/405/422 included, has one JSON shape
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import AsyncIterator
@@ -29,11 +30,13 @@ from swagger_ui_bundle import swagger_ui_path
 
 from shim.classifier import Classifier
 from shim.deps import Services
+from shim.desk_poller import build_pollers
 from shim.drift import DriftWatch
 from shim.errors import ApiError
 from shim.feedback import Feedback
 from shim.guard import RequestGuard
 from shim.helpdesks import build_connectors, label_map
+from shim.history_import import HistoryImports
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
 from shim.monitoring import Monitoring
@@ -45,12 +48,14 @@ from shim.routes import (
     classify,
     connectors,
     feedback,
+    imports,
     models,
     monitoring,
     ops,
     retrain,
     train,
     train_data,
+    znuny,
 )
 from shim.settings import Settings
 from shim.store import Store
@@ -115,9 +120,15 @@ def create_app(
             target=services.versions.load_at_start, name="load-default", daemon=True
         ).start()
         services.outbox.start()  # write-backs left pending by the last run go out first
+        services.imports.resume()  # after remove_orphans: a page's file is only kept committed
+        pollers = [asyncio.create_task(poller.run()) for poller in build_pollers(services)]
         try:
             yield
         finally:
+            for task in pollers:
+                task.cancel()
+            await asyncio.gather(*pollers, return_exceptions=True)
+            services.imports.stop()
             services.outbox.stop()
             services.runner.shutdown()
             if services.classifier.client is not None:
@@ -146,13 +157,18 @@ def create_app(
         upload_path=f"{API_PREFIX}/train-data",
         max_upload_bytes=settings.max_upload_bytes,
         protected_prefix=API_PREFIX,
-        signed_paths=(API_PREFIX + connectors.ZAMMAD_WEBHOOK_PATH,),
+        signed_paths=(
+            API_PREFIX + connectors.ZAMMAD_WEBHOOK_PATH,
+            API_PREFIX + znuny.INVOKE_PATH,  # its own secret guards it
+        ),
     )
     add_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (train_data, train, retrain, classify, feedback, monitoring, models, connectors):
         api.include_router(module.router)
+    api.include_router(znuny.router)
+    api.include_router(imports.router)
     app.include_router(api)
     app.include_router(ops.router)
     return app
@@ -221,7 +237,8 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
     corrections.listeners.append(retrain.after_feedback)
     connectors = build_connectors(settings)
     desks = {name: connector.desk for name, connector in connectors.items()}
-    outbox = Outbox(store, settings, desks, label_map(settings), metrics)
+    labels = label_map(settings)
+    outbox = Outbox(store, settings, desks, labels, metrics)
     return Services(
         settings=settings,
         api_key=settings.resolved_api_key(),
@@ -235,6 +252,7 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
         metrics=metrics,
         connectors=connectors,
         outbox=outbox,
+        imports=HistoryImports(store, settings, desks, labels),
     )
 
 

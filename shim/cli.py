@@ -77,7 +77,44 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
         "--api-key-file", type=Path, help="file holding the API key (or TICKETSERVE_API_KEY)"
     )
     retrain.set_defaults(handler=cmd_retrain)
+
+    history = commands.add_parser(
+        "import",
+        help="import a help desk's closed tickets into the running service's training data",
+        description="Starts the import in the service named by TICKETSERVE_HOST/PORT (or --url), "
+        "with TICKETSERVE_API_KEY or --api-key-file, and shows its progress. The tickets closed "
+        "and changed since the day are stored with their final queue and priority; one "
+        "imported before is not stored again. Exit status 0 when every page is read; 1 on an "
+        "error (run the same command again: it resumes at the import's cursor).",
+    )
+    history.add_argument("connector", choices=IMPORT_CONNECTORS, help="the help desk")
+    history.add_argument(
+        "--since", required=True, type=_day, metavar="YYYY-MM-DD", help="the first day"
+    )
+    history.add_argument(
+        "--page-size", type=int, default=100, help="tickets per page, 1 to 200 (default 100)"
+    )
+    history.add_argument("--url", help="the service's base URL (default from the settings)")
+    history.add_argument(
+        "--api-key-file", type=Path, help="file holding the API key (or TICKETSERVE_API_KEY)"
+    )
+    history.set_defaults(handler=cmd_import)
     return parser, commands
+
+
+IMPORT_CONNECTORS = ("zammad", "znuny", "rt")
+
+
+def _day(text: str) -> str:
+    """A --since value: a calendar day as YYYY-MM-DD."""
+    from datetime import date
+
+    try:
+        if len(text) == len("YYYY-MM-DD"):
+            return date.fromisoformat(text).isoformat()
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"not a day as YYYY-MM-DD: {text[:40]!r}")
 
 
 def _add_data_dir(parser: argparse.ArgumentParser, what: str) -> None:
@@ -142,21 +179,12 @@ def cmd_retrain(args: argparse.Namespace) -> None:
     unreachable service is a UserError (one line, exit status 1)."""
     import httpx
 
-    from shim.settings import Settings, SettingsError
-
-    try:
-        settings = Settings.from_env(api_key_file=args.api_key_file)
-        key = settings.resolved_api_key()
-    except SettingsError as exc:
-        raise UserError(str(exc)) from exc
-    url = (args.url or _service_url(settings.host, settings.port)).rstrip("/")
-    if not url.startswith(("http://", "https://")):
-        raise UserError(f"--url must start with http:// or https://; got {url[:80]!r}")
+    url, headers = _service_access(args)
     try:
         answer = httpx.post(
             f"{url}/api/v1/retrain",
             params={"if_new_data": "true" if args.if_new_data else "false"},
-            headers={"Authorization": f"Bearer {key}"} if key else {},
+            headers=headers,
             timeout=60,
         )
     except httpx.HTTPError as exc:
@@ -175,6 +203,35 @@ def cmd_retrain(args: argparse.Namespace) -> None:
         print(f"nothing started: {message}")  # for cron, not an error
         return
     raise UserError(f"{url} answered {answer.status_code}: {message}")
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    """Start a help desk's history import in the running service and follow it to its end."""
+    from shim.import_client import ImportClient, follow
+
+    url, headers = _service_access(args)
+    state = follow(ImportClient(url, headers, args.connector), args.since, args.page_size)
+    print(
+        f"imported {state['imported']} ticket(s) from {args.connector} closed since "
+        f"{args.since}: {state['duplicates']} imported before, {state['skipped']} skipped "
+        f"(no queue or priority, or no usable text), {state['pages']} page(s)"
+    )
+
+
+def _service_access(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
+    """The running service's URL (--url, else the settings' host and port) and the headers
+    with its API key (--api-key-file, else the settings'); a bad one is a UserError."""
+    from shim.settings import Settings, SettingsError
+
+    try:
+        settings = Settings.from_env(api_key_file=args.api_key_file)
+        key = settings.resolved_api_key()
+    except SettingsError as exc:
+        raise UserError(str(exc)) from exc
+    url = (args.url or _service_url(settings.host, settings.port)).rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"--url must start with http:// or https://; got {url[:80]!r}")
+    return url, {"Authorization": f"Bearer {key}"} if key else {}
 
 
 def _service_url(host: str, port: int) -> str:

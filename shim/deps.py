@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from shim.classifier import Classifier
 from shim.feedback import Feedback
 from shim.helpdesks import Connector
+from shim.history_import import HistoryImports
 from shim.jobs import JobRunner
 from shim.metrics import ApiMetrics
 from shim.monitoring import Monitoring
@@ -37,6 +38,7 @@ class Services:
     metrics: ApiMetrics
     connectors: dict[str, Connector]
     outbox: Outbox
+    imports: HistoryImports
     supervisor: Supervisor | None = None
 
 

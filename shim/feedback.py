@@ -1,8 +1,10 @@
 """Agents' corrections: checked like uploads, stored as training rows apart from the uploads.
 
-A correction names a logged prediction (`shim.predictions`) or carries a ticket never classified
-here. Its labels are checked against the stored training data's, per head, and take their
-spelling; the next training job gets every stored correction as one extra data file.
+A correction names a logged prediction (`shim.predictions`), carries a ticket never classified
+here, or names a stored training row (`row_id`, `<dataset id>:<line>`: a suspected label error
+relabelled, GET /api/v1/models/{version}/label-issues). Its labels are checked against the stored
+training data's, per head, and take their spelling; the next training job gets every stored
+correction as one extra data file, and leaves out each training row a correction relabels.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import json
 import uuid
 from collections.abc import Callable
 
-from shim.errors import Unprocessable
+from shim.errors import NotFound, Unprocessable
 from shim.metrics import ApiMetrics
 from shim.predictions import PredictionLog, text_sha256
 from shim.schemas import (
@@ -24,10 +26,11 @@ from shim.schemas import (
 from shim.settings import Settings
 from shim.store import FeedbackRecord, PredictionRecord, Store, utcnow
 from shim.ticket_texts import cleaned_texts
+from training.job import FEEDBACK_FILE as JOB_FEEDBACK_FILE
 from training.labels import label_key
 from training.text_rules import label_problem
 
-FEEDBACK_FILE = "feedback.jsonl"
+FEEDBACK_FILE = JOB_FEEDBACK_FILE  # the job reads its row ids by this name
 MAX_KNOWN_SHOWN = 50  # labels listed in an unknown label's error
 
 
@@ -64,7 +67,10 @@ class Feedback:
         text = self._text(request)
         prediction = None
         predicted: dict[str, str] | None = None
-        if request.prediction_id is not None:
+        if request.row_id is not None:
+            # The row's own labels complete the heads not sent; it is "what was given".
+            text, predicted = self._stored_row(request.row_id)
+        elif request.prediction_id is not None:
             prediction = self.predictions.get(request.prediction_id)
             predicted = {head: str(p["label"]) for head, p in prediction.labels.items()}
             # A head of the stored data the version was not trained on (a training request's
@@ -97,6 +103,7 @@ class Feedback:
                 text=text,
                 labels=labels,
                 predicted=predicted,
+                row_id=request.row_id,
             ),
             self.settings.max_feedback_rows,
         )
@@ -138,6 +145,28 @@ class Feedback:
                 for label in counts:
                     known.setdefault(head, {}).setdefault(label_key(label), label)
         return known
+
+    def _stored_row(self, row_id: str) -> tuple[str, dict[str, str]]:
+        """The text and labels of a stored training row; 404 when its upload is gone."""
+        dataset_id, _, line = row_id.rpartition(":")
+        dataset = next((d for d in self.store.datasets() if d.id == dataset_id), None)
+        if dataset is None:
+            raise NotFound(
+                f"no stored upload {dataset_id!r}: it was replaced or never existed",
+                {"row_id": row_id},
+                code="row_not_found",
+            )
+        number = int(line)
+        with dataset.file.open(encoding="utf-8") as rows:
+            found = next((r for i, r in enumerate(rows, 1) if i == number), None)
+        if found is None:
+            raise NotFound(
+                f"upload {dataset_id} has {dataset.rows} rows, not {number}",
+                {"row_id": row_id},
+                code="row_not_found",
+            )
+        row = json.loads(found)
+        return str(row["text"]), {h: str(row[h]) for h in dataset.heads if row.get(h) is not None}
 
     def _text(self, request: FeedbackRequest) -> str | None:
         ticket = request.ticket()
@@ -190,6 +219,7 @@ def public(record: FeedbackRecord) -> FeedbackPublic:
         text=record.text,
         labels=record.labels,
         predicted=record.predicted,
+        row_id=record.row_id,
         corrected=[
             head
             for head, label in record.labels.items()
@@ -203,9 +233,26 @@ def training_file(records: list[FeedbackRecord], heads: list[str]) -> tuple[byte
     returns (content, rows). One stored before the data's heads changed, and lacking one of
     them, is left out."""
     rows = [
-        {"text": r.text, **{head: r.labels[head] for head in heads}}
-        for r in records
-        if all(head in r.labels for head in heads)
+        {"text": r.text, **{head: r.labels[head] for head in heads}} for r in usable(records, heads)
     ]
     content = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     return content.encode("utf-8"), len(rows)
+
+
+def usable(records: list[FeedbackRecord], heads: list[str]) -> list[FeedbackRecord]:
+    """The corrections that become training rows of data with `heads`, in `training_file`'s
+    order."""
+    return [r for r in records if all(head in r.labels for head in heads)]
+
+
+def superseded_rows(records: list[FeedbackRecord], datasets: list[str]) -> dict[str, list[int]]:
+    """Per stored upload's file name, the lines that corrections relabel: training leaves the
+    row out and learns the correction instead. Uploads no longer stored are skipped."""
+    out: dict[str, list[int]] = {}
+    for record in records:
+        if record.row_id is None:
+            continue
+        dataset_id, _, line = record.row_id.rpartition(":")
+        if dataset_id in datasets:
+            out.setdefault(f"{dataset_id}.jsonl", []).append(int(line))
+    return out

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from shim.errors import BadRequest, Conflict, Unprocessable
-from shim.feedback import FEEDBACK_FILE, training_file
+from shim.feedback import FEEDBACK_FILE, superseded_rows, training_file, usable
 from shim.job_record import INTERRUPTED, Job, JobStatus, PublishResult, Trigger
 from shim.processes import child_environment, is_job_process, terminate
 from shim.settings import Settings
@@ -146,13 +146,18 @@ class JobRunner:
                     )
                 # Agents' corrections join as one more file (none without uploads: alone
                 # they are too few to train on).
-                feedback, feedback_rows = training_file(self.store.feedback(), heads)
+                corrections = self.store.feedback()
+                feedback, feedback_rows = training_file(corrections, heads)
+                rows = {
+                    "superseded": superseded_rows(corrections, [d.id for d in datasets]),
+                    "feedback_ids": [r.id for r in usable(corrections, heads)],
+                }
                 job = Job.new(config.to_dict(), trigger)
                 job.feedback_rows = feedback_rows
                 job.expected_duration_s = self._expected_duration(
                     sum(d.rows for d in datasets) + feedback_rows
                 )
-                spec = self._write_spec(job, [d.file for d in datasets], feedback)
+                spec = self._write_spec(job, [d.file for d in datasets], feedback, rows)
             self.store.save_job(job)
             self._active = job
             # In a copy of this request's context: the job's log lines carry its request id.
@@ -211,9 +216,16 @@ class JobRunner:
     def is_busy(self) -> bool:
         return self._active is not None
 
-    def _write_spec(self, job: Job, files: list[Path], feedback: bytes = b"") -> Path:
+    def _write_spec(
+        self,
+        job: Job,
+        files: list[Path],
+        feedback: bytes = b"",
+        rows: dict[str, Any] | None = None,
+    ) -> Path:
         """The job's own directory: links to today's datasets, so a later replace is harmless,
-        and a copy of the feedback rows, so a later delete is too."""
+        and a copy of the feedback rows, so a later delete is too. `rows`: the lines
+        corrections supersede, and the corrections' ids (training/job.py)."""
         job_dir = self.store.jobs_dir / job.id
         data_dir = job_dir / "data"
         data_dir.mkdir(parents=True)
@@ -234,6 +246,7 @@ class JobRunner:
             "config": job.params,
             "out_dir": str(job_dir / "model"),
             "nice": self.settings.train_nice,
+            **(rows or {}),
         }
         path = job_dir / "spec.json"
         write_atomic(path, json.dumps(spec, indent=2).encode())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -81,18 +82,8 @@ class Outbox:
         (and nothing stored) when this delivery was accepted before."""
         now = _now_ms()
         with self.store.transaction() as db:
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO connector_deliveries (connector, delivery_id, created_ms) "
-                "VALUES (?, ?, ?)",
-                (connector, delivery_id, now),
-            ).rowcount
-            if not inserted:
+            if not _link(db, connector, delivery_id, ticket_id, answer["prediction_id"], now):
                 return False
-            db.execute(
-                "INSERT OR REPLACE INTO connector_tickets (connector, ticket_id, prediction_id, "
-                "created_ms) VALUES (?, ?, ?, ?)",
-                (connector, ticket_id, answer["prediction_id"], now),
-            )
             db.execute(
                 "INSERT INTO outbox (connector, ticket_id, mode, answer, status, attempts, "
                 "next_ms, created_ms) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
@@ -100,6 +91,12 @@ class Outbox:
             )
         self._wake.set()
         return True
+
+    def link(self, connector: str, delivery_id: str, ticket_id: str, prediction_id: str) -> bool:
+        """Record a delivery and its ticket's prediction, with no write: the help desk applies
+        the answer itself (Znuny's invoker); False (and nothing stored) when seen before."""
+        with self.store.transaction() as db:
+            return _link(db, connector, delivery_id, ticket_id, prediction_id, _now_ms())
 
     def record_delivery(self, connector: str, delivery_id: str) -> bool:
         """Remember a delivery that asks for no write (an agent's article); False if seen."""
@@ -119,6 +116,23 @@ class Outbox:
                 (connector, ticket_id),
             ).fetchone()
         return None if row is None else str(row[0])
+
+    def cursor(self, connector: str, name: str) -> str | None:
+        """Where polling `connector` for `name` (tickets, changes) goes on from."""
+        with self.store.reading() as db:
+            row = db.execute(
+                "SELECT value FROM connector_cursors WHERE connector = ? AND name = ?",
+                (connector, name),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_cursor(self, connector: str, name: str, value: str) -> None:
+        with self.store.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO connector_cursors (connector, name, value, updated_ms) "
+                "VALUES (?, ?, ?, ?)",
+                (connector, name, value, _now_ms()),
+            )
 
     # -- the worker side ----------------------------------------------------------------------
 
@@ -241,6 +255,29 @@ class Outbox:
             last_error=error[0] if error else None,
             last_delivery_ms=last[0] if last else None,
         )
+
+
+def _link(
+    db: sqlite3.Connection,
+    connector: str,
+    delivery_id: str,
+    ticket_id: str,
+    prediction_id: str,
+    now: int,
+) -> bool:
+    """Insert a delivery and its ticket's prediction; False when the delivery was seen."""
+    inserted = db.execute(
+        "INSERT OR IGNORE INTO connector_deliveries (connector, delivery_id, created_ms) "
+        "VALUES (?, ?, ?)",
+        (connector, delivery_id, now),
+    ).rowcount
+    if inserted:
+        db.execute(
+            "INSERT OR REPLACE INTO connector_tickets (connector, ticket_id, prediction_id, "
+            "created_ms) VALUES (?, ?, ?, ?)",
+            (connector, ticket_id, prediction_id, now),
+        )
+    return bool(inserted)
 
 
 def _now_ms() -> int:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import MISSING, fields
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
 from shim.job_record import JobStatus, Trigger
 from shim.settings import TICKET_CHARS_LIMIT
@@ -324,6 +324,9 @@ class ClassifyBatchPublic(BaseModel):
 Label = Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
 TicketText = Annotated[str, Field(max_length=TICKET_CHARS_LIMIT)]
 MAX_ID_CHARS = 64
+# A stored training row: `<dataset id>:<line>` (training/job.py); dataset ids are file stems.
+MAX_ROW_ID_CHARS = 200
+ROW_ID_PATTERN = r"^[A-Za-z0-9_.-]{1,180}:[1-9][0-9]{0,9}$"
 
 
 class FeedbackRequest(BaseModel):
@@ -341,6 +344,14 @@ class FeedbackRequest(BaseModel):
     __pydantic_extra__: dict[str, Label | None] = Field(init=False)
 
     prediction_id: str | None = Field(None, min_length=1, max_length=MAX_ID_CHARS)
+    row_id: str | None = Field(
+        None,
+        pattern=ROW_ID_PATTERN,
+        max_length=MAX_ROW_ID_CHARS,
+        description="a stored training row (`<dataset id>:<line>`, as GET "
+        "/api/v1/models/{version}/label-issues lists it): the correction replaces its labels "
+        "in the next training",
+    )
     ticket_data: TicketText | None = Field(None, examples=["My printer is broken"])
     subject: TicketText | None = None
     body: TicketText | None = None
@@ -354,9 +365,12 @@ class FeedbackRequest(BaseModel):
         if len(self.labels()) > MAX_HEADS:
             raise ValueError(f"labels for at most {MAX_HEADS} heads")
         ticket = self.ticket()  # validated here, whatever else the body has
-        if self.prediction_id is None and ticket is None:
+        if self.row_id is not None and (self.prediction_id is not None or ticket is not None):
+            raise ValueError("a 'row_id' names a stored row: send no prediction_id nor ticket")
+        if self.prediction_id is None and ticket is None and self.row_id is None:
             raise ValueError(
-                "send a 'prediction_id', or the ticket ('ticket_data' or 'subject'/'body')"
+                "send a 'prediction_id', a 'row_id', or the ticket ('ticket_data' or "
+                "'subject'/'body')"
             )
         return self
 
@@ -388,10 +402,13 @@ class FeedbackPublic(BaseModel):
     labels: dict[str, str] = Field(description="the training row's label per head")
     predicted: dict[str, str] | None = Field(description="the prediction's label per head")
     corrected: list[str] = Field(description="heads whose label differs from the prediction's")
+    row_id: str | None = Field(None, description="the stored training row it relabels")
 
 
 class FeedbackSavedPublic(FeedbackPublic):
-    replaced: bool = Field(description="an earlier correction of the same prediction was replaced")
+    replaced: bool = Field(
+        description="an earlier correction of the same prediction (or row) was replaced"
+    )
 
 
 class FeedbackListPublic(BaseModel):
@@ -604,6 +621,44 @@ class ModelDeletedPublic(BaseModel):
     default_version: int | None
 
 
+class LabelIssuePublic(BaseModel):
+    """One training row whose given label the held-out scores contradict."""
+
+    row_id: str = Field(
+        description="the stored training row: `<dataset id>:<line>`, relabelled with POST "
+        "/api/v1/feedback (`row_id` and the head's label); `feedback:<id>` is a correction"
+    )
+    text: str = Field(description="an excerpt of the training text as stored (cleaned, masked)")
+    given: str = Field(description="the label the row has")
+    suggested: str = Field(description="the most probable other label")
+    score: float = Field(
+        description="the given label's held-out probability over its class's average (cleanlab's "
+        "confident threshold); lower is more suspect"
+    )
+    given_probability: float
+    suggested_probability: float
+
+
+class LabelIssuesPublic(BaseModel):
+    """A page of one head's suspected label errors, the most suspect first."""
+
+    version: int
+    head: str
+    available: bool = Field(description="false: this training had no held-out scores to rank")
+    reason: str | None = Field(None, description="why not available")
+    source: str | None = Field(None, description="which rows were scored, and by what")
+    method: str | None = None
+    rows_scored: int = 0
+    flagged: int = Field(0, description="rows flagged in all (more than are kept: see stored)")
+    stored: int = Field(0, description="flagged rows kept in the model, the most suspect first")
+    per_class: dict[str, int] = Field(
+        default_factory=dict, description="flagged rows per given label"
+    )
+    offset: int
+    limit: int
+    issues: list[LabelIssuePublic]
+
+
 # -- operations ------------------------------------------------------------------------------
 
 
@@ -639,3 +694,69 @@ class ConnectorDeliveryPublic(BaseModel):
     delivery: str
     ticket_id: str | None = None
     prediction_id: str | None = None
+
+
+# -- help-desk history imports ---------------------------------------------------------------
+
+# Older than any help desk still in use; a later date than tomorrow (UTC) is a mistake.
+EARLIEST_IMPORT = date(1990, 1, 1)
+MAX_IMPORT_PAGE = 200  # Zammad's search answers at most 200 a page
+
+
+class ImportRequest(BaseModel):
+    """Which closed tickets to import: those changed on or after `since`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    since: date = Field(
+        ge=EARLIEST_IMPORT,
+        description="closed tickets changed on or after this day (YYYY-MM-DD); an import "
+        "interrupted with the same day resumes at its cursor",
+        examples=["2024-01-01"],
+    )
+    page_size: int = Field(
+        100, ge=1, le=MAX_IMPORT_PAGE, description="tickets asked of the help desk per page"
+    )
+
+    @field_validator("since", mode="before")
+    @classmethod
+    def _a_day(cls, value: Any) -> Any:
+        # Only "YYYY-MM-DD": pydantic would also take a timestamp or a date-time at midnight.
+        if not isinstance(value, str) or len(value) != len("YYYY-MM-DD"):
+            raise ValueError("must be a day as YYYY-MM-DD")
+        return value
+
+    @model_validator(mode="after")
+    def _not_in_the_future(self) -> ImportRequest:
+        latest = datetime.now(UTC).date() + timedelta(days=1)  # a client a time zone ahead
+        if self.since > latest:
+            raise ValueError(f"since {self.since.isoformat()} is in the future")
+        return self
+
+
+class ConnectorImportPublic(BaseModel):
+    """A help desk's history import: where it is, and what it stored."""
+
+    connector: str
+    since: date
+    status: Literal["running", "done", "failed"] = Field(
+        description="running; done: every page read; failed: see `error` (start it again with "
+        "the same `since` to resume at `cursor`)"
+    )
+    page_size: int
+    pages: int = Field(description="pages read so far, over every resumed run of this import")
+    imported: int = Field(description="tickets stored as training rows")
+    duplicates: int = Field(description="tickets imported before (by their help-desk id)")
+    skipped: int = Field(
+        description="tickets without a queue or priority, or whose text is empty, too long or "
+        "nothing after cleaning, or identical to another of the same page"
+    )
+    cursor: str | None = Field(
+        description="where the next page starts (the help desk's own marker, e.g. the last "
+        "ticket id read); null before the first page and when done"
+    )
+    resumed: bool = Field(description="this run went on from a stored cursor")
+    error: str | None = None
+    started_at: datetime
+    updated_at: datetime = Field(description="when the last page was stored")
+    finished_at: datetime | None = None

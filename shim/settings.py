@@ -12,7 +12,7 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -20,12 +20,14 @@ from pydantic import (
     Field,
     PrivateAttr,
     SecretStr,
+    StringConstraints,
     ValidationError,
     field_validator,
     model_validator,
 )
 
 from connectors.base import Mode as ConnectorMode
+from connectors.znuny import DEFAULT_PRIORITIES as ZNUNY_PRIORITIES
 from training.cleaning import CleaningSettings
 from training.config import ConfigError, TrainConfig
 from training.text_rules import MAX_TICKET_CHARS
@@ -35,6 +37,7 @@ LOOPBACK_NAMES = ("localhost",)
 TICKET_CHARS_LIMIT = 1_000_000  # the most max_ticket_chars may be set to
 
 Promotion = Literal["not_worse", "always", "never"]
+DeskName = Annotated[str, StringConstraints(min_length=1, max_length=200)]  # a queue, a priority
 LogFormat = Literal["text", "json"]
 
 
@@ -198,6 +201,66 @@ class Settings(BaseModel):
         description="off; suggest: an internal note with the answer; route: also set group "
         "and priority where the head's gate says auto_route",
     )
+    rt_url: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=r"^https?://",
+        description="Request Tracker's base URL, e.g. https://rt.example.com (None: no RT)",
+    )
+    rt_token: SecretStr | None = Field(None, description="an RT auth token of the router's user")
+    rt_token_file: Path | None = Field(None, description="file holding the RT token")
+    rt_queues: list[DeskName] = Field(
+        ["General"],
+        min_length=1,
+        max_length=100,
+        description="the RT queues whose new tickets are routed (comma-separated)",
+    )
+    rt_mode: ConnectorMode = Field(
+        "suggest",
+        description="off; suggest: a comment with the answer; route: also set Queue and "
+        "Priority where the head's gate says auto_route",
+    )
+    rt_poll_s: float = Field(
+        30.0, ge=1, le=3600, description="seconds between two polls of RT for new tickets"
+    )
+    rt_priorities: dict[str, int] = Field(
+        {"Low": 0, "Medium": 50, "High": 100},
+        description="RT's priority names and numbers (its %PriorityAsString)",
+    )
+    znuny_url: str | None = Field(
+        None,
+        max_length=2000,
+        pattern=r"^https?://",
+        description="the URL of Znuny's ticketserve web service, e.g. https://desk.example.com"
+        "/otrs/nph-genericinterface.pl/Webservice/TicketServe (None: no Znuny)",
+    )
+    znuny_user: str | None = Field(
+        None, min_length=1, max_length=200, description="the Znuny agent the connector logs in as"
+    )
+    znuny_password: SecretStr | None = Field(None, description="that Znuny agent's password")
+    znuny_password_file: Path | None = Field(None, description="file holding the password")
+    znuny_webhook_secret: SecretStr | None = Field(
+        None, description="the secret Znuny's invokers send (BasicAuth password or header)"
+    )
+    znuny_webhook_secret_file: Path | None = Field(
+        None, description="file holding the invokers' secret"
+    )
+    znuny_mode: ConnectorMode = Field(
+        "suggest",
+        description="off; suggest: an internal note and the confidence field; route: also "
+        "queue and priority where the head's gate says auto_route",
+    )
+    znuny_queues: list[DeskName] = Field(
+        default_factory=list,
+        max_length=1000,
+        description="Znuny's queue names a model label may equal ignoring case (comma-separated;"
+        " Znuny's REST connector cannot list them; the label map names others)",
+    )
+    znuny_priorities: list[DeskName] = Field(
+        list(ZNUNY_PRIORITIES),
+        max_length=100,
+        description="Znuny's priority names (comma-separated; a fresh install's by default)",
+    )
     connector_label_map: Path | None = Field(
         None,
         description='JSON file: model label -> help-desk name per head, e.g. {"priority": '
@@ -278,22 +341,48 @@ class Settings(BaseModel):
         SettingsError naming it."""
         if self.zammad_url is None or self.zammad_mode == "off":
             return None
-        token = _secret(self.zammad_token, self.zammad_token_file, "zammad_token_file")
-        secret = _secret(
-            self.zammad_webhook_secret,
-            self.zammad_webhook_secret_file,
-            "zammad_webhook_secret_file",
-        )
-        missing = [name for name, value in (("ZAMMAD_TOKEN", token),
-                   ("ZAMMAD_WEBHOOK_SECRET", secret)) if not value]  # fmt: skip
+        token, secret = self._desk_secrets("Zammad", "zammad", ("token", "webhook_secret"))
+        return token, secret
+
+    def znuny_secrets(self) -> tuple[str, str, str] | None:
+        """(user, password, webhook secret) when Znuny is configured and on; a missing one is a
+        SettingsError naming it."""
+        if self.znuny_url is None or self.znuny_mode == "off":
+            return None
+        if self.znuny_user is None:
+            raise SettingsError(
+                f"Znuny is on ({ENV_PREFIX}ZNUNY_URL) but {ENV_PREFIX}ZNUNY_USER is not set"
+            )
+        password, secret = self._desk_secrets("Znuny", "znuny", ("password", "webhook_secret"))
+        return self.znuny_user, password, secret
+
+    def _desk_secrets(self, desk: str, prefix: str, names: tuple[str, ...]) -> list[str]:
+        """The secrets `<prefix>_<name>` (or `<prefix>_<name>_file`) of a help desk that is on;
+        a SettingsError names every one that is missing."""
+        values = [
+            _secret(
+                getattr(self, f"{prefix}_{name}"),
+                getattr(self, f"{prefix}_{name}_file"),
+                f"{prefix}_{name}_file",
+            )
+            for name in names
+        ]
+        missing = [name for name, value in zip(names, values, strict=True) if not value]
         if missing:
             raise SettingsError(
-                f"Zammad is on ({ENV_PREFIX}ZAMMAD_URL) but "
-                + " and ".join(f"{ENV_PREFIX}{name} (or _FILE)" for name in missing)
+                f"{desk} is on ({ENV_PREFIX}{prefix.upper()}_URL) but "
+                + " and ".join(f"{ENV_PREFIX}{prefix.upper()}_{n.upper()} (or _FILE)"
+                               for n in missing)
                 + " is not set"
-            )
-        assert token and secret
-        return token, secret
+            )  # fmt: skip
+        return [value for value in values if value]
+
+    def rt_token_value(self) -> str | None:
+        """The RT token when RT is configured and on; a missing one is a SettingsError."""
+        if self.rt_url is None or self.rt_mode == "off":
+            return None
+        [token] = self._desk_secrets("RT", "rt", ("token",))
+        return token
 
     def check_exposure(self) -> None:
         """Refuse a non-loopback address without an API key."""
@@ -332,8 +421,17 @@ def is_loopback(host: str) -> bool:
 
 
 def _parse_env(name: str, raw: str) -> Any:
-    """Mapping settings accept JSON or `key=value,key=value`; scalars are left to pydantic."""
+    """List settings accept JSON or `a,b`; mapping settings JSON or `key=value,key=value`;
+    scalars are left to pydantic."""
     field = Settings.model_fields[name]
+    if "list" in str(field.annotation):
+        text = raw.strip()
+        if text.startswith("["):
+            try:
+                return json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()}: invalid JSON: {exc.msg}") from exc
+        return [part.strip() for part in text.split(",") if part.strip()]
     if not (field.annotation is not None and "dict" in str(field.annotation)):
         return raw
     text = raw.strip()

@@ -3,8 +3,8 @@
 Layout of the data directory:
 
     registry.sqlite3        datasets, jobs, versions, the default version, the predictions
-                            log, the agents' feedback, and the help-desk connectors' deliveries
-                            and write-back outbox
+                            log, the agents' feedback, and the help-desk connectors' deliveries,
+                            write-back outbox and history imports
     datasets/<id>.jsonl     one upload's normalised tickets (`text` + one key per head)
     jobs/<id>/              a job's spec, its data (hard links), its log, its model while training
     models/v<N>/            a published model directory
@@ -176,12 +176,63 @@ CONNECTOR_TABLES = (
     done_ms INTEGER
 )""",
     "CREATE INDEX IF NOT EXISTS outbox_due ON outbox (status, next_ms)",
+    # Where polling a help desk goes on from (the last ticket and transaction seen).
+    """CREATE TABLE IF NOT EXISTS connector_cursors (
+    connector TEXT NOT NULL,
+    name TEXT NOT NULL,
+    value TEXT NOT NULL,
+    updated_ms INTEGER NOT NULL,
+    PRIMARY KEY (connector, name)
+)""",
 )
 
 
 def _create_connector_tables(db: sqlite3.Connection, root: Path) -> None:
     for statement in CONNECTOR_TABLES:
         db.execute(statement)
+
+
+# History imports from help desks (shim/history_import.py): each import's cursor and counts,
+# resumed from its cursor; and each imported ticket, so none is stored twice.
+IMPORT_TABLES = (
+    """CREATE TABLE IF NOT EXISTS connector_imports (
+    connector TEXT NOT NULL,
+    since TEXT NOT NULL,
+    status TEXT NOT NULL,
+    cursor TEXT,
+    page_size INTEGER NOT NULL,
+    pages INTEGER NOT NULL,
+    imported INTEGER NOT NULL,
+    duplicates INTEGER NOT NULL,
+    skipped INTEGER NOT NULL,
+    resumed INTEGER NOT NULL,
+    error TEXT,
+    started_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    finished_at TEXT,
+    PRIMARY KEY (connector, since)
+)""",
+    """CREATE TABLE IF NOT EXISTS connector_imported (
+    connector TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    dataset_id TEXT NOT NULL,
+    PRIMARY KEY (connector, ticket_id)
+)""",
+)
+
+
+def _create_import_tables(db: sqlite3.Connection, root: Path) -> None:
+    for statement in IMPORT_TABLES:
+        db.execute(statement)
+
+
+def _add_feedback_row_id(db: sqlite3.Connection, root: Path) -> None:
+    # A correction of a stored training row (`<dataset id>:<line>`, a suspected label error)
+    # replaces that row in training; one correction per row.
+    columns = {row[1] for row in db.execute("PRAGMA table_info(feedback)")}
+    if "row_id" not in columns:
+        db.execute("ALTER TABLE feedback ADD COLUMN row_id TEXT")
+    db.execute("CREATE UNIQUE INDEX IF NOT EXISTS feedback_row_id ON feedback (row_id)")
 
 
 # Step i brings a registry from schema version i to i + 1. Each step must be idempotent: it may
@@ -192,7 +243,9 @@ MIGRATIONS: tuple[tuple[str, Callable[[sqlite3.Connection, Path], None]], ...] =
     ("predictions and feedback", _create_feedback_tables),
     ("indexes for live quality", _create_quality_indexes),
     ("rare token share of each answer, for the drift watch", _add_rare_token_share),
-    ("help-desk deliveries, tickets and the write-back outbox", _create_connector_tables),
+    ("help-desk deliveries, tickets, cursors and the write-back outbox", _create_connector_tables),
+    ("help-desk history imports: cursors and imported tickets", _create_import_tables),
+    ("corrections of stored training rows (feedback.row_id)", _add_feedback_row_id),
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -294,6 +347,7 @@ class FeedbackRecord:
     text: str
     labels: dict[str, str]  # the training row's label per head
     predicted: dict[str, str] | None  # the prediction's label per head
+    row_id: str | None = None  # the stored training row it corrects (`<dataset id>:<line>`)
 
 
 class Store:
@@ -353,18 +407,26 @@ class Store:
 
     # -- datasets ---------------------------------------------------------------------------
 
-    def write_dataset_file(self, content: bytes) -> tuple[str, Path]:
-        """Write a new dataset file atomically; returns (dataset id, path)."""
-        dataset_id = uuid.uuid4().hex[:16]
+    def write_dataset_file(self, content: bytes, prefix: str = "") -> tuple[str, Path]:
+        """Write a new dataset file atomically; returns (dataset id, path). `prefix` names
+        where the rows came from (an import's `import-zammad-20240101-`)."""
+        dataset_id = prefix + uuid.uuid4().hex[:16]
         path = self.datasets_dir / f"{dataset_id}.jsonl"
         write_atomic(path, content, PRIVATE_FILE)
         return dataset_id, path
 
     def add_dataset(
-        self, record: DatasetRecord, replace: bool, upload_key: str | None = None
+        self,
+        record: DatasetRecord,
+        replace: bool,
+        upload_key: str | None = None,
+        also: Callable[[sqlite3.Connection], None] | None = None,
     ) -> list[DatasetRecord]:
-        """Commit a dataset row (its file already written); returns the datasets it replaced."""
+        """Commit a dataset row (its file already written); returns the datasets it replaced.
+        `also` writes what must commit with it (an import's tickets and cursor)."""
         with self._transaction() as db:
+            if also is not None:
+                also(db)
             replaced = self._datasets(db) if replace else []
             if replace:
                 db.execute("DELETE FROM datasets")
@@ -623,6 +685,10 @@ class Store:
                 earlier = db.execute(
                     "SELECT id FROM feedback WHERE prediction_id = ?", (record.prediction_id,)
                 ).fetchone()
+            elif record.row_id is not None:
+                earlier = db.execute(
+                    "SELECT id FROM feedback WHERE row_id = ?", (record.row_id,)
+                ).fetchone()
             if earlier is not None:
                 db.execute(
                     "UPDATE feedback SET created_at = ?, model_version = ?, text = ?, labels = ?, "
@@ -641,8 +707,8 @@ class Store:
                 )
             db.execute(
                 "INSERT INTO feedback (id, prediction_id, created_at, model_version, text, "
-                "labels, predicted) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (record.id, record.prediction_id, *values),
+                "labels, predicted, row_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (record.id, record.prediction_id, *values, record.row_id),
             )
         return record, False
 
@@ -650,8 +716,8 @@ class Store:
         """Stored corrections, oldest first (all of them without `limit`)."""
         with self._connect() as db:
             rows = db.execute(
-                "SELECT id, prediction_id, created_at, model_version, text, labels, predicted "
-                "FROM feedback ORDER BY seq LIMIT ? OFFSET ?",
+                "SELECT id, prediction_id, created_at, model_version, text, labels, predicted, "
+                "row_id FROM feedback ORDER BY seq LIMIT ? OFFSET ?",
                 (-1 if limit is None else limit, offset),
             ).fetchall()
         return [
@@ -663,6 +729,7 @@ class Store:
                 text=r[4],
                 labels=json.loads(r[5]),
                 predicted=json.loads(r[6]) if r[6] is not None else None,
+                row_id=r[7],
             )
             for r in rows
         ]

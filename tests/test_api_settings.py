@@ -25,6 +25,8 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
         "TICKETSERVE_FALLBACK_LABELS": '{"queue": "Triage"}',
         "TICKETSERVE_TRAIN_DEFAULTS": "epochs=2,max_length=64",
         "TICKETSERVE_PROMOTION": "always",
+        "TICKETSERVE_RT_QUEUES": "General, Support desk",
+        "TICKETSERVE_RT_PRIORITIES": '{"Low": 0, "Urgent": 90}',
         "UNRELATED": "x",
     }
     settings = Settings.from_env(env, port=9002)
@@ -34,6 +36,8 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
     assert settings.fallback_labels == {"queue": "Triage"}
     assert settings.train_defaults == {"epochs": 2, "max_length": 64}
     assert settings.promotion == "always"
+    assert settings.rt_queues == ["General", "Support desk"]
+    assert settings.rt_priorities == {"Low": 0, "Urgent": 90}
     assert Settings.from_env({}).max_upload_bytes == 50 * 1024 * 1024
 
 
@@ -52,11 +56,23 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
             },
             "both a confidence threshold and a target precision",
         ),
+        ({"TICKETSERVE_RT_QUEUES": '["General", ""]'}, "rt_queues"),
+        ({"TICKETSERVE_RT_QUEUES": "[General"}, "invalid JSON"),
+        ({"TICKETSERVE_RT_POLL_S": "0"}, "rt_poll_s"),
+        ({"TICKETSERVE_RT_URL": "ftp://rt.example.com"}, "rt_url"),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_rt_on_without_a_token_names_the_setting() -> None:
+    settings = Settings.from_env({"TICKETSERVE_RT_URL": "https://rt.example.com"})
+    with pytest.raises(SettingsError, match="TICKETSERVE_RT_TOKEN"):
+        settings.rt_token_value()
+    off = {"TICKETSERVE_RT_URL": "https://rt.example.com", "TICKETSERVE_RT_MODE": "off"}
+    assert Settings.from_env(off).rt_token_value() is None
 
 
 def test_a_public_address_needs_an_api_key(tmp_path: Path) -> None:

@@ -1,14 +1,17 @@
 """The help-desk knowledge of connectors/ without a service: Zammad's signature and payload,
-the label map, and what a write-back holds in each mode."""
+Znuny's invoker requests and answers, the label map, and what a write-back holds in each
+mode."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
 
 import pytest
 
+from connectors import znuny
 from connectors.label_map import LabelMap, LabelMapError
 from connectors.writeback import plan_write
 from connectors.zammad import PayloadError, signature_valid, ticket_from_payload
@@ -83,3 +86,81 @@ def test_an_update_by_someone_else_is_a_change() -> None:
     labels = LabelMap({"priority": {"high": "3 high"}})
     assert labels.source("priority", "3 high") == "high"
     assert labels.source("queue", "Sales") == "Sales"
+
+
+def test_znuny_s_secret_comes_as_basic_auth_password_or_header() -> None:
+    basic = "Basic " + base64.b64encode(b"znuny:s3:cret").decode()
+    assert znuny.given_secret(basic, None) == "s3:cret"  # the user name is free
+    assert znuny.given_secret(None, "s3cret") == "s3cret"
+    assert znuny.given_secret(None, None) is None
+    assert znuny.given_secret("Basic !!!", None) == ""  # not base64: a wrong credential
+    assert znuny.given_secret("Bearer s3cret", None) == ""
+    assert znuny.given_secret("Bearer x", "s3cret") == "s3cret"
+    assert znuny.secret_valid("s3cret", "s3cret") and not znuny.secret_valid("s3cre", "s3cret")
+    assert not znuny.secret_valid("", "s3cret") and znuny.secret_valid("pässwort", "pässwort")
+
+
+HTML_ARTICLE = {"SenderType": "customer", "Body": "<p>VPN down</p>",
+                "ContentType": "text/html; charset=utf-8"}  # fmt: skip
+
+
+def invocation(event: str, **ticket: object) -> znuny.Invocation:
+    """What a Ticket::Generic invoker sends for `event`, the ticket's fields overridden."""
+    articles = [{"SenderType": "agent", "Body": "internal", "MimeType": "text/plain"},
+                HTML_ARTICLE, {"SenderType": "customer", "Body": "again"}]  # fmt: skip
+    fields = {"TicketID": "42", "Title": "VPN", "Queue": "IT", "Priority": "4 high",
+              "ChangeBy": 7, "Articles": articles, **ticket}  # fmt: skip
+    return znuny.invocation_from_payload({"Ticket": fields, "Event": {"Event": event}})
+
+
+def test_a_znuny_invocation_is_read_from_the_ticket_and_its_first_customer_article() -> None:
+    created = invocation("TicketCreate")
+    assert created.is_new_ticket and not created.is_change and created.ticket is not None
+    assert (created.ticket.ticket_id, created.ticket.subject) == ("42", "VPN")
+    assert (created.ticket.body, created.ticket.content_type) == ("<p>VPN down</p>", "text/html")
+    one = invocation("TicketCreate", TicketID=42, Articles=None, Article=HTML_ARTICLE).ticket
+    assert one is not None and one.ticket_id == "42" and one.body == "<p>VPN down</p>"
+    plain = invocation("TicketCreate", Articles=[{"SenderType": "customer", "Body": "x"}]).ticket
+    assert plain is not None and plain.content_type == "text/plain"
+    assert invocation("TicketCreate", Articles=[{"SenderType": "agent"}]).ticket is None
+    moved = invocation("TicketQueueUpdate")
+    assert moved.is_change and moved.names() == {"queue": "IT", "priority": "4 high"}
+    assert moved.changed_by == "7"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [[], {"Ticket": []}, {"Ticket": {"TicketID": 1}}, {"Ticket": {"TicketID": 1}, "Event": {}},
+     {"Ticket": {"TicketID": "1; DROP"}, "Event": {"Event": "TicketCreate"}},
+     {"Ticket": {"TicketID": True}, "Event": {"Event": "TicketCreate"}},
+     {"Ticket": {"TicketID": "9" * 21}, "Event": {"Event": "TicketCreate"}},
+     {"Ticket": {"TicketID": 0}, "Event": {"Event": "TicketCreate"}},
+     {"Ticket": {"TicketID": 1}, "Event": {"Event": "X" * 101}}],
+)  # fmt: skip
+def test_what_is_no_znuny_invocation_says_what_is_missing(bad: object) -> None:
+    with pytest.raises(znuny.PayloadError, match="Ticket|Event"):
+        znuny.invocation_from_payload(bad)
+
+
+def test_a_znuny_change_by_the_invoker_or_our_user_is_ours() -> None:
+    def ours(user: object) -> bool:
+        return znuny.is_ours(invocation("TicketQueueUpdate", ChangeBy=user), "3")
+
+    assert ours(1) and ours("3") and ours(None) and ours("root")  # the invoker, us, unknown
+    assert not ours(7) and not ours("12")
+
+
+def test_the_znuny_answer_holds_the_note_the_confidences_and_routed_fields_only() -> None:
+    labels = LabelMap({"priority": {"high": "4 high"}})
+    routed = znuny.invoker_answer(plan_write("7", ANSWER, "route", labels, NAMES), ANSWER)
+    assert routed["OTRS_TicketQueueSet"] == "billing" and "OTRS_TicketPrioritySet" not in routed
+    note = routed["OTRS_TicketArticleAdd"]
+    assert note["Subject"] and note["HistoryType"] == "AddNote" and note["HistoryComment"]
+    assert "prediction 0190abc" in note["Body"]
+    confidence = routed[f"OTRS_TicketDynamicFieldSet_{znuny.CONFIDENCE_FIELD}"]
+    assert confidence == "queue=Billing 0.93; priority=high 0.55"
+    suggested = znuny.invoker_answer(plan_write("7", ANSWER, "suggest", labels, NAMES), ANSWER)
+    assert not {"OTRS_TicketQueueSet", "OTRS_TicketPrioritySet"} & set(suggested)
+    # An answer rebuilt from the predictions log has no top 3: the note leaves them out.
+    logged = {**ANSWER, "queue": {**ANSWER["queue"], "top_k": []}}
+    assert "queue: Billing (0.93, set)\n" in plan_write("7", logged, "route", labels, NAMES).note

@@ -24,6 +24,7 @@ from schemathesis import GenerationMode
 
 from shim.app import API_PREFIX
 from shim.routes.connectors import ZAMMAD_WEBHOOK_PATH
+from shim.routes.znuny import INVOKE_PATH as ZNUNY_INVOKE_PATH
 from training.cleaning import clean_text
 from training.text_rules import text_problem
 
@@ -73,7 +74,7 @@ def ensure_a_model(service: Service) -> None:
 
 # Valid: a text with something left once cleaned (a text that is only a quote, a signature or
 # a disclaimer is a 422 empty_text by design).
-SIGNED_PATHS = {API_PREFIX + ZAMMAD_WEBHOOK_PATH}
+SIGNED_PATHS = {API_PREFIX + ZAMMAD_WEBHOOK_PATH, API_PREFIX + ZNUNY_INVOKE_PATH}
 TEXT = st.text(min_size=1, max_size=300).filter(
     lambda text: text_problem(text) is None and clean_text(text) != ""
 )
@@ -111,8 +112,9 @@ def check(case: schemathesis.Case, service: Service) -> None:
             f"{where} -> {response.status_code}: {response.text}"
         )
         if not headers and case.path.startswith("/api/v1"):
-            # A help desk's webhook is signed, not keyed: refused (404 while its connector is
-            # off, as here, else 401/403/422) unless signed; every other route wants the key.
+            # A help desk's webhook is signed (Znuny's invoker: a secret), not keyed: refused
+            # (404 while its connector is off, as here, else 401/403/422) unless signed; every
+            # other route wants the key.
             keyless = case.path in SIGNED_PATHS and 400 <= response.status_code < 500
             assert response.status_code == 401 or keyless, (
                 f"{where} without the key: {response.text}"

@@ -242,6 +242,9 @@ def test_the_first_migration_step_is_the_first_releases_schema(tmp_path: Path) -
         "connector_deliveries",
         "connector_tickets",
         "outbox",
+        "connector_cursors",
+        "connector_imports",
+        "connector_imported",
     }
     assert dump(new)["user_version"] == SCHEMA_VERSION
 

@@ -8,6 +8,15 @@ active}; a fresh Zammad's priorities are "1 low", "2 normal", "3 high"), and `PU
 as Zammad answers) with an optional `article`. It records every update, and can be taken
 "down" (503) to test the outbox. `trigger` sends a webhook as Zammad's trigger does: the default
 payload, `X-Zammad-Delivery`, and `X-Hub-Signature: sha1=<HMAC-SHA1 of the body>`.
+
+For history imports it holds `tickets` (made by `closed_ticket`) and answers `GET
+/api/v1/tickets/search` as Zammad's Elasticsearch-backed search does for the query the connector
+sends (`state.name:<name> AND updated_at:>=<day>[ AND id:><id>]`, `sort_by`, `order_by`, `page`,
+`per_page` up to 200; with `expand=true` a list of tickets with their group, priority and state
+by name, else `{"tickets": [ids], "tickets_count", "assets"}`), and `GET
+/api/v1/ticket_articles/by_ticket/{id}` (the ticket's articles, oldest first, sender by name).
+A search can be made to fail (`fail_searches`: the numbers of the calls, from 1, answered 500)
+or to wait (`hold_searches`, until `release` is set).
 """
 
 from __future__ import annotations
@@ -21,12 +30,20 @@ import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import requests
 
 TOKEN = "standin-token-3f9a"
 PRIORITIES = ["1 low", "2 normal", "3 high"]
 TICKET_PATH = re.compile(r"^/api/v1/tickets/(\d+)$")
+SEARCH_PATH = "/api/v1/tickets/search"
+ARTICLES_PATH = re.compile(r"^/api/v1/ticket_articles/by_ticket/(\d+)$")
+SEARCH_QUERY = re.compile(
+    r"^state\.name:(?P<state>\w+) AND updated_at:>=(?P<since>\d{4}-\d{2}-\d{2})"
+    r"(?: AND id:>(?P<after>\d+))?$"
+)
+MAX_PER_PAGE = 200
 
 
 @dataclass
@@ -39,6 +56,13 @@ class ZammadStandIn:
     calls: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
     server: ThreadingHTTPServer | None = None
+    tickets: list[dict[str, Any]] = field(default_factory=list)
+    searches: list[dict[str, str]] = field(default_factory=list)
+    fail_searches: set[int] = field(default_factory=set)
+    hold_searches: set[int] = field(default_factory=set)
+    held: threading.Event = field(default_factory=threading.Event)
+    release: threading.Event = field(default_factory=threading.Event)
+    search_calls: int = 0
 
     @property
     def url(self) -> str:
@@ -67,6 +91,15 @@ class ZammadStandIn:
             if method == "GET" and path in ("/api/v1/groups", "/api/v1/ticket_priorities"):
                 names = self.groups if path.endswith("groups") else self.priorities
                 return 200, [{"id": i, "name": n, "active": True} for i, n in enumerate(names, 1)]
+            url = urlsplit(path)
+            if method == "GET" and url.path == SEARCH_PATH:
+                return self._search({k: v[-1] for k, v in parse_qs(url.query).items()})
+            articles = ARTICLES_PATH.match(url.path)
+            if method == "GET" and articles:
+                found = [t for t in self.tickets if t["id"] == int(articles.group(1))]
+                if not found:
+                    return 404, {"error": "Couldn't find Ticket"}
+                return 200, found[0]["articles"]
             match = TICKET_PATH.match(path)
             if method == "PUT" and match:
                 update = json.loads(body)
@@ -77,15 +110,48 @@ class ZammadStandIn:
                 return 200, {"id": int(match.group(1))}
             return 404, {"error": "No route matches"}
 
+    def search_started(self) -> bool:
+        """Count a search call; hold it while it is one of `hold_searches` (outside the lock,
+        so other calls go on). False when it is to fail."""
+        with self.lock:
+            self.search_calls += 1
+            number = self.search_calls
+        if number in self.hold_searches:
+            self.held.set()
+            self.release.wait(120)
+        return number not in self.fail_searches
+
+    def _search(self, params: dict[str, str]) -> tuple[int, Any]:
+        """Zammad's ticket search over `tickets` (the caller holds the lock)."""
+        self.searches.append(params)
+        query = SEARCH_QUERY.match(params.get("query", ""))
+        if query is None or (params.get("sort_by"), params.get("order_by")) != ("id", "asc"):
+            return 422, {"error": f"the stand-in does not know this search: {params}"}
+        per_page = min(int(params.get("per_page", 50)), MAX_PER_PAGE)
+        page = int(params.get("page", 1))
+        after = int(query["after"] or 0)
+        found = sorted(
+            (t for t in self.tickets
+             if t["state"] == query["state"] and t["updated_at"][:10] >= query["since"]
+             and t["id"] > after),
+            key=lambda t: t["id"],
+        )[(page - 1) * per_page : page * per_page]  # fmt: skip
+        if params.get("expand") != "true":
+            return 200, {"tickets": [t["id"] for t in found], "tickets_count": len(found),
+                         "assets": {}}  # fmt: skip
+        return 200, [{k: v for k, v in t.items() if k != "articles"} for t in found]
+
 
 def _handler(standin: ZammadStandIn) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         def _serve(self) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
-            status, answer = standin.answer(
-                self.command, self.path, self.headers.get("Authorization", ""), body
-            )
+            status, answer = 500, {"error": "search index unavailable"}
+            if urlsplit(self.path).path != SEARCH_PATH or standin.search_started():
+                status, answer = standin.answer(
+                    self.command, self.path, self.headers.get("Authorization", ""), body
+                )
             raw = json.dumps(answer).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
@@ -164,3 +230,39 @@ def update_payload(ticket_id: int, group: str, priority: str, login: str) -> dic
     )
     body["article"] = {}
     return body
+
+
+def closed_ticket(
+    ticket_id: int,
+    title: str,
+    body: str,
+    group: str,
+    priority: str,
+    updated_at: str = "2024-03-04T10:00:00.000Z",
+    state: str = "closed",
+) -> dict[str, Any]:
+    """A ticket as Zammad's expanded search lists it, with its articles: the customer's mail,
+    an internal note and an agent's reply (which the import must not read as the ticket)."""
+    articles = [
+        {"id": ticket_id * 10 + 1, "ticket_id": ticket_id, "sender": "Customer", "type": "email",
+         "internal": False, "body": body, "content_type": "text/html", "subject": title,
+         "from": "Customer <customer@example.com>"},
+        {"id": ticket_id * 10 + 2, "ticket_id": ticket_id, "sender": "Agent", "type": "note",
+         "internal": True, "body": "internal: checked the account", "content_type": "text/plain"},
+        {"id": ticket_id * 10 + 3, "ticket_id": ticket_id, "sender": "Agent", "type": "email",
+         "internal": False, "body": "<p>Done, closing the ticket.</p>",
+         "content_type": "text/html"},
+    ]  # fmt: skip
+    return {
+        "id": ticket_id,
+        "number": str(31000 + ticket_id),
+        "title": title,
+        "group": group,
+        "priority": priority,
+        "state": state,
+        "customer": "customer@example.com",
+        "created_at": "2024-03-01T09:00:00.000Z",
+        "updated_at": updated_at,
+        "article_count": len(articles),
+        "articles": articles,
+    }

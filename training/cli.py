@@ -61,6 +61,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     _add_column_options(evaluate)
     evaluate.set_defaults(handler=cmd_evaluate)
 
+    issues = commands.add_parser(
+        "label-issues",
+        help="list the training rows whose label the model's training found suspect",
+        description="Prints, for one head, the rows of DATA (the file MODEL was trained on) "
+        "whose given label the held-out scores contradicted most (confident learning), the most "
+        "suspect first: row number, given and suggested label, score, text. Rows whose label "
+        "DATA has changed since are counted, not listed.",
+    )
+    issues.add_argument("model_dir", metavar="MODEL", type=Path, help="trained model directory")
+    issues.add_argument("data", metavar="DATA", type=Path, help="the labelled tickets it learned")
+    issues.add_argument("--head", help="the head (default: the model's first)")
+    issues.add_argument(
+        "--limit", type=int, default=20, help="rows to list (default 20, at most 500)"
+    )
+    issues.add_argument("--json", action="store_true", help="print the rows as JSON")
+    _add_column_options(issues)
+    issues.set_defaults(handler=cmd_label_issues)
+
     predict = commands.add_parser("predict", help="classify one or more ticket texts")
     predict.add_argument("model_dir", metavar="DIR", type=Path, help="trained model directory")
     predict.add_argument("texts", metavar="TEXT", nargs="+", help="ticket text(s)")
@@ -281,6 +299,54 @@ def print_metrics(metrics: dict[str, dict[str, Any]], title: str, per_class: boo
                     f"    {name:<32} P {c['precision']:.2f}  R {c['recall']:.2f}  "
                     f"F1 {c['f1']:.2f}  n={c['support']}"
                 )
+
+
+def cmd_label_issues(args: argparse.Namespace) -> None:
+    from training import label_issues
+    from training.export import is_model_dir
+    from training.model_cleaning import ModelCleaning
+
+    if not 1 <= args.limit <= label_issues.MAX_STORED:
+        raise UserError(f"--limit must be between 1 and {label_issues.MAX_STORED}")
+    if not is_model_dir(args.model_dir):
+        raise UserError(f"{args.model_dir}: not a trained model directory")
+    stored = label_issues.load(args.model_dir)
+    if stored is None:
+        raise UserError(
+            f"{args.model_dir} was trained before suspected label errors were kept: train again"
+        )
+    heads = list(stored["heads"])
+    head = args.head or heads[0]
+    if head not in stored["heads"]:
+        raise UserError(f"--head {head!r}: the model's heads are {', '.join(heads)}")
+    kept = stored["heads"][head]
+    if not kept["available"]:
+        raise UserError(f"no suspected label errors for {head}: {kept['reason']}")
+    data = _load(args, cleaning=ModelCleaning.load(args.model_dir).as_settings())
+    if head not in data.heads:
+        raise UserError(f"{args.data} has no {head} labels (its heads: {', '.join(data.heads)})")
+    frame = data.frame
+    found, changed, missing = label_issues.in_data(
+        stored, head, frame["text"].tolist(), frame[head].tolist(), frame["row"].tolist()
+    )
+    if kept["issues"] and len(found) + changed == 0:
+        raise UserError(
+            f"none of the {len(kept['issues'])} flagged {head} rows is in {args.data}: is it "
+            "the file the model was trained on?"
+        )
+    if args.json:
+        print(json.dumps(found[: args.limit], indent=2, ensure_ascii=False))
+        return
+    print(
+        f"{head}: {kept['flagged']} of {kept['rows_scored']} rows flagged ({stored['source']}); "
+        f"{len(found)} in {args.data} still carry the given label, {changed} relabelled since, "
+        f"{missing} not in it"
+    )
+    for issue in found[: args.limit]:
+        print(
+            f"  row {issue['row']:>6}  {issue['given']} -> {issue['suggested']}  "
+            f"score {issue['score']:.3f}  {issue['text'][:100]}"
+        )
 
 
 def cmd_predict(args: argparse.Namespace) -> None:

@@ -151,7 +151,35 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
             for name, c in m["per_class"].items()
         ]
         lines += ["", f"![{head} confusion matrix]({picture})"]
+    lines += label_issue_lines(metrics.get("label_issues"))
     (directory / REPORT_FILE).write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def label_issue_lines(issues: dict[str, Any] | None) -> list[str]:
+    """The card's section on suspected label errors (training/label_issues.py): per head, the
+    rows flagged per given label; the rows themselves are in label_issues.json."""
+    if not issues:
+        return []
+    lines = [
+        "",
+        "## Suspected label errors",
+        "",
+        f"Training rows whose given label their held-out scores contradict: {issues['method']}. "
+        f"Scored: {issues['source']}. The rows, most suspect first, are in `label_issues.json` "
+        "(`ticketserve label-issues`, GET /api/v1/models/{version}/label-issues).",
+    ]
+    for head, found in issues["heads"].items():
+        if not found.get("available"):
+            lines += ["", f"{head}: not available ({found.get('reason')})."]
+            continue
+        lines += [
+            "",
+            f"{head}: {found['flagged']} of {found['rows_scored']} rows flagged.",
+        ]
+        if found["per_class"]:
+            lines += ["", "| given label | flagged |", "|---|---|"]
+            lines += [f"| {label} | {count} |" for label, count in found["per_class"].items()]
+    return lines
 
 
 def cleaning_sentence(cleaning: dict[str, Any]) -> str:

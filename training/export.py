@@ -9,6 +9,7 @@ from typing import Any
 
 from transformers import PreTrainedTokenizerBase
 
+from training import label_issues
 from training.base_models import make_readable
 from training.config import TrainConfig, UserError
 from training.evaluate import write_report
@@ -33,8 +34,10 @@ def export_model(
     config: TrainConfig,
     metrics: dict[str, Any],
     out_dir: str | Path,
+    issues: dict[str, Any] | None = None,
 ) -> Path:
-    """Save weights, tokenizer, labels, config, metrics and report into `out_dir`.
+    """Save weights, tokenizer, labels, config, metrics and report into `out_dir`, and the
+    ranked suspected label errors (`issues`, training/label_issues.py) when given.
 
     Everything is written into a sibling temporary directory that then replaces `out_dir`, which
     may only be missing, empty, or an earlier model directory.
@@ -49,6 +52,8 @@ def export_model(
         config.to_json(staging / CONFIG_FILE)
         write_cleaning(staging, config.cleaning())
         write_report(staging, metrics, f"Ticket classifier: {out_dir.name}")
+        if issues is not None:
+            label_issues.write(staging, issues)
         make_readable(staging)
         if out_dir.exists():
             retired = out_dir.with_name(f".{out_dir.name}.old")

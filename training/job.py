@@ -1,9 +1,13 @@
 """Run one training job as a child process: `python -m training.job SPEC.json`.
 
 The spec is a JSON object `{"data_files": [...], "config": {...TrainConfig...}, "out_dir": ...}`
-(optionally `"nice"`: a niceness increment, so serving stays responsive during training).
-Every data file holds normalised tickets as JSON Lines (`text` plus one column per head); they
-are concatenated and validated again, so label spellings from different uploads are unified.
+(optionally `"nice"`: a niceness increment, so serving stays responsive during training;
+`"superseded"`: file name -> line numbers of rows that a correction replaces, left out;
+`"feedback_ids"`: the correction id of each line of the feedback file). Every data file holds
+normalised tickets as JSON Lines (`text` plus one column per head); they are concatenated and
+validated again, so label spellings from different uploads are unified. Each row keeps an id a
+user can find it by (training/label_issues.py): `<dataset id>:<line>` for a stored upload,
+`feedback:<correction id>` for a correction.
 
 The process talks back through stdout, one JSON event per line:
 
@@ -26,7 +30,7 @@ import os
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,6 +41,8 @@ from training.config import ConfigError, TrainConfig, UserError
 from training.data import Columns, DataError, TicketData, read_table, validate
 
 logger = logging.getLogger(__name__)
+
+FEEDBACK_FILE = "feedback.jsonl"  # the corrections' file in a job (shim/feedback.py)
 
 USER_ERRORS = (UserError, FileNotFoundError)
 
@@ -49,6 +55,8 @@ class JobSpec:
     config: TrainConfig
     out_dir: Path
     nice: int = 0
+    superseded: dict[str, list[int]] = field(default_factory=dict)
+    feedback_ids: list[str] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, path: str | Path) -> JobSpec:
@@ -64,6 +72,8 @@ class JobSpec:
             config=TrainConfig.from_dict(raw.get("config") or {}),
             out_dir=Path(raw["out_dir"]),
             nice=int(raw.get("nice", 0)),
+            superseded={str(k): [int(i) for i in v] for k, v in raw.get("superseded", {}).items()},
+            feedback_ids=[str(i) for i in raw.get("feedback_ids", [])],
         )
 
 
@@ -87,21 +97,34 @@ def load_job_data(
     min_class_examples: int,
     label_columns: list[str] | None = None,
     cleaning: CleaningSettings | None = None,
+    superseded: dict[str, list[int]] | None = None,
+    feedback_ids: list[str] | None = None,
 ) -> TicketData:
     """Concatenate the stored datasets and validate them as one table; the heads are
-    `label_columns`, else every head stored."""
+    `label_columns`, else every head stored. The lines `superseded` names (per file name) are
+    left out; every row keeps its id in a `row_id` column."""
     frames = []
     for path in files:
         try:
             raw = path.read_bytes()
         except OSError as exc:
             raise DataError(f"cannot read stored dataset {path.name}: {exc.strerror}") from exc
-        frames.append(read_table(raw, "jsonl", source=path.name))
+        frame = read_table(raw, "jsonl", source=path.name)
+        lines = range(1, len(frame) + 1)
+        if path.name == FEEDBACK_FILE and feedback_ids and len(feedback_ids) == len(frame):
+            frame["row_id"] = [f"feedback:{i}" for i in feedback_ids]
+        else:
+            frame["row_id"] = [f"{path.stem}:{line}" for line in lines]
+        dropped = set((superseded or {}).get(path.name, ()))
+        frames.append(frame[[line not in dropped for line in lines]])
     table = pd.concat(frames, ignore_index=True)
+    row_ids = table.pop("row_id").tolist()
     # A stored dataset holds the text and one column per head, named after it.
     heads = label_columns or [str(column) for column in table.columns if column != "text"]
     columns = Columns(text="text", labels=tuple(heads))
-    return validate(table, "stored training data", columns, min_class_examples, cleaning=cleaning)
+    data = validate(table, "stored training data", columns, min_class_examples, cleaning=cleaning)
+    data.frame["row_id"] = [row_ids[row - 1] for row in data.frame["row"]]
+    return data
 
 
 def run(spec: JobSpec, events: EventWriter) -> None:
@@ -110,7 +133,12 @@ def run(spec: JobSpec, events: EventWriter) -> None:
 
     config = spec.config
     data = load_job_data(
-        spec.data_files, config.min_class_examples, config.label_columns, config.cleaning()
+        spec.data_files,
+        config.min_class_examples,
+        config.label_columns,
+        config.cleaning(),
+        spec.superseded,
+        spec.feedback_ids,
     )
     events.emit(
         "started",

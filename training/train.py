@@ -23,6 +23,7 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
+from training import label_issues
 from training.base_models import resolve_base_model
 from training.calibration import fit_temperature, gate_promise, gate_report, precision_curve
 from training.config import ConfigError, TrainConfig
@@ -70,6 +71,17 @@ class TrainResult:
     predictor: Predictor  # the in-memory model as it was exported
     # Raw test-split logits per head, from the model before it learned the test rows.
     test_logits: dict[str, np.ndarray] | None = None
+    # The rows that have calibrated held-out probabilities (label_issues.py), and those.
+    held_out: HeldOut | None = None
+
+
+@dataclass
+class HeldOut:
+    """Calibrated probabilities of rows from models that never learned them, per head."""
+
+    frame: pd.DataFrame
+    probs: dict[str, np.ndarray]
+    source: str
 
 
 def set_seed(seed: int) -> None:
@@ -194,6 +206,16 @@ def train(
         final = fit_features(model, config, learned["text"].tolist(), dense)
         for head, fitted in _fit_heads(final, learned, labels, selections, config).items():
             install_head(model, head, fitted)
+    held_out = held_out_probabilities(
+        model, selections, splits, selection, learned, test_logits, labels, fast
+    )
+    issues = label_issues.report(
+        {
+            head: label_issues.head_report(held_out.frame, head, names, held_out.probs[head])
+            for head, names in labels.items()
+        },
+        held_out.source,
+    )
     validation_probs = probabilities(validation_logits, model.temperature)
     reference = drift_reference(
         {head: learned[head].value_counts().to_dict() for head in labels},
@@ -225,6 +247,7 @@ def train(
         # What the service compares live tickets with (shim.drift).
         "drift_reference": reference,
         "cleaning": config.cleaning().to_dict(),
+        "label_issues": label_issues.summary(issues),
     }
     if len(validation_frame):
         metrics["validation"] = evaluate_split(model, validation_logits, validation_frame, labels)
@@ -236,9 +259,42 @@ def train(
     if "test" not in metrics:
         # A dataset too small for a test split still gets a report, from validation.
         metrics["test"] = metrics.get("validation", {})
-    path = export_model(model.cpu(), tokenizer, config, metrics, out_dir)
+    path = export_model(model.cpu(), tokenizer, config, metrics, out_dir, issues)
     predictor = Predictor(model, tokenizer, config.top_k, ModelCleaning.load(path))
-    return TrainResult(path, metrics, predictor, test_logits)
+    return TrainResult(path, metrics, predictor, test_logits, held_out)
+
+
+def held_out_probabilities(
+    model: TicketClassifier,
+    selections: dict[str, HeadSelection],
+    splits: dict[str, pd.DataFrame],
+    selection: pd.DataFrame,
+    learned: pd.DataFrame,
+    test_logits: dict[str, np.ndarray] | None,
+    labels: dict[str, list[str]],
+    fast: bool,
+) -> HeldOut:
+    """The rows the shipped model learned that a model which never learned them scored, with
+    calibrated probabilities: what confident learning ranks (training/label_issues.py)."""
+    oof = {head: s.out_of_fold for head, s in selections.items()}
+    if not fast:
+        # The linear heads the fine-tune started from, on the train split; their scale is not
+        # the fine-tuned model's, so they get a temperature of their own.
+        targets = label_indices(selection, labels)
+        temperature = {head: fit_temperature(oof[head], targets[head]) for head in oof}
+        return HeldOut(
+            selection,
+            probabilities(oof, temperature),
+            "full mode: out-of-fold scores of the linear heads the fine-tune started from, "
+            "on the train split (validation and test rows have none)",
+        )
+    source = f"fast mode: out-of-fold scores ({len(selection)} rows)"
+    if test_logits is not None and len(learned) > len(selection):
+        # The test rows, learned by the shipped heads, were scored before they learned them.
+        oof = {head: np.vstack([oof[head], test_logits[head]]) for head in oof}
+        selection = pd.concat([selection, splits["test"]])
+        source += f" and the test split's held-out scores ({len(splits['test'])} rows)"
+    return HeldOut(selection, probabilities(oof, model.temperature), source)
 
 
 def calibrate(

@@ -1,10 +1,10 @@
-// ticketserve console: five pages over the public /api/v1 routes, no build step, no libraries.
+// ticketserve console: six pages over the public /api/v1 routes, no build step, no libraries.
 // The API key lives in sessionStorage (this tab, until it closes). Every error the API answers is
 // shown as the API words it. All text from the API goes into the page as text, never as HTML.
 "use strict";
 
 const KEY = "ticketserve.apiKey";
-const PAGES = ["data", "train", "models", "try", "monitoring"];
+const PAGES = ["data", "train", "models", "try", "monitoring", "connectors"];
 const TRAIN_FIELDS = ["epochs", "max_length", "seed"];
 const POLL_MS = 1000;
 const SEPARATOR = /^\s*---\s*$/m;
@@ -348,9 +348,49 @@ function versionCard(v) {
     gatesPart(v.gates || {}),
     h("div", { class: "actions" },
       h("button", { type: "button", class: "secondary", onclick: () => showFigures(v.version, heads, figures), text: "Pictures" }),
+      h("button", { type: "button", class: "secondary", onclick: () => showLabelIssues(v, heads, figures), text: "Label issues" }),
       v.is_default ? null : h("button", { type: "button", onclick: () => activate(v.version), text: "Make default" }),
       v.is_default ? null : h("button", { type: "button", class: "danger", onclick: () => remove(v.version), text: "Delete" })),
     figures);
+}
+
+// A version's suspected label errors per head, each with a one-click relabel to the suggested
+// label (or another): a correction of the stored row, which the next training learns.
+async function showLabelIssues(v, heads, box) {
+  const parts = [];
+  // The labels a row can take: the stored training data's (a correction is checked against them).
+  const stored = await guarded(() => api("GET", "/api/v1/train-data"));
+  if (!stored) return;
+  for (const head of heads) {
+    const page = await guarded(() => api("GET",
+      `/api/v1/models/${v.version}/label-issues?head=${encodeURIComponent(head)}&limit=20`));
+    if (!page) return;
+    parts.push(h("h4", { text: `${head}: suspected label errors` }));
+    if (!page.available) { parts.push(h("p", { class: "hint", text: page.reason })); continue; }
+    parts.push(h("p", { class: "hint", text: `${page.flagged} of ${page.rows_scored} rows flagged; ` +
+      Object.entries(page.per_class).map(([l, n]) => `${l} ${n}`).join(" · ") }));
+    const names = Object.keys(stored.label_counts[head] || {}).sort();
+    parts.push(table(["row", "text", "given", "score", "relabel"], page.issues.map((issue) =>
+      [issue.row_id, issue.text, issue.given, num(issue.score), relabelForm(head, issue, names)]), [3]));
+  }
+  fill(box, parts);
+}
+
+function relabelForm(head, issue, names) {
+  if (!issue.row_id.match(/:[0-9]+$/)) return h("span", { class: "hint", text: "a correction" });
+  const select = h("select", { name: head, "aria-label": `relabel row ${issue.row_id}` },
+    (names.length ? names : [issue.suggested]).map((l) => h("option", { value: l, text: l })));
+  select.value = issue.suggested;
+  const result = h("span", { class: "hint" });
+  const form = h("form", { class: "actions relabel", "data-row": issue.row_id }, select,
+    h("button", { type: "submit", class: "secondary", text: "Relabel" }), result);
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const saved = await guarded(() => api("POST", "/api/v1/feedback",
+      { json: { row_id: issue.row_id, [head]: select.value } }));
+    if (saved) result.textContent = `${saved.replaced ? "correction replaced" : "correction saved"}: ${head} ${saved.labels[head]}`;
+  });
+  return form;
 }
 
 // One sentence per head on what its auto-routing gate promises (GatePublic).
@@ -507,9 +547,103 @@ async function loadMonitoring() {
     : h("p", { class: "hint", text: "No model yet." }));
 }
 
+// -- Connectors ---------------------------------------------------------------------------------
+
+const importPath = (name) => `/api/v1/connectors/${encodeURIComponent(name)}/import`;
+
+// A connector's latest import; null when it has none yet.
+async function importState(name) {
+  try {
+    return await api("GET", importPath(name));
+  } catch (exc) {
+    if (exc instanceof ApiError && exc.code === "no_import") return null;
+    showError(exc instanceof ApiError ? exc.message : `unexpected: ${exc.message}`);
+    return undefined;
+  }
+}
+
+function importPart(state) {
+  if (!state) return h("p", { class: "hint", text: "No import yet." });
+  return [
+    facts([
+      ["import", badge(state.status, { done: "good", failed: "bad" }[state.status] || "")],
+      ["closed since", state.since],
+      ["pages read", state.pages],
+      ["imported", state.imported],
+      ["imported before", state.duplicates],
+      ["skipped", state.skipped],
+      ["cursor", state.cursor ?? "–"],
+      ["last page", when(state.updated_at)],
+    ]),
+    // The help desk does not say how many tickets there are: a bar without an end.
+    state.status === "running" ? h("progress", { "aria-label": `${state.connector} import running` }) : null,
+    state.error ? h("p", { class: "warning", text: `error: ${state.error}` }) : null,
+    state.status === "failed" ? h("p", { class: "hint",
+      text: "Start it again with the same day: it resumes at its cursor." }) : null,
+  ];
+}
+
+// Show each connector's import; poll while one runs.
+async function followImports(names) {
+  clearTimeout(pollTimer);
+  let running = false;
+  for (const name of names) {
+    const state = await importState(name);
+    const box = $(`import-${name}`);
+    if (!box || state === undefined) continue;
+    fill(box, importPart(state));
+    const busy = state?.status === "running";
+    document.querySelector(`form[data-connector="${name}"] button`).disabled = busy;
+    running ||= busy;
+  }
+  if (running && location.hash === "#connectors") pollTimer = setTimeout(() => followImports(names), POLL_MS);
+}
+
+function connectorCard(name, c, names) {
+  const since = h("input", { type: "date", name: "since", required: true,
+    max: new Date().toISOString().slice(0, 10), "aria-label": `${name}: import tickets closed since` });
+  const form = h("form", { class: "actions import-form", "data-connector": name },
+    h("label", {}, "closed since ", since),
+    h("button", { type: "submit", text: "Import" }));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const started = await guarded(() => api("POST", importPath(name), { json: { since: since.value } }));
+    if (!started) return;
+    say(started.resumed ? `${name}: import resumed at its cursor` : `${name}: import started`);
+    await followImports(names);
+  });
+  return h("article", { class: "card", "data-connector": name },
+    h("h3", {}, `${name} `, c.problem ? badge("problem", "bad") : badge("reachable", "good")),
+    facts([
+      ["mode", c.mode],
+      ["start-up check", c.problem || "ok"],
+      ["last delivery", when(c.last_delivery)],
+      ["outbox depth", `${c.pending} pending`],
+      ["written back", c.done],
+      ["failed", c.failed],
+      ["last error", c.last_error || "–"],
+    ]),
+    h("h4", { text: "History import" }),
+    form,
+    h("div", { id: `import-${name}`, class: "import-state" }));
+}
+
+async function loadConnectors() {
+  const report = await guarded(() => api("GET", "/api/v1/monitoring?days=1"));
+  if (!report) return;
+  const names = Object.keys(report.connectors);
+  fill($("connectors"), names.length
+    ? h("div", { class: "cards" }, names.map((name) => connectorCard(name, report.connectors[name], names)))
+    : h("p", { class: "hint", text: "No help desk is connected (see the connectors documentation)." }));
+  await followImports(names);
+}
+
 // -- pages and the key --------------------------------------------------------------------------
 
-const LOADERS = { data: loadData, train: loadTrain, models: loadModels, try: async () => {}, monitoring: loadMonitoring };
+const LOADERS = {
+  data: loadData, train: loadTrain, models: loadModels, try: async () => {}, monitoring: loadMonitoring,
+  connectors: loadConnectors,
+};
 
 function route() {
   const page = PAGES.includes(location.hash.slice(1)) ? location.hash.slice(1) : "data";

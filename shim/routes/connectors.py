@@ -25,9 +25,9 @@ from connectors.zammad import (
     ticket_from_payload,
 )
 from shim.deps import Services, ServicesDep
-from shim.errors import ApiError, Forbidden, NotFound, Unauthorized, Unprocessable
-from shim.schemas import ClassifyRequest, ConnectorDeliveryPublic, ErrorPublic, FeedbackRequest
-from training.labels import label_key
+from shim.desk_events import record_change, route_ticket
+from shim.errors import Forbidden, NotFound, Unauthorized, Unprocessable
+from shim.schemas import ConnectorDeliveryPublic, ErrorPublic
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ async def zammad_webhook(
     """Classify the ticket of a Zammad trigger (its first customer article) and queue the
     write-back: an internal note (suggest), and group/priority where the gate allows (route)."""
     connector = services.connectors.get(ZAMMAD)
-    if connector is None:
+    if connector is None or connector.webhook_secret is None:
         raise NotFound("the Zammad connector is off", code="connector_off")
     raw = await request.body()  # capped by shim/guard.py
     metrics = services.metrics.connector_deliveries
@@ -102,14 +102,7 @@ async def zammad_webhook(
         return ConnectorDeliveryPublic(
             status=status, delivery=delivery, ticket_id=ticket_id, prediction_id=prediction_id
         )
-    request_body = ClassifyRequest(
-        subject=ticket.subject or None, body=ticket.body, content_type=ticket.content_type
-    )
-    answer = await services.classifier.classify(request_body)
-    plain: dict[str, Any] = json.loads(answer.model_dump_json())
-    accepted = await run_in_threadpool(
-        outbox.accept, ZAMMAD, delivery, ticket.ticket_id, connector.mode, plain
-    )
+    accepted, prediction_id = await route_ticket(services, ZAMMAD, delivery, ticket, connector.mode)
     metrics.labels(ZAMMAD, "accepted" if accepted else "duplicate").inc()
     if not accepted:
         response.status_code = 200
@@ -117,7 +110,7 @@ async def zammad_webhook(
         status="accepted" if accepted else "duplicate",
         delivery=delivery,
         ticket_id=ticket.ticket_id,
-        prediction_id=plain["prediction_id"],
+        prediction_id=prediction_id,
     )
 
 
@@ -146,23 +139,6 @@ def _agent_change(services: Services, payload: Any) -> tuple[str, str] | None:
         return None
     if change is None:
         return None
-    prediction_id = services.outbox.prediction_for(ZAMMAD, change.ticket_id)
-    if prediction_id is None:
-        return None
-    label_map = services.outbox.label_map
     names = {"queue": change.queue, "priority": change.priority}
-    known = services.feedback.known_labels()
-    labels = {head: label_map.source(head, name) for head, name in names.items() if name}
-    # Every head the help desk has must name a label we know: a head left out of feedback
-    # would count as accepted, and a default inbox ("Users") is no queue of the model.
-    if set(labels) != set(names) or any(
-        label_key(label) not in known.get(head, {}) for head, label in labels.items()
-    ):
-        services.metrics.connector_unmapped.labels(ZAMMAD, "correction").inc()
-        return None
-    try:
-        services.feedback.submit(FeedbackRequest(prediction_id=prediction_id, **labels))
-    except ApiError as exc:  # the prediction is past its retention, say
-        logger.info("Zammad ticket %s: correction not recorded: %s", change.ticket_id, exc)
-        return None
-    return change.ticket_id, prediction_id
+    prediction_id = record_change(services, ZAMMAD, change.ticket_id, names)
+    return None if prediction_id is None else (change.ticket_id, prediction_id)

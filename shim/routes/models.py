@@ -1,22 +1,26 @@
-"""`/api/v1/models`: list versions, switch the default (rollback), delete a version."""
+"""`/api/v1/models`: list versions, switch the default (rollback), delete a version, and read
+a version's pictures and suspected label errors."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 from fastapi.responses import FileResponse
 from starlette.concurrency import run_in_threadpool
 
+from shim import label_issues
 from shim.deps import StoreDep, VersionsDep
 from shim.errors import NotFound
 from shim.schemas import (
     MAX_VERSION,
     ErrorPublic,
+    LabelIssuesPublic,
     ModelDeletedPublic,
     ModelVersionListPublic,
     ModelVersionPublic,
 )
+from training.head_names import HEAD_NAME
 
 router = APIRouter(prefix="/models", tags=["model versions"])
 
@@ -91,3 +95,31 @@ def get_figure(version: VersionPath, name: FigurePath, store: StoreDep) -> FileR
     if not path.is_file():
         raise NotFound(f"version {version} has no picture {name!r}", code="figure_not_found")
     return FileResponse(path, media_type="image/png")
+
+
+MAX_ISSUES_PAGE = 200
+MAX_ISSUES_OFFSET = 100_000
+
+
+@router.get(
+    "/{version}/label-issues",
+    response_model=LabelIssuesPublic,
+    responses={404: {"model": ErrorPublic, "description": "unknown version or head"}},
+    summary="A version's suspected label errors",
+)
+def get_label_issues(
+    version: VersionPath,
+    store: StoreDep,
+    head: Annotated[
+        str | None,
+        Query(
+            pattern=f"^{HEAD_NAME.pattern}$", max_length=40, description="default: the first head"
+        ),
+    ] = None,
+    offset: Annotated[int, Query(ge=0, le=MAX_ISSUES_OFFSET, description="issues to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_ISSUES_PAGE, description="issues to list")] = 50,
+) -> LabelIssuesPublic:
+    """The training rows whose given label the held-out scores contradict most (confident
+    learning), the most suspect first: row id, text excerpt, given and suggested label, score.
+    Relabel one with POST /api/v1/feedback `{"row_id": ..., "<head>": "<label>"}`."""
+    return label_issues.page(store, version, head, offset, limit)
