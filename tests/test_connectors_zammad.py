@@ -10,14 +10,21 @@ a log or the data directory.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from api_service import Service, copy_data_dir, running_copy
-from zammad_standin import TOKEN, ZammadStandIn, payload, trigger, update_payload
+from zammad_standin import (
+    PRIORITY_MAP,
+    TOKEN,
+    ZammadStandIn,
+    payload,
+    service_env,
+    trigger,
+    update_payload,
+)
 
 from training import sample_data
 
@@ -25,7 +32,6 @@ pytestmark = pytest.mark.slow  # the real service and TorchServe
 
 SECRET = "webhook-secret-7c1d"
 API_KEY = "api-key-for-the-rest-2b8e"
-PRIORITY_MAP = {"priority": {"high": "3 high", "medium": "2 normal", "low": "1 low"}}
 HTML = "<p>Hello,</p><p>I was charged twice for invoice 4471. Please refund one payment.</p>"
 
 
@@ -41,16 +47,7 @@ def service(
     trained_data_dir: Path, zammad: ZammadStandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     work = tmp_path_factory.mktemp("zammad")
-    (work / "token").write_text(TOKEN + "\n")
-    (work / "labels.json").write_text(json.dumps(PRIORITY_MAP))
-    env = {
-        "TICKETSERVE_ZAMMAD_URL": zammad.url,
-        "TICKETSERVE_ZAMMAD_TOKEN_FILE": str(work / "token"),
-        "TICKETSERVE_ZAMMAD_WEBHOOK_SECRET": SECRET,
-        "TICKETSERVE_ZAMMAD_MODE": "route",
-        "TICKETSERVE_CONNECTOR_LABEL_MAP": str(work / "labels.json"),
-        "TICKETSERVE_OUTBOX_MAX_BACKOFF_S": "1",
-    }
+    env = service_env(zammad, work, SECRET, ZAMMAD_MODE="route", OUTBOX_MAX_BACKOFF_S="1")
     service = Service(copy_data_dir(trained_data_dir, work / "var"), env=env, api_key=API_KEY)
     service.start()
     service.wait_ready()
@@ -86,7 +83,7 @@ def test_a_signed_webhook_is_written_back_once(service: Service, zammad: ZammadS
     if queue["auto_route"]:
         assert update["group"] == queue["model_label"]  # equal names, no map needed
     if priority["auto_route"]:
-        assert update["priority"] == PRIORITY_MAP["priority"][priority["model_label"]]
+        assert update["priority"] == PRIORITY_MAP[priority["model_label"]]
     note = update["article"]
     assert note["internal"] is True and note["type"] == "note"
     assert f"queue: {queue['model_label']}" in note["body"]

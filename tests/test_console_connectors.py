@@ -9,7 +9,6 @@ runs to its end there, and its count is what the training data gained.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +17,15 @@ from api_service import Service, running_copy
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from test_console import API_KEY, browser, open_page, screenshot, sign_in, wait_for
-from zammad_standin import TOKEN, ZammadStandIn, closed_ticket, payload, trigger
+from zammad_standin import (
+    PRIORITY_MAP,
+    TOKEN,
+    ZammadStandIn,
+    closed_ticket,
+    payload,
+    service_env,
+    trigger,
+)
 
 from training import sample_data
 
@@ -34,10 +41,9 @@ IMPORTED = 7
 def zammad() -> Iterator[ZammadStandIn]:
     standin = ZammadStandIn(groups=list(sample_data.QUEUES)).start()
     frame = sample_data.generate_tickets(IMPORTED, seed=41)
-    priorities = {"high": "3 high", "medium": "2 normal", "low": "1 low"}
     standin.tickets = [
         closed_ticket(5001 + i, f"{row.subject} (case {5001 + i})", f"<p>{row.body}</p>",
-                      row.queue, priorities[row.priority])
+                      row.queue, PRIORITY_MAP[row.priority])
         for i, row in enumerate(frame.itertuples())
     ]  # fmt: skip
     yield standin
@@ -49,16 +55,7 @@ def desk_service(
     trained_data_dir: Path, zammad: ZammadStandIn, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     work = tmp_path_factory.mktemp("console-connectors")
-    (work / "token").write_text(TOKEN + "\n")
-    labels = {"priority": {"high": "3 high", "medium": "2 normal", "low": "1 low"}}
-    (work / "labels.json").write_text(json.dumps(labels))
-    env = {
-        "TICKETSERVE_ZAMMAD_URL": zammad.url,
-        "TICKETSERVE_ZAMMAD_TOKEN_FILE": str(work / "token"),
-        "TICKETSERVE_ZAMMAD_WEBHOOK_SECRET": SECRET,
-        "TICKETSERVE_ZAMMAD_MODE": "suggest",
-        "TICKETSERVE_CONNECTOR_LABEL_MAP": str(work / "labels.json"),
-    }
+    env = service_env(zammad, work, SECRET, ZAMMAD_MODE="suggest")
     with running_copy(trained_data_dir, work / "var", env=env, api_key=API_KEY) as service:
         yield service
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 from api_service import TICKETSERVE, Service, running
-from zammad_standin import TOKEN, ZammadStandIn, closed_ticket
+from zammad_standin import PRIORITY_MAP, ZammadStandIn, closed_ticket, service_env
 
 from training import sample_data
 
@@ -29,21 +29,12 @@ pytestmark = pytest.mark.slow  # the real service and TorchServe
 
 SECRET = "webhook-secret-5e2a"
 API_KEY = "api-key-for-imports-77c1"
-ZAMMAD_PRIORITY = {"high": "3 high", "medium": "2 normal", "low": "1 low"}
 IMPORT_WAIT_S = 120.0
 
 
 def zammad_env(zammad: ZammadStandIn, work: Path) -> dict[str, str]:
-    (work / "token").write_text(TOKEN + "\n")
-    (work / "labels.json").write_text(json.dumps({"priority": ZAMMAD_PRIORITY}))
-    return {
-        "TICKETSERVE_ZAMMAD_URL": zammad.url,
-        "TICKETSERVE_ZAMMAD_TOKEN_FILE": str(work / "token"),
-        "TICKETSERVE_ZAMMAD_WEBHOOK_SECRET": SECRET,
-        "TICKETSERVE_CONNECTOR_LABEL_MAP": str(work / "labels.json"),
-        # A stop waits for the help-desk call in progress: keep it short.
-        "TICKETSERVE_CONNECTOR_TIMEOUT_S": "5",
-    }
+    # A stop waits for the help-desk call in progress: keep it short.
+    return service_env(zammad, work, SECRET, CONNECTOR_TIMEOUT_S="5")
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +64,7 @@ def history(first_id: int, count: int, seed: int) -> tuple[list[dict[str, Any]],
         tickets.append(
             closed_ticket(
                 ticket_id, f"{row.subject} (case {ticket_id})", body, row.queue,
-                ZAMMAD_PRIORITY[row.priority],
+                PRIORITY_MAP[row.priority],
             )
         )  # fmt: skip
         expected.update([f"queue:{row.queue}", f"priority:{row.priority}"])

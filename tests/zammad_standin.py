@@ -29,6 +29,7 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +37,8 @@ import requests
 
 TOKEN = "standin-token-3f9a"
 PRIORITIES = ["1 low", "2 normal", "3 high"]
+# The model's priorities (tests' generated data) -> a fresh Zammad's names.
+PRIORITY_MAP = {"high": "3 high", "medium": "2 normal", "low": "1 low"}
 TICKET_PATH = re.compile(r"^/api/v1/tickets/(\d+)$")
 SEARCH_PATH = "/api/v1/tickets/search"
 ARTICLES_PATH = re.compile(r"^/api/v1/ticket_articles/by_ticket/(\d+)$")
@@ -165,6 +168,21 @@ def _handler(standin: ZammadStandIn) -> type[BaseHTTPRequestHandler]:
             pass
 
     return Handler
+
+
+def service_env(standin: ZammadStandIn, work: Path, secret: str, **extra: str) -> dict[str, str]:
+    """The service's settings for this stand-in: the token and the priority map as files in
+    `work`, the webhook secret, and `extra` settings named without their prefix
+    (ZAMMAD_MODE="route" is TICKETSERVE_ZAMMAD_MODE)."""
+    (work / "token").write_text(TOKEN + "\n")
+    (work / "labels.json").write_text(json.dumps({"priority": PRIORITY_MAP}))
+    return {
+        "TICKETSERVE_ZAMMAD_URL": standin.url,
+        "TICKETSERVE_ZAMMAD_TOKEN_FILE": str(work / "token"),
+        "TICKETSERVE_ZAMMAD_WEBHOOK_SECRET": secret,
+        "TICKETSERVE_CONNECTOR_LABEL_MAP": str(work / "labels.json"),
+        **{f"TICKETSERVE_{name}": value for name, value in extra.items()},
+    }
 
 
 def payload(ticket_id: int, title: str, body: str, sender: str = "Customer") -> dict[str, Any]:
