@@ -3,9 +3,11 @@
 The handler in the archive answers each ticket with every head's {label, confidence, top_k},
 `predicted_label`/`confidence` and the `model_version` that served it. Here each head gains
 `model_label` (the model's own guess), `auto_route` and `low_confidence`. A head's gate is, in
-this order: its configured `confidence_thresholds` value; the threshold reaching its configured
-`target_precision` on the serving version's validation curve (kept in the version's metrics); or
-the gate the model was trained with (`auto_route` in the handler's answer). Below the gate the
+this order: its configured `confidence_thresholds` value (one threshold for the head, whatever
+the model's rule); the threshold reaching its configured `target_precision` on the serving
+version's validation curve (kept in the version's metrics; for a version trained with a gate per
+class, the curve of the answer's class); or the gate the model was trained with (`auto_route` in
+the handler's answer). Below the gate the
 `label` becomes the configured fallback (e.g. queue "Unclassified") when one is set. A model
 trained before gates existed has none: its answers never clear one and keep their label.
 """
@@ -184,7 +186,7 @@ class Classifier:
         """(clears the gate, whether the head has a gate at all)."""
         threshold = self.settings.confidence_thresholds.get(head)
         if threshold is None and head in self.settings.target_precision:
-            curve = self._validation_curve(version, head)
+            curve = self._validation_curve(version, head, raw["label"])
             if curve is None:
                 return False, False
             threshold = threshold_for(curve, self.settings.target_precision[head])
@@ -195,8 +197,12 @@ class Classifier:
             return bool(raw["auto_route"]), True
         return False, False
 
-    def _validation_curve(self, version: int | None, head: str) -> list[list[float]] | None:
-        """The version's validation precision curve for `head` (None for an older model)."""
+    def _validation_curve(
+        self, version: int | None, head: str, label: str
+    ) -> list[list[float]] | None:
+        """The version's validation precision curve for `head` (None for an older model); for a
+        version trained with a gate per class, the curve of the tickets predicted as `label`
+        (empty for a class it never predicted: never routed)."""
         if version is None:
             return None
         if version not in self._curves:
@@ -205,9 +211,14 @@ class Classifier:
             except NotFound:
                 calibration = {}
             self._curves[version] = {
-                h: c.get("validation_curve") for h, c in calibration.items() if isinstance(c, dict)
+                h: (c.get("validation_curve"), c.get("class_curves"))
+                for h, c in calibration.items()
+                if isinstance(c, dict)
             }
-        return self._curves[version].get(head)
+        curve, per_class = self._curves[version].get(head, (None, None))
+        if per_class is not None:
+            return per_class.get(label) or []
+        return curve
 
     def _unavailable(self, message: str, code: str) -> Unavailable:
         error = Unavailable(message, retry_after_s=self.settings.retry_after_s)

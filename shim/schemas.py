@@ -570,6 +570,19 @@ class GateReachPublic(BaseModel):
     coverage: float
 
 
+class ClassGatePublic(BaseModel):
+    """One predicted class's gate under a per-class rule: its share is of the tickets predicted
+    as that class."""
+
+    status: Literal["open", "closed"]
+    threshold: float | None = Field(None, description="null: this class never routes")
+    predicted: int = Field(description="held-out tickets predicted as this class")
+    expected_coverage: float | None = None
+    precision: float | None = None
+    precision_lower_bound: float | None = None
+    best_reachable: GateReachPublic | None = None
+
+
 class GatePublic(BaseModel):
     """What a head's auto-routing gate promises, measured out of fold before the model shipped:
     tickets at or above `threshold` are right at least `precision_lower_bound` of the time
@@ -591,6 +604,15 @@ class GatePublic(BaseModel):
     precision_lower_bound: float | None = None
     best_reachable: GateReachPublic | None = Field(
         None, description="a closed gate: the threshold with the highest lower bound"
+    )
+    rule: Literal["head", "class"] | None = Field(
+        None, description="one threshold for the head, or one per predicted class (`classes`)"
+    )
+    classes: dict[str, ClassGatePublic] | None = Field(
+        None, description="a gate per class: each predicted class's own gate"
+    )
+    unreachable: list[str] | None = Field(
+        None, description="a gate per class: the classes no threshold opens (never routed)"
     )
 
 

@@ -32,6 +32,10 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         [PYTHON, "bench/label_issues.py", "--smoke"],
         (r"head +flipped +flagged +precision +recall +test F1 all +test F1 dropped",),
     ),
+    "gate": (
+        [PYTHON, "bench/gate.py", "--smoke"],
+        (r"split +head +gate +routed +precision +classes open +held",),
+    ),
     "tune": (
         [PYTHON, "bench/tune.py", "--smoke"],
         (r"trial \(validation macro-F1\) +queue +prio +mean +s",),

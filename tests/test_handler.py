@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import sys
 import zipfile
 from collections import Counter
@@ -202,3 +203,43 @@ def test_mail_is_cleaned_by_the_archive_s_copy_as_in_process(
     assert context.statuses == {2: (400, "Bad Request"), 3: (400, "Bad Request")}
     assert "nothing is left after cleaning" in got[2]["message"]
     assert "'content_type' must be one of" in got[3]["message"]
+
+
+def test_a_per_class_gate_routes_alike_in_the_archive_and_in_process(
+    handler: Any, tiny_model, tmp_path: Path
+) -> None:
+    """A model whose queue gate holds a threshold per class (`gate: class`), carried in its
+    ticket_model.json into the archive: the handler and the in-process Predictor route the same
+    answers, each at its predicted class's threshold (a class without one never routes)."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model.model_dir, model_dir)
+    texts = [*tiny_model.probe_texts, "VPN keeps dropping", "Refund for order 4411", "Hello"]
+    before = Predictor.load(model_dir, device="cpu").predict(texts)
+    first = before[0]["queue"]
+    routed = first["label"]  # opens at the first ticket's own confidence; every other is closed
+    settings_file = model_dir / "ticket_model.json"
+    settings = json.loads(settings_file.read_text())
+    settings["gate"]["queue"] = {"classes": {routed: first["confidence"]}, "target_precision": 0.9}
+    settings["gate"]["priority"] = {"threshold": 0.0, "target_precision": 0.9}
+    settings_file.write_text(json.dumps(settings))
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(build_archive(model_dir, tmp_path / "store", version="4")) as mar:
+        mar.extractall(unpacked)
+    served = type(handler)()  # the archive's handler class, on the per-class archive
+    served.initialize(FakeContext(unpacked))
+    got = answers(
+        served,
+        FakeContext(unpacked).batch([JSON] * len(texts)),
+        [{"body": {"ticket_data": text}} for text in texts],
+    )
+    expected = Predictor.load(model_dir, device="cpu").predict(texts)
+    for answer, want in zip(got, expected, strict=True):
+        for head in ("queue", "priority"):
+            assert answer[head]["auto_route"] == want[head]["auto_route"]
+        queue = want["queue"]
+        assert queue["auto_route"] == (
+            queue["label"] == routed and queue["confidence"] >= first["confidence"]
+        )
+        assert want["priority"]["auto_route"]
+    assert expected[0]["queue"]["auto_route"]
+    assert not all(want["queue"]["auto_route"] for want in expected), "some answers stay closed"

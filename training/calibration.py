@@ -8,6 +8,9 @@
   lowest threshold whose *lower bound* reaches the target precision, so a threshold reached by a
   lucky handful of tickets does not open it; when none does, the gate stays closed. The curve is
   kept in the model's metrics, so the service can find the threshold for another target later.
+- `class_curves` / `class_gate`: the same rule per predicted class (the `gate: class` setting):
+  each class's curve is over the tickets predicted as it, so a class the model confuses gets a
+  higher threshold (or none: it never routes) and a class it knows gets a lower one.
 """
 
 from __future__ import annotations
@@ -151,12 +154,74 @@ def clears_gate(confidence: float, threshold: float | None) -> bool:
     return threshold is not None and confidence >= threshold
 
 
-def gate_report(
-    confidence: np.ndarray, correct: np.ndarray, threshold: float | None, target: float
+def class_curves(
+    confidence: np.ndarray,
+    predicted: np.ndarray,
+    correct: np.ndarray,
+    labels: list[str],
+    level: float,
+) -> dict[str, list[list[float]]]:
+    """Per class, `precision_curve` over the tickets predicted as that class (its coverage is a
+    share of those tickets); empty for a class never predicted."""
+    predicted = np.asarray(predicted)
+    return {
+        name: precision_curve(
+            np.asarray(confidence)[predicted == i], np.asarray(correct)[predicted == i], level
+        )
+        for i, name in enumerate(labels)
+    }
+
+
+def class_gate(
+    curves: dict[str, list[list[float]]], predicted: dict[str, int], target: float, level: float
 ) -> dict[str, Any]:
-    """Coverage and precision of the tickets a threshold routes automatically."""
+    """A gate per predicted class (`gate_promise` on each class's curve, `predicted` tickets
+    each), and what they promise together: the share of all tickets routed, their precision and
+    its lower bound. Open while any class routes; the classes whose gate is closed never do."""
+    classes: dict[str, Any] = {}
+    routed = hits = 0
+    for name, curve in curves.items():
+        promise = gate_promise(curve, target, level)
+        del promise["target_precision"], promise["confidence_level"]  # the head's, said once
+        classes[name] = {**promise, "predicted": int(predicted.get(name, 0))}
+        if promise["threshold"] is not None:
+            count = round(promise["expected_coverage"] * classes[name]["predicted"])
+            routed += count
+            hits += round(promise["precision"] * count)
+    total = sum(int(n) for n in predicted.values())
+    out: dict[str, Any] = {
+        "rule": "class",
+        "target_precision": target,
+        "confidence_level": level,
+        "status": "open" if routed else "closed",
+        "threshold": None,
+        "classes": classes,
+        "unreachable": [name for name, c in classes.items() if c["status"] == "closed"],
+    }
+    if routed:
+        out.update(
+            expected_coverage=round(routed / total, 6),
+            precision=round(hits / routed, 6),
+            precision_lower_bound=round(precision_lower_bound(hits, routed, level), 6),
+        )
+    return out
+
+
+def gate_report(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    threshold: float | np.ndarray | None,
+    target: float,
+) -> dict[str, Any]:
+    """Coverage and precision of the tickets a threshold routes automatically; `threshold` may
+    be one per ticket (NaN: that ticket never routes), as a per-class gate sets it."""
     confidence = np.asarray(confidence, dtype=np.float64)
-    routed = confidence >= threshold if threshold is not None else np.zeros(len(confidence), bool)
+    if threshold is None:
+        routed = np.zeros(len(confidence), bool)
+    else:
+        # NaN compares false: a ticket without a threshold is never routed.
+        routed = confidence >= np.asarray(threshold, dtype=np.float64)
+        threshold = None if np.ndim(threshold) else threshold
     count = int(routed.sum())
     return {
         "target_precision": target,
@@ -165,4 +230,22 @@ def gate_report(
         "precision": round(float(np.asarray(correct)[routed].mean()), 6) if count else None,
         "routed": count,
         "examples": len(confidence),
+    }
+
+
+def class_report(
+    confidence: np.ndarray,
+    correct: np.ndarray,
+    predicted: np.ndarray,
+    labels: list[str],
+    thresholds: list[float | None],
+    target: float,
+) -> dict[str, dict[str, Any]]:
+    """Per class, `gate_report` of the tickets predicted as it at that class's threshold: its
+    coverage is a share of those tickets."""
+    confidence, correct = np.asarray(confidence), np.asarray(correct)
+    predicted = np.asarray(predicted)
+    return {
+        name: gate_report(confidence[predicted == i], correct[predicted == i], threshold, target)
+        for i, (name, threshold) in enumerate(zip(labels, thresholds, strict=True))
     }

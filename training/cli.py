@@ -289,6 +289,11 @@ def print_metrics(metrics: dict[str, dict[str, Any]], title: str, per_class: boo
                 if gate["threshold"] is not None and gate["precision"] is not None
                 else "none (no threshold reached it on validation)"
             )
+            if gate.get("rule") == "class" and gate["precision"] is not None:
+                share = (
+                    f"{gate['coverage']:.0%} of tickets at their class's threshold, "
+                    f"precision {gate['precision']:.3f}"
+                )
             print(
                 f"  {'':<9} ECE before calibration {m['ece_uncalibrated']:.3f}; auto-routed at "
                 f"target precision {gate['target_precision']:.2f}: {share}"

@@ -27,6 +27,7 @@ DEFAULT_BASE_MODEL = "multilingual-e5-small"
 DEFAULT_TOP_K = 3  # labels listed per head in an answer
 DEFAULT_MIN_CLASS_EXAMPLES = 5  # rarer labels are reported: they will be learned poorly
 Mode = Literal["auto", "fast", "full"]
+GateRule = Literal["head", "class"]
 MAX_GRID = 8  # most values in one of the fast mode's candidate lists (and heads weighted)
 # The encoders' position limit: longer inputs would not fit their position embeddings.
 MAX_POSITIONS = 512
@@ -164,6 +165,14 @@ class TrainConfig:
             "auto-routing gate: confidence level of the precision's one-sided lower bound "
             "(Clopper-Pearson)",
             Bound(0.5, 1, high_open=True),
+        ),
+    )
+    gate: GateRule = field(
+        default="head",
+        metadata=about(
+            "auto-routing gate: one threshold per head, or one per predicted class, each chosen "
+            "by the same rule on the tickets predicted as that class (a class that reaches "
+            "target_precision at no threshold never routes)"
         ),
     )
     max_length: int = field(

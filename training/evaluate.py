@@ -138,6 +138,7 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
                 "",
                 f"Auto-routing: {gate_sentence(promise)} {held_out_gate_sentence(m['gate'])}",
                 "",
+                *class_gate_lines(promise, m["gate"]),
                 f"![{head} reliability diagram]({diagram})",
                 "",
             ]
@@ -213,6 +214,19 @@ def gate_sentence(promise: dict[str, Any]) -> str:
         threshold = promise.get("threshold")
         return "no gate." if threshold is None else f"gate at confidence >= {threshold:.3f}."
     target, level = promise["target_precision"], promise["confidence_level"]
+    if promise.get("rule") == "class":
+        if promise["status"] == "closed":
+            return (
+                f"one gate per predicted class, all closed: no class reaches precision "
+                f"{target:.2f} with {level:.0%} confidence at any threshold, so no ticket is "
+                "routed automatically."
+            )
+        return (
+            f"one gate per predicted class (below): about {promise['expected_coverage']:.0%} of "
+            f"tickets clear their class's threshold, at precision {promise['precision']:.3f} "
+            f"(lower bound {promise['precision_lower_bound']:.3f} with {level:.0%} confidence; "
+            f"target {target:.2f}; measured on {promise.get('examples', 'the')} held-out tickets)."
+        )
     if promise["status"] == "open":
         return (
             f"the gate is open at confidence >= {promise['threshold']:.3f}: about "
@@ -235,8 +249,53 @@ def gate_sentence(promise: dict[str, Any]) -> str:
     )
 
 
+def class_gate_lines(promise: dict[str, Any], gate: dict[str, Any]) -> list[str]:
+    """The card's per-class table of the gate: each predicted class's threshold, and on the
+    test split the share of the tickets predicted as it that cleared it and their precision;
+    then the classes that reach the target at no threshold."""
+    classes = gate.get("classes")
+    if not classes or "target_precision" not in promise:
+        return []
+    per_class = gate.get("rule") == "class"
+    lines = [
+        "Per predicted class on the test split"
+        + (": its own threshold." if per_class else " (the head's threshold for every class):"),
+        "",
+        "| predicted class | threshold | tickets | routed | coverage | precision |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, c in classes.items():
+        threshold = "never" if c["threshold"] is None else f"{c['threshold']:.3f}"
+        precision = "n/a" if c["precision"] is None else f"{c['precision']:.3f}"
+        lines.append(
+            f"| {name} | {threshold} | {c['examples']} | {c['routed']} | {c['coverage']:.1%} "
+            f"| {precision} |"
+        )
+    unreachable = promise.get("unreachable") or []
+    target = promise["target_precision"]
+    if unreachable and per_class:
+        lines += [
+            "",
+            f"Cannot reach precision {target:.2f} at any threshold (out of fold), so never "
+            f"routed automatically: {', '.join(unreachable)}.",
+        ]
+    elif unreachable:
+        lines += [
+            "",
+            f"On their own (out of fold), these classes reach precision {target:.2f} at no "
+            f"threshold, and a per-class gate (`gate: class`) would never route them: "
+            f"{', '.join(unreachable)}.",
+        ]
+    return [*lines, ""]
+
+
 def held_out_gate_sentence(gate: dict[str, Any]) -> str:
     """The gate's outcome on the test split, in words."""
+    if gate.get("rule") == "class" and gate.get("routed"):
+        return (
+            f"On the test split {gate['coverage']:.1%} of tickets cleared their class's "
+            f"threshold, at precision {gate['precision']:.3f}."
+        )
     if gate.get("threshold") is None:
         return ""
     if not gate.get("routed"):

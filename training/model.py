@@ -138,7 +138,8 @@ class TicketClassifier(nn.Module):
     """Encoder + mean pooling (+ L2 norm) + dropout, optional lexical branch, one head per label.
 
     `temperature[head]` divides that head's logits into probabilities (fitted on validation);
-    `gate[head]` is the lowest confidence that reached the target precision on validation.
+    `gate[head]` holds the lowest confidence that reached the target precision on validation:
+    the head's `threshold`, or with `classes` one per predicted class (`gate_threshold`).
     """
 
     def __init__(
@@ -415,10 +416,20 @@ def format_predictions(
             answer: dict[str, Any] = {"label": top[0][0], "confidence": top[0][1], "top_k": top}
             if head_gate is not None:
                 # training.calibration.clears_gate's rule (an archive cannot import it).
-                threshold = head_gate.get("threshold")
+                threshold = gate_threshold(head_gate, top[0][0])
                 answer["auto_route"] = threshold is not None and top[0][1] >= threshold
             results[row][head] = answer
     return results
+
+
+def gate_threshold(head_gate: dict[str, Any], label: str) -> float | None:
+    """The confidence an answer `label` must reach to be routed automatically under a head's
+    gate: with a threshold per class (`classes`), that class's (None, or a class missing from
+    it: never routed); otherwise the head's. The one home of this rule: the handler, the
+    in-process Predictor and the model card all read it here."""
+    if "classes" in head_gate:
+        return head_gate["classes"].get(label)
+    return head_gate.get("threshold")
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -25,7 +25,15 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from training import label_issues
 from training.base_models import resolve_base_model
-from training.calibration import fit_temperature, gate_promise, gate_report, precision_curve
+from training.calibration import (
+    class_curves,
+    class_gate,
+    class_report,
+    fit_temperature,
+    gate_promise,
+    gate_report,
+    precision_curve,
+)
 from training.config import ConfigError, TrainConfig
 from training.data import TicketData, split_tickets
 from training.drift import reference as drift_reference
@@ -49,6 +57,7 @@ from training.heads import (
 from training.lexical import fit_lexical, lexical_matrix
 from training.model import (
     TicketClassifier,
+    gate_threshold,
     predict_logits,
     probabilities,
     rare_token_shares,
@@ -303,26 +312,39 @@ def calibrate(
     targets: dict[str, np.ndarray],
     config: TrainConfig,
 ) -> dict[str, Any]:
-    """Fit each head's temperature and gate on held-out scores; set them on `model`."""
+    """Fit each head's temperature and gate on held-out scores; set them on `model`. Both gates
+    are worked out (the card shows which classes reach the target on their own); the
+    configured `gate` rule is the one the model applies."""
     out: dict[str, Any] = {}
-    for head in model.labels:
+    target, level = config.target_precision, config.gate_confidence
+    for head, names in model.labels.items():
         truth = targets[head]
         temperature = fit_temperature(logits[head], truth)
         probs = probabilities({head: logits[head]}, {head: temperature})[head]
-        correct = probs.argmax(axis=1) == truth
-        curve = precision_curve(probs.max(axis=1), correct, config.gate_confidence)
-        promise = gate_promise(curve, config.target_precision, config.gate_confidence)
+        predicted = probs.argmax(axis=1)
+        correct = predicted == truth
+        curve = precision_curve(probs.max(axis=1), correct, level)
+        promise = {**gate_promise(curve, target, level), "rule": "head"}
+        curves = class_curves(probs.max(axis=1), predicted, correct, names, level)
+        counts = {name: int((predicted == i).sum()) for i, name in enumerate(names)}
+        per_class = class_gate(curves, counts, target, level)
         model.temperature[head] = temperature
-        model.gate[head] = {
-            "threshold": promise["threshold"],
-            "target_precision": config.target_precision,
-        }
+        model.gate[head] = {"threshold": promise["threshold"], "target_precision": target}
+        if config.gate == "class":
+            promise = per_class
+            thresholds = {name: c["threshold"] for name, c in per_class["classes"].items()}
+            model.gate[head] = {"classes": thresholds, "target_precision": target}
         out[head] = {
             "temperature": round(temperature, 6),
             **promise,
+            "classes": per_class["classes"],
+            "unreachable": per_class["unreachable"],
             "examples": len(truth),
             "validation_curve": curve,
         }
+        if config.gate == "class":
+            # The service reads the gate at another target_precision off these.
+            out[head]["class_curves"] = curves
     return out
 
 
@@ -343,9 +365,19 @@ def evaluate_split(
         confidence = probs[head].max(axis=1)
         correct = probs[head].argmax(axis=1) == truth
         gate = model.gate.get(head, {})
-        m["gate"] = gate_report(
-            confidence, correct, gate.get("threshold"), gate.get("target_precision", 0.0)
-        )
+        # Each ticket's threshold is its predicted class's under the model's rule (NaN: none).
+        per_class = [gate_threshold(gate, name) for name in labels[head]]
+        thresholds = np.asarray([np.nan if t is None else t for t in per_class])
+        predicted = probs[head].argmax(axis=1)
+        target = gate.get("target_precision", 0.0)
+        m["gate"] = {
+            **gate_report(confidence, correct, thresholds[predicted], target),
+            "threshold": gate.get("threshold"),
+            "rule": "class" if "classes" in gate else "head",
+            "classes": class_report(
+                confidence, correct, predicted, labels[head], per_class, target
+            ),
+        }
         m["reliability"] = reliability_bins(confidence, correct)
         m["reliability_uncalibrated"] = reliability_bins(raw[head].max(axis=1), raw_correct)
     return metrics

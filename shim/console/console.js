@@ -395,6 +395,13 @@ function relabelForm(head, issue, names) {
 
 // One sentence per head on what its auto-routing gate promises (GatePublic).
 function gateSentence(head, g) {
+  if (g.rule === "class" && g.status === "open") {
+    const never = g.unreachable || [];
+    return h("p", { class: "gate" }, badge(`${head}: gate per class`, "good"),
+      ` each answer at its class's threshold: about ${pct(g.expected_coverage)} of tickets are routed, ` +
+      `right at least ${pct(g.precision_lower_bound)} of the time (${pct(g.confidence_level)} confidence; ` +
+      `target ${pct(g.target_precision)})` + (never.length ? `; never routed: ${never.join(", ")}` : ""));
+  }
   if (g.status === "open") {
     return h("p", { class: "gate" }, badge(`${head}: gate open`, "good"),
       ` confidence ≥ ${num(g.threshold)}: about ${pct(g.expected_coverage)} of tickets are routed, ` +
