@@ -1,5 +1,6 @@
 """What to write to a ticket for one answer: in `suggest` mode an internal note only; in `route`
-mode also each head's label that cleared its auto-route gate and has a target name."""
+mode also each head's label that cleared its auto-route gate and has a target name. The note
+lists every head's answer and, when the version keeps them, the most similar stored tickets."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Any
 
 from connectors.base import DESK_HEADS, Mode, WriteBack
 from connectors.label_map import LabelMap
+
+SIMILAR_LINES = 3  # similar stored tickets the note lists
+SIMILAR_CHARS = 100  # of each one's text
 
 
 def plan_write(
@@ -40,6 +44,14 @@ def plan_write(
             + ")"
             + (f"; top 3: {top}" if top else "")  # none in an answer rebuilt from the log
         )
+    similar = answer.get("similar") or []
+    if similar:
+        lines.append("similar tickets:")
+    for hit in similar[:SIMILAR_LINES]:
+        labels = ", ".join(str(v) for v in hit.get("labels", {}).values())
+        text = str(hit.get("text", ""))
+        shown = text if len(text) <= SIMILAR_CHARS else text[: SIMILAR_CHARS - 1] + "…"
+        lines.append(f"- {hit.get('id')} ({labels}; {hit.get('similarity', 0):.2f}): {shown}")
     lines.append(f"prediction {answer.get('prediction_id')}")
     return WriteBack(
         ticket_id=ticket_id,

@@ -1,16 +1,18 @@
 """TorchServe handler for the ticket classifier (one head per label column).
 
 Packed into every .mar with `ticket_model.py` (a verbatim copy of training/model.py),
-`ticket_requests.py`, and the model directory's `ticket_cleaning.py` + `cleaning.json` (the
-cleaning it was trained with: every ticket is cleaned by it before the model reads it); it
-imports nothing else from the project, so an old archive keeps working.
+`ticket_similar.py` (training/similar_index.py), `ticket_requests.py`, and the model directory's
+`ticket_cleaning.py` + `cleaning.json` (the cleaning it was trained with: every ticket is cleaned
+by it before the model reads it); it imports nothing else from the project, so an old archive
+keeps working.
 
 One call of `handle` serves one dynamic batch (up to the archive's batchSize requests): every
 request is parsed, the tickets of all good requests are tokenized together (padded to the longest,
 sorted by length), run through the model in one forward pass under `torch.inference_mode()` and
-brought to the host once; each request then gets its own answer, a bad one its own 400. Should
-the batched pass fail, each request is run again alone, so a ticket that breaks the model fails
-only its own request (500), never its batch neighbours.
+brought to the host once; a request that asks for similar tickets has the same pass's embeddings
+looked up in the model's stored tickets; each request then gets its own answer, a bad one its own
+400. Should the batched pass fail, each request is run again alone, so a ticket that breaks the
+model fails only its own request (500), never its batch neighbours.
 
 Settings come from the `handler:` section of the archive's model-config.yaml:
     top_k               labels listed per head (training/archive.py writes the model's own)
@@ -29,6 +31,7 @@ from typing import Any
 
 import ticket_model
 import ticket_requests
+import ticket_similar
 import torch
 from transformers import AutoTokenizer
 from ts.torch_handler.base_handler import BaseHandler
@@ -67,19 +70,22 @@ class TicketHandler(BaseHandler):
         self.model = model.to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.clean = _cleaner(model_dir)
+        self.similar = ticket_similar.SimilarIndex.load(model_dir)
         self.manifest = context.manifest
         self.model_version = str(context.manifest["model"].get("modelVersion", ""))
         # Pay lazy initialisation (kernels, allocator) now, not in the first client's request.
         ticket_model.predict_proba(self.model, self.tokenizer, [WARM_UP_TEXT])
         self.initialized = True
         logger.info(
-            "ticket model %s version %s loaded on %s (heads %s, torch threads %d, batch size %s)",
+            "ticket model %s version %s loaded on %s (heads %s, torch threads %d, batch size %s, "
+            "%s stored tickets for similar-ticket lookups)",
             context.model_name,
             self.model_version,
             self.device,
             ", ".join(self.model.labels),
             torch.get_num_threads(),
             properties.get("batch_size"),
+            len(self.similar) if self.similar is not None else "no",
         )
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
@@ -87,7 +93,7 @@ class TicketHandler(BaseHandler):
         started = time.perf_counter()
         plan = self.preprocess(data, context)
         try:
-            answers = self.postprocess(plan, self.inference(plan.texts), context)
+            answers = self.postprocess(plan, self.inference(plan.texts, plan.similar), context)
         except Exception:
             if len(data) == 1:
                 raise
@@ -114,40 +120,58 @@ class TicketHandler(BaseHandler):
         rows = [(row, _content_type(context, idx, row)) for idx, row in enumerate(data)]
         return ticket_requests.plan_batch(rows, self.clean)
 
-    def inference(self, texts: list[str]) -> dict[str, Any]:
-        """Class probabilities per head for all tickets, in forward passes of forward_batch_size."""
+    def inference(self, texts: list[str], similar: list[int]) -> ticket_requests.Inference:
+        """Class probabilities per head for all tickets, in forward passes of
+        forward_batch_size; and for each ticket whose `similar` count is above 0, that many most
+        similar stored tickets (None: the model keeps none)."""
         if not texts:
-            return {}
-        return ticket_model.predict_proba(
+            return ticket_requests.Inference({}, [])
+        if self.similar is None or not any(similar):
+            probs = ticket_model.predict_proba(
+                self.model, self.tokenizer, texts, batch_size=self.forward_batch_size
+            )
+            return ticket_requests.Inference(probs, [None] * len(texts))
+        logits, pooled = ticket_model.forward_texts(
             self.model, self.tokenizer, texts, batch_size=self.forward_batch_size
         )
+        asking = [i for i, k in enumerate(similar) if k]
+        found = self.similar.search(pooled[asking], max(similar))
+        neighbours: list[list[dict[str, Any]] | None] = [None] * len(texts)
+        for i, hits in zip(asking, found, strict=True):
+            neighbours[i] = hits[: similar[i]]
+        probs = ticket_model.probabilities(logits, self.model.temperature)
+        return ticket_requests.Inference(probs, neighbours)
 
     def postprocess(
-        self, plan: ticket_requests.BatchPlan, probs: dict[str, Any], context: Any
+        self, plan: ticket_requests.BatchPlan, inference: ticket_requests.Inference, context: Any
     ) -> list[bytes]:
         """One JSON body per request, with its HTTP status and content type set on the context."""
-        predictions = self._predictions(probs, plan.texts)
+        predictions = self._predictions(inference, plan)
         answers = ticket_requests.batch_answers(plan, predictions, self.model_version)
         return [_respond(context, idx, status, body) for idx, (status, body) in enumerate(answers)]
 
-    def _predictions(self, probs: dict[str, Any], texts: list[str]) -> list[dict[str, Any]]:
-        """Each ticket's heads, and the share of its words the tokenizer barely knows (for the
-        service's drift watch)."""
-        if not probs:
+    def _predictions(
+        self, inference: ticket_requests.Inference, plan: ticket_requests.BatchPlan
+    ) -> list[dict[str, Any]]:
+        """Each ticket's heads, the share of its words the tokenizer barely knows (for the
+        service's drift watch), and the similar tickets where its request asked for them."""
+        if not inference.probs:
             return []
         predictions: list[dict[str, Any]] = ticket_model.format_predictions(
-            probs, self.model.labels, self.top_k, self.model.gate
+            inference.probs, self.model.labels, self.top_k, self.model.gate
         )
-        shares = ticket_model.rare_token_shares(self.tokenizer, texts, self.model.max_length)
-        for prediction, share in zip(predictions, shares, strict=True):
+        shares = ticket_model.rare_token_shares(self.tokenizer, plan.texts, self.model.max_length)
+        for i, (prediction, share) in enumerate(zip(predictions, shares, strict=True)):
             prediction["rare_token_share"] = share
+            if plan.similar[i]:
+                prediction[ticket_requests.SIMILAR_KEY] = inference.similar[i]
         return predictions
 
     def _alone(self, idx: int, row: dict[str, Any], context: Any) -> bytes:
         """Answer request `idx` of a failed batch by itself; its own failure becomes a 500."""
         plan = ticket_requests.plan_batch([(row, _content_type(context, idx, row))], self.clean)
         try:
-            predictions = self._predictions(self.inference(plan.texts), plan.texts)
+            predictions = self._predictions(self.inference(plan.texts, plan.similar), plan)
             status, body = ticket_requests.batch_answers(plan, predictions, self.model_version)[0]
         except Exception as exc:
             logger.exception("request %d of the batch failed on its own", idx)

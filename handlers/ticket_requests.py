@@ -7,6 +7,8 @@ A request body is one of
   {"subject": "...", "body": "..."}       one ticket in two parts (either may be missing)
       either form may add "content_type": "text/html" or "message/rfc822" (a whole mail)
   {"tickets": [ticket, ...]}              several tickets, each of the forms above or a string
+      a JSON object (either form) may add "similar": k (0 to MAX_SIMILAR): each ticket's answer
+      then lists the k most similar stored tickets under `similar` (null: the model keeps none)
   [ticket, ...]                           the same as {"tickets": [...]}
   a text/plain body                       one ticket (text/html, message/rfc822: as such)
   form fields ticket_data= or subject=&body=   one ticket (an HTML form post)
@@ -35,6 +37,8 @@ BODY_KEYS = ("body", "data")
 FORM_TYPE = "application/x-www-form-urlencoded"
 # predicted_label/confidence: this head when the model has it, else the first head.
 PRIMARY_HEAD = "queue"
+SIMILAR_KEY = "similar"
+MAX_SIMILAR = 20  # training/similar_index.py's MAX_K (a test keeps them equal)
 
 
 class BadRequest(ValueError):
@@ -68,6 +72,7 @@ class ParsedRequest:
 
     tickets: list[Ticket]
     is_list: bool
+    similar: int = 0  # similar stored tickets to list per ticket
 
     @property
     def texts(self) -> list[str]:
@@ -108,12 +113,14 @@ def parse_request(payload: Any, content_type: str | None = None) -> ParsedReques
     if isinstance(payload, list):
         return ParsedRequest(_tickets(payload, "the request body"), is_list=True)
     if isinstance(payload, dict):
+        similar = _similar(payload.get(SIMILAR_KEY, 0))
+        payload = {k: v for k, v in payload.items() if k != SIMILAR_KEY}
         if "tickets" in payload:
             extra = sorted(set(payload) - {"tickets"})
             if extra:
                 raise BadRequest(f"'tickets' cannot be combined with {', '.join(extra)}")
-            return ParsedRequest(_tickets(payload["tickets"], "'tickets'"), is_list=True)
-        return ParsedRequest([parse_ticket(payload, "the request")], is_list=False)
+            return ParsedRequest(_tickets(payload["tickets"], "'tickets'"), True, similar)
+        return ParsedRequest([parse_ticket(payload, "the request")], False, similar)
     if payload is None:
         raise BadRequest('empty request body; send JSON like {"ticket_data": "..."}')
     raise BadRequest(
@@ -142,6 +149,14 @@ def parse_ticket(ticket: Any, where: str) -> Ticket:
     raise BadRequest(f"{where} needs 'ticket_data' or 'subject'/'body' (or 'tickets'); got {found}")
 
 
+def _similar(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SIMILAR:
+        raise BadRequest(
+            f"'{SIMILAR_KEY}' must be a whole number from 0 to {MAX_SIMILAR}, got {value!r:.60}"
+        )
+    return value
+
+
 def _body_type(value: Any, where: str) -> str:
     if not isinstance(value, str) or value.lower() not in BODY_TYPES:
         raise BadRequest(
@@ -156,6 +171,7 @@ class BatchPlan:
 
     requests: list[ParsedRequest | BadRequest]
     texts: list[str]  # the tickets of every good request, in request order
+    similar: list[int]  # per text: similar stored tickets its request asked for
 
     @property
     def bad(self) -> int:
@@ -170,6 +186,7 @@ def plan_batch(
     error, as is one whose ticket is empty once cleaned."""
     requests: list[ParsedRequest | BadRequest] = []
     texts: list[str] = []
+    similar: list[int] = []
     for row, content_type in rows:
         try:
             parsed = parse_row(row, content_type)
@@ -179,7 +196,8 @@ def plan_batch(
             continue
         requests.append(parsed)
         texts.extend(own)
-    return BatchPlan(requests, texts)
+        similar.extend([parsed.similar] * len(own))
+    return BatchPlan(requests, texts, similar)
 
 
 def _model_text(ticket: Ticket, index: int, clean: Cleaner | None, is_list: bool) -> str:
@@ -195,6 +213,16 @@ def _model_text(ticket: Ticket, index: int, clean: Cleaner | None, is_list: bool
     if not text:
         raise BadRequest(f"{where}: {EMPTY_AFTER_CLEANING}")
     return text
+
+
+class Inference(NamedTuple):
+    """What the model made of a batch's texts: class probabilities per head (arrays, one row per
+    text), and per text the similar stored tickets its request asked for (None: not asked, or
+    the model keeps none). The handler's own type; it lives here because TorchServe takes the
+    handler module's only class for the handler."""
+
+    probs: dict[str, Any]
+    similar: list[list[dict[str, Any]] | None]
 
 
 def batch_answers(

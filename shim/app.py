@@ -53,6 +53,7 @@ from shim.routes import (
     monitoring,
     ops,
     retrain,
+    similar,
     train,
     train_data,
     znuny,
@@ -165,7 +166,9 @@ def create_app(
     add_error_handlers(app)
 
     api = APIRouter(prefix=API_PREFIX)
-    for module in (train_data, train, retrain, classify, feedback, monitoring, models, connectors):
+    for module in (
+        train_data, train, retrain, classify, similar, feedback, monitoring, models, connectors,
+    ):  # fmt: skip
         api.include_router(module.router)
     api.include_router(znuny.router)
     api.include_router(imports.router)

@@ -20,14 +20,17 @@ from typing import Any
 import httpx
 from starlette.concurrency import run_in_threadpool
 
-from handlers.ticket_requests import PRIMARY_HEAD
-from shim.errors import BadRequest, NotFound, Unavailable, Unprocessable, UpstreamError
+from handlers.ticket_requests import PRIMARY_HEAD, SIMILAR_KEY
+from shim.errors import BadRequest, Conflict, NotFound, Unavailable, Unprocessable, UpstreamError
 from shim.metrics import ApiMetrics
 from shim.predictions import PredictionLog, new_prediction_id
 from shim.schemas import (
     ClassifyBatchPublic,
     ClassifyRequest,
     HeadPredictionPublic,
+    SimilarPublic,
+    SimilarRequest,
+    SimilarTicketPublic,
     TicketPredictionPublic,
 )
 from shim.settings import Settings
@@ -66,7 +69,9 @@ class Classifier:
     async def classify(
         self, request: ClassifyRequest, version: int | None = None
     ) -> TicketPredictionPublic | ClassifyBatchPublic:
-        """Classify one ticket or a batch; `version` None asks the default version."""
+        """Classify one ticket or a batch; `version` None asks the default version. Similar
+        tickets asked of a version that keeps none leave `similar` None: the classification
+        stands (POST /similar says why)."""
         tickets = request.items()
         if len(tickets) > self.settings.max_batch:
             raise Unprocessable(
@@ -75,18 +80,14 @@ class Classifier:
             )
         # Cleaning parses HTML and mail: off the event loop.
         texts = await run_in_threadpool(cleaned_texts, tickets, self.settings)
-        if version is not None:
-            await run_in_threadpool(self.versions.ensure_loaded, version)
-        elif self.store.default_version() is None:
-            raise self._unavailable(
-                "no model version is trained yet: upload data and POST /api/v1/train",
-                "no_model",
-            )
-        payload: Any = (
+        await self._ensure_model(version)
+        payload: dict[str, Any] = (
             {"tickets": [{"ticket_data": text} for text in texts]}
             if request.tickets is not None
             else {"ticket_data": texts[0]}
         )
+        if request.similar:
+            payload[SIMILAR_KEY] = request.similar
         answer = await self._predict(payload, version)
         if request.tickets is None:
             result = self.ticket(answer)
@@ -101,6 +102,26 @@ class Classifier:
         await run_in_threadpool(self.predictions.record, texts, predictions)
         served = predictions[0].model_version if predictions else version
         return ClassifyBatchPublic(predictions=predictions, model_version=served)
+
+    async def similar(self, request: SimilarRequest, version: int | None = None) -> SimilarPublic:
+        """The stored tickets most similar to one ticket, nothing classified or logged."""
+        [text] = await run_in_threadpool(cleaned_texts, [request], self.settings)
+        await self._ensure_model(version)
+        answer = await self._predict({"ticket_data": text, SIMILAR_KEY: request.k}, version)
+        found = _similar(answer.get(SIMILAR_KEY))
+        served = _version(answer.get("model_version"))
+        if found is None:
+            raise _no_index(served)
+        return SimilarPublic(similar=found, model_version=served)
+
+    async def _ensure_model(self, version: int | None) -> None:
+        if version is not None:
+            await run_in_threadpool(self.versions.ensure_loaded, version)
+        elif self.store.default_version() is None:
+            raise self._unavailable(
+                "no model version is trained yet: upload data and POST /api/v1/train",
+                "no_model",
+            )
 
     async def probe(self) -> tuple[bool, int | None, str | None]:
         """(answers, version, why not): the default model classifies a probe ticket."""
@@ -159,6 +180,7 @@ class Classifier:
             low_confidence=primary.low_confidence,
             model_version=version,
             rare_token_share=_share(answer.get("rare_token_share")),
+            similar=_similar(answer.get(SIMILAR_KEY)),
             heads=list(heads),
             **heads,
         )
@@ -232,6 +254,24 @@ def _message(response: httpx.Response) -> str:
         return str(body.get("message") or body)
     except ValueError:
         return response.text.strip()[:500] or response.reason_phrase
+
+
+def _similar(value: Any) -> list[SimilarTicketPublic] | None:
+    """The handler's similar tickets; None when not asked or the version keeps none."""
+    if not isinstance(value, list):
+        return None
+    try:
+        return [SimilarTicketPublic.model_validate(hit) for hit in value]
+    except ValueError as exc:
+        raise UpstreamError(f"TorchServe answered similar tickets unlike any: {exc}") from exc
+
+
+def _no_index(version: int | None) -> Conflict:
+    return Conflict(
+        f"model version {version} keeps no similar-ticket index: it was trained with "
+        "similar_tickets off or before the index existed; train a new version",
+        code="no_similar_index",
+    )
 
 
 def _share(value: Any) -> float | None:

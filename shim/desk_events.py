@@ -15,6 +15,7 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 
 from connectors.base import DeskTicket, Mode
+from connectors.writeback import SIMILAR_LINES
 from shim.deps import Services
 from shim.errors import ApiError
 from shim.schemas import ClassifyRequest, FeedbackRequest
@@ -26,7 +27,10 @@ logger = logging.getLogger(__name__)
 async def classify_ticket(services: Services, ticket: DeskTicket) -> dict[str, Any]:
     """The classify answer for a help-desk ticket, as plain JSON data."""
     request = ClassifyRequest(
-        subject=ticket.subject or None, body=ticket.body, content_type=ticket.content_type
+        subject=ticket.subject or None,
+        body=ticket.body,
+        content_type=ticket.content_type,
+        similar=SIMILAR_LINES,
     )
     answer = await services.classifier.classify(request)
     plain: dict[str, Any] = json.loads(answer.model_dump_json())

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from handlers.ticket_requests import MAX_SIMILAR
 from shim.settings import Settings
 from training.archive import ServingSettings
 
@@ -23,8 +24,10 @@ from training.archive import ServingSettings
 # (ensure_ascii=False), so every character takes at most the bytes it took in the request.
 FORWARD_BYTES_PER_TICKET = 256
 FORWARD_BYTES_PER_REQUEST = 4096
-# The largest answer per ticket: every head's label, confidence, threshold and top-k list.
-ANSWER_BYTES_PER_TICKET = 64 * 1024
+# The largest answer per ticket: every head's label, confidence, threshold and top-k list, and
+# the most similar tickets a request may ask for, each an id, every head's label and an excerpt
+# of 280 characters (training/similar_index.py).
+ANSWER_BYTES_PER_TICKET = 64 * 1024 + MAX_SIMILAR * 4 * 1024
 # TorchServe's own floor for request and answer bodies (its default is 6.5 MB; ours is 4 MiB).
 TORCHSERVE_MIN_BODY_BYTES = 4 * 1024 * 1024
 

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from handlers.ticket_requests import MAX_SIMILAR
 from shim.job_record import JobStatus, Trigger
 from shim.settings import TICKET_CHARS_LIMIT
 from shim.store import DatasetRecord
@@ -233,6 +234,15 @@ class TicketIn(BaseModel):
         return self.content_type != PLAIN_TYPE
 
 
+SIMILAR_FIELD = Field(
+    0,
+    ge=0,
+    le=MAX_SIMILAR,
+    description="list this many most similar stored tickets (the version's training tickets) "
+    "with each answer, under `similar`; 0: none",
+)
+
+
 class ClassifyRequest(BaseModel):
     """One ticket (`ticket_data`, or `subject` + `body`) or several (`tickets`)."""
 
@@ -243,6 +253,7 @@ class ClassifyRequest(BaseModel):
     body: str | None = None
     content_type: ContentType = CONTENT_TYPE_FIELD
     tickets: list[TicketIn] | None = Field(None, min_length=1)
+    similar: int = SIMILAR_FIELD
 
     @model_validator(mode="after")
     def _one_form(self) -> ClassifyRequest:
@@ -266,6 +277,32 @@ class ClassifyRequest(BaseModel):
                 content_type=self.content_type,
             )
         ]
+
+
+class SimilarRequest(TicketIn):
+    """One ticket, and how many of the most similar stored tickets to list."""
+
+    k: int = Field(5, ge=1, le=MAX_SIMILAR, description="how many tickets to list")
+
+
+class SimilarTicketPublic(BaseModel):
+    """A stored ticket of the version (one it was trained from)."""
+
+    id: str = Field(
+        description="the stored row: `<dataset>:<line>` for tickets uploaded to this service "
+        "(GET /api/v1/train-data/{dataset}), else its row number in the file trained on"
+    )
+    labels: dict[str, str] = Field(description="its label per head, as uploaded")
+    similarity: float = Field(description="cosine similarity of the model's embeddings, -1 to 1")
+    text: str = Field(
+        description="its text as stored (cleaned, and masked when masking was on), at most 280 "
+        "characters"
+    )
+
+
+class SimilarPublic(BaseModel):
+    similar: list[SimilarTicketPublic] = Field(description="the most similar first")
+    model_version: int | None
 
 
 class HeadPredictionPublic(BaseModel):
@@ -305,6 +342,12 @@ class TicketPredictionPublic(BaseModel):
         None,
         description="share of the ticket's words the tokenizer split into rare pieces (3 or "
         "more, or its unknown token); high for a language the encoder does not know",
+    )
+    similar: list[SimilarTicketPublic] | None = Field(
+        None,
+        description="the most similar stored tickets, the most similar first, when the request "
+        "asked for them (`similar` > 0); null otherwise, or when the version keeps no "
+        "similar-ticket index (POST /api/v1/similar answers 409 for it)",
     )
 
     def head_predictions(self) -> dict[str, HeadPredictionPublic]:

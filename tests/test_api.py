@@ -10,6 +10,7 @@ versions trained on data built to be better or worse.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import pytest
 import requests
 from api_service import Background, Service, running, running_copy, tickets_csv
+from conftest import SERVICE_ROWS
 
 from training import sample_data
 from training.calibration import clears_gate, threshold_for
@@ -235,6 +237,34 @@ def test_classify_subject_body_and_batches(service: Service) -> None:
     batch = r.json()
     assert len(batch["predictions"]) == 3 and batch["model_version"] == 1
     assert all(p["queue"]["model_label"] in QUEUES for p in batch["predictions"])
+
+
+def test_similar_tickets_through_the_api(service: Service) -> None:
+    """An uploaded ticket's own text finds it first among version 1's stored tickets, with its
+    row id and labels; classify lists the same under `similar` when asked, and not otherwise."""
+    row = generate_tickets(SERVICE_ROWS, seed=5).iloc[11]
+    ticket = {"subject": row["subject"], "body": row["body"]}
+    r = service.post("/api/v1/similar", json={**ticket, "k": 4})
+    assert r.status_code == 200, r.text
+    found = r.json()
+    assert found["model_version"] == 1 and len(found["similar"]) == 4
+    best = found["similar"][0]
+    assert best["similarity"] == pytest.approx(1, abs=2e-3)
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+:[0-9]+", best["id"]), best
+    assert best["labels"] == {"queue": row["queue"], "priority": row["priority"]}
+    assert row["body"].split()[0] in best["text"]
+    similarities = [hit["similarity"] for hit in found["similar"]]
+    assert similarities == sorted(similarities, reverse=True)
+
+    r = service.post("/api/v1/classify", json={**ticket, "similar": 2})
+    assert r.status_code == 200, r.text
+    assert r.json()["similar"] == found["similar"][:2]
+    r = service.post("/api/v1/classify", json={"tickets": [ticket, ticket], "similar": 1})
+    assert [p["similar"] for p in r.json()["predictions"]] == [found["similar"][:1]] * 2
+    assert service.post("/api/v1/classify", json=ticket).json()["similar"] is None
+    for bad in ({**ticket, "k": 21}, {**ticket, "k": 0}, {"k": 3}):
+        assert_error(service.post("/api/v1/similar", json=bad), 422)
+    assert_error(service.post("/api/v1/classify", json={**ticket, "similar": 21}), 422)
 
 
 # -- versions ------------------------------------------------------------------------------------

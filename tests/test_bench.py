@@ -36,6 +36,10 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         [PYTHON, "bench/gate.py", "--smoke"],
         (r"split +head +gate +routed +precision +classes open +held",),
     ),
+    "similar": (
+        [PYTHON, "bench/similar.py", "--smoke"],
+        (r"stored +method +p50 ms +p95 ms +recall@10 +build s +memory MB",),
+    ),
     "tune": (
         [PYTHON, "bench/tune.py", "--smoke"],
         (r"trial \(validation macro-F1\) +queue +prio +mean +s",),

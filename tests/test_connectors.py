@@ -61,6 +61,25 @@ def test_route_sets_only_gated_mapped_fields_and_notes_everything() -> None:
     assert unmapped.queue is None and unmapped.unmapped == ["queue=Billing", "priority=high"]
 
 
+def test_the_note_lists_the_three_most_similar_stored_tickets() -> None:
+    similar = [
+        {"id": f"upload:{i}", "labels": {"queue": "Billing", "priority": "low"},
+         "similarity": 0.9 - i / 10, "text": f"ticket {i} " + "long " * 40}
+        for i in range(5)
+    ]  # fmt: skip
+    note = plan_write("7", {**ANSWER, "similar": similar}, "suggest", LabelMap(), NAMES).note
+    lines = note.splitlines()
+    start = lines.index("similar tickets:")
+    assert lines[start + 1].startswith("- upload:0 (Billing, low; 0.90): ticket 0 long")
+    assert [line.split()[1] for line in lines[start + 1 : start + 4]] == [
+        "upload:0", "upload:1", "upload:2"
+    ]  # fmt: skip
+    assert all(len(line) < 160 for line in lines) and "upload:3" not in note
+    for none in (None, []):
+        plain = plan_write("7", {**ANSWER, "similar": none}, "suggest", LabelMap(), NAMES).note
+        assert "similar tickets" not in plain
+
+
 def test_a_label_map_file_is_checked(tmp_path) -> None:
     path = tmp_path / "map.json"
     path.write_text(json.dumps({"queue": {"Billing": "Finance"}}))

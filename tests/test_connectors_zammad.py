@@ -76,7 +76,7 @@ def test_a_signed_webhook_is_written_back_once(service: Service, zammad: ZammadS
     # What the model answered, asked the usual way: the same cleaning, gate and labels.
     direct = service.post(
         "/api/v1/classify", json={"subject": "Invoice charged twice", "body": HTML,
-                                  "content_type": "text/html"}
+                                  "content_type": "text/html", "similar": 3}
     ).json()  # fmt: skip
     queue, priority = direct["queue"], direct["priority"]
     assert ("group" in update) == queue["auto_route"]
@@ -88,6 +88,10 @@ def test_a_signed_webhook_is_written_back_once(service: Service, zammad: ZammadS
     assert note["internal"] is True and note["type"] == "note"
     assert f"queue: {queue['model_label']}" in note["body"]
     assert accepted["prediction_id"] in note["body"]
+    # the three most similar stored tickets, for the agent to compare with
+    assert "similar tickets:" in note["body"]
+    for similar in direct["similar"]:
+        assert f"- {similar['id']} (" in note["body"]
     # Zammad redelivers on a timeout: the same delivery id writes nothing again.
     time.sleep(1)
     assert len(wait_updates(zammad, "101", 2, timeout=2)) == 1

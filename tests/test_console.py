@@ -366,12 +366,17 @@ def test_try_a_ticket_and_send_a_correction(
         what="two answers",
     )
     api = service.post(
-        "/api/v1/classify", json={"tickets": [{"ticket_data": t} for t in tickets]}
+        "/api/v1/classify", json={"tickets": [{"ticket_data": t} for t in tickets], "similar": 3}
     ).json()["predictions"]
     for shown, expected in zip(answers, api, strict=True):
         assert (
             expected["queue"]["label"] in shown.text and expected["priority"]["label"] in shown.text
         )
+        # the three most similar stored tickets, by id and text
+        rows = shown.find_elements(By.CSS_SELECTOR, ".similar tbody tr")
+        assert [row.text for row in rows] and len(rows) == len(expected["similar"]) == 3
+        for row, similar in zip(rows, expected["similar"], strict=True):
+            assert similar["id"] in row.text and similar["text"][:40] in row.text
     select = Select(answers[0].find_element(By.CSS_SELECTOR, 'select[name="queue"]'))
     other = next(o.text for o in select.options if o.text != api[0]["queue"]["model_label"])
     select.select_by_visible_text(other)

@@ -9,6 +9,7 @@ tested in test_torchserve.py.
 
 from __future__ import annotations
 
+import ast
 import importlib
 import json
 import shutil
@@ -23,7 +24,9 @@ import pytest
 import yaml
 
 from training.archive import build_archive
+from training.data import load_tickets
 from training.predict import Predictor
+from training.similar_index import excerpt
 
 
 @dataclass
@@ -243,3 +246,65 @@ def test_a_per_class_gate_routes_alike_in_the_archive_and_in_process(
         assert want["priority"]["auto_route"]
     assert expected[0]["queue"]["auto_route"]
     assert not all(want["queue"]["auto_route"] for want in expected), "some answers stay closed"
+
+
+def test_similar_tickets_come_from_the_archive_s_index(
+    handler: Any, unpacked: Path, tiny_model
+) -> None:
+    """A request with `similar: k` gets, per ticket, the k stored tickets nearest to it (a
+    training ticket's own text finds it first); a request without it has no `similar` key,
+    even in the same batch; a bad k is that request's own 400."""
+    data = load_tickets(tiny_model.data_path)
+    row = data.frame.iloc[7]
+    rows = [
+        {"body": {"ticket_data": row["text"], "similar": 3}},
+        {"body": {"ticket_data": row["text"]}},
+        {"body": {"tickets": [{"ticket_data": row["text"]}, "VPN drops"], "similar": 20}},
+        {"body": {"ticket_data": "x", "similar": 21}},
+        {"body": {"ticket_data": "x", "similar": True}},
+        {"body": {"ticket_data": "x", "similar": 0}},
+    ]
+    context = FakeContext(unpacked).batch([JSON] * len(rows))
+    asked, plain, listed, too_many, boolean, zero = answers(handler, context, rows)
+    assert context.statuses == {3: (400, "Bad Request"), 4: (400, "Bad Request")}
+    assert "'similar' must be a whole number from 0 to 20" in too_many["message"]
+    assert "'similar' must be" in boolean["message"]
+    assert "similar" not in plain and "similar" not in zero
+    hits = asked["similar"]
+    assert len(hits) == 3
+    assert hits[0]["text"] == excerpt(row["text"])
+    assert hits[0]["similarity"] == pytest.approx(1, abs=2e-3)
+    assert hits[0]["labels"] == {"queue": row["queue"], "priority": row["priority"]}
+    assert [h["similarity"] for h in hits] == sorted((h["similarity"] for h in hits), reverse=True)
+    first, second = listed["predictions"]
+    assert first["similar"][:3] == hits and len(first["similar"]) == 20
+    assert len(second["similar"]) == 20
+    assert asked["queue"] == plain["queue"]  # the lookup changes no answer
+
+
+def test_a_model_without_an_index_answers_similar_as_null(
+    handler: Any, tiny_model, tmp_path: Path
+) -> None:
+    """A model trained without the index (`similar_tickets` off, or before it existed)."""
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model.model_dir, model_dir)
+    for name in ("similar_vectors.npy", "similar_tickets.json"):
+        (model_dir / name).unlink()
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(build_archive(model_dir, tmp_path / "store", version="5")) as mar:
+        mar.extractall(unpacked)
+    served = type(handler)()
+    served.initialize(FakeContext(unpacked))
+    [answer] = answers(
+        served, FakeContext(unpacked).batch([JSON]), [{"body": {"ticket_data": "x", "similar": 2}}]
+    )
+    assert answer["similar"] is None and "queue" in answer
+
+
+def test_the_handler_module_defines_one_class() -> None:
+    """TorchServe loads the handler module's only class as the handler; a second class in it
+    (a NamedTuple, say) fails every worker at load."""
+    source = Path(__file__).resolve().parents[1] / "handlers" / "ticket_handler.py"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    classes = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
+    assert classes == ["TicketHandler"]

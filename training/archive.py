@@ -5,6 +5,7 @@ The only module that knows the archive layout. An archive holds, flat at its roo
     ticket_handler.py    the handler (handlers/ticket_handler.py)
     ticket_requests.py   request parsing / answer formatting (handlers/ticket_requests.py)
     ticket_model.py      the model definition: a verbatim copy of training/model.py
+    ticket_similar.py    similar-ticket lookups: a verbatim copy of training/similar_index.py
     model-config.yaml    batching, workers and timeouts for TorchServe, `handler:` settings
     model.safetensors, config.json, tokenizer files, labels.json, ticket_model.json,
     training_config.json, metrics.json, ticket_cleaning.py + cleaning.json (the cleaning the
@@ -39,6 +40,8 @@ from training.config import DEFAULT_TOP_K, UserError
 
 HANDLERS_DIR = Path(__file__).resolve().parent.parent / "handlers"
 MODEL_SOURCE = Path(__file__).resolve().parent / "model.py"
+SIMILAR_SOURCE = Path(__file__).resolve().parent / "similar_index.py"
+SIMILAR_MODULE_FILE = "ticket_similar.py"
 HANDLER_FILE = "ticket_handler.py"
 HELPER_FILES = ("ticket_requests.py",)
 MODEL_MODULE_FILE = "ticket_model.py"
@@ -194,6 +197,7 @@ def _run_archiver(
         if path.is_file() and path.suffix not in SKIPPED_SUFFIXES:
             shutil.copy2(path, source / path.name)
     shutil.copy2(MODEL_SOURCE, source / MODEL_MODULE_FILE)
+    shutil.copy2(SIMILAR_SOURCE, source / SIMILAR_MODULE_FILE)
     for file_name in (HANDLER_FILE, *HELPER_FILES):
         if not (HANDLERS_DIR / file_name).is_file():
             raise FileNotFoundError(f"handler file {HANDLERS_DIR / file_name} is missing")

@@ -294,6 +294,14 @@ class TrainConfig:
             "becomes [CUSTOMER]"
         ),
     )
+    similar_tickets: bool = field(
+        default=True,
+        metadata=about(
+            "keep every training ticket's embedding, id, labels and a 280-character excerpt "
+            "of its text as stored (cleaned, masked) in the model and its .mar, for similar-"
+            "ticket lookups (POST /api/v1/similar)"
+        ),
+    )
     top_k: int = field(
         default=DEFAULT_TOP_K, metadata=about("labels listed per head in an answer", _range(1, 100))
     )

@@ -7,9 +7,10 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from training import label_issues
+from training import label_issues, similar_index
 from training.base_models import make_readable
 from training.config import TrainConfig, UserError
 from training.evaluate import write_report
@@ -35,9 +36,11 @@ def export_model(
     metrics: dict[str, Any],
     out_dir: str | Path,
     issues: dict[str, Any] | None = None,
+    similar: tuple[np.ndarray, list[dict[str, Any]]] | None = None,
 ) -> Path:
-    """Save weights, tokenizer, labels, config, metrics and report into `out_dir`, and the
-    ranked suspected label errors (`issues`, training/label_issues.py) when given.
+    """Save weights, tokenizer, labels, config, metrics and report into `out_dir`, and when
+    given the ranked suspected label errors (`issues`, training/label_issues.py) and the
+    similar-ticket index (`similar`: vectors and tickets, training/similar_index.py).
 
     Everything is written into a sibling temporary directory that then replaces `out_dir`, which
     may only be missing, empty, or an earlier model directory.
@@ -54,6 +57,8 @@ def export_model(
         write_report(staging, metrics, f"Ticket classifier: {out_dir.name}")
         if issues is not None:
             label_issues.write(staging, issues)
+        if similar is not None:
+            similar_index.write_index(staging, *similar)
         make_readable(staging)
         if out_dir.exists():
             retired = out_dir.with_name(f".{out_dir.name}.old")

@@ -16,7 +16,7 @@ RESERVED_HEAD_NAMES = frozenset(
     {"text", "row", "label", "labels", "heads", "top_k", "predicted_label", "confidence",
      "auto_route", "low_confidence", "model_label", "model_version", "prediction_id",
      "rare_token_share", "ticket_data", "subject", "body", "tickets", "allow_new_labels",
-     "content_type", "row_id"}
+     "content_type", "row_id", "similar", "fields"}
 )  # fmt: skip
 
 

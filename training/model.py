@@ -327,7 +327,19 @@ def predict_logits(
     texts: list[str],
     batch_size: int = 64,
 ) -> dict[str, np.ndarray]:
-    """Raw logits per head (before the temperature), rows in the order of `texts`.
+    """Raw logits per head (before the temperature), rows in the order of `texts`."""
+    return forward_texts(model, tokenizer, texts, batch_size)[0]
+
+
+@torch.inference_mode()
+def forward_texts(
+    model: TicketClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    texts: list[str],
+    batch_size: int = 64,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Raw logits per head and the pooled embeddings (what a similar-ticket lookup compares),
+    rows in the order of `texts`.
 
     Texts are sorted by length so each batch pads little; results come to the host once per batch.
     """
@@ -337,11 +349,17 @@ def predict_logits(
     chunks: list[np.ndarray] = []
     for start in range(0, len(order), batch_size):
         batch = [texts[i] for i in order[start : start + batch_size]]
-        logits = model(**model_inputs(model, tokenizer, batch, device))
-        chunks.append(torch.cat([logits[h].float() for h in model.labels], dim=-1).cpu().numpy())
-    flat = np.concatenate(chunks) if chunks else np.zeros((0, sum(widths)), dtype=np.float32)
-    flat = flat[np.argsort(np.asarray(order, dtype=np.int64))]
-    return dict(zip(model.labels, np.split(flat, np.cumsum(widths)[:-1], axis=1), strict=True))
+        inputs = model_inputs(model, tokenizer, batch, device)
+        pooled = model.pool(inputs["input_ids"], inputs["attention_mask"])
+        logits = model.head_logits(pooled, inputs.get("lexical"))
+        flat = [logits[h].float() for h in model.labels] + [pooled.float()]
+        chunks.append(torch.cat(flat, dim=-1).cpu().numpy())
+    hidden = model.encoder.config.hidden_size
+    empty = np.zeros((0, sum(widths) + hidden), dtype=np.float32)
+    rows = np.concatenate(chunks) if chunks else empty
+    rows = rows[np.argsort(np.asarray(order, dtype=np.int64))]
+    *heads, pooled_rows = np.split(rows, np.cumsum(widths), axis=1)
+    return dict(zip(model.labels, heads, strict=True)), pooled_rows
 
 
 def probabilities(

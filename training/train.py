@@ -23,7 +23,7 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from training import label_issues
+from training import label_issues, similar_index
 from training.base_models import resolve_base_model
 from training.calibration import (
     class_curves,
@@ -268,7 +268,14 @@ def train(
     if "test" not in metrics:
         # A dataset too small for a test split still gets a report, from validation.
         metrics["test"] = metrics.get("validation", {})
-    path = export_model(model.cpu(), tokenizer, config, metrics, out_dir, issues)
+    similar = (
+        similar_tickets(model, tokenizer, splits, dense if fast else None, labels)
+        if config.similar_tickets
+        else None
+    )
+    if similar is not None:
+        metrics["similar_tickets"] = len(similar[1])
+    path = export_model(model.cpu(), tokenizer, config, metrics, out_dir, issues, similar)
     predictor = Predictor(model, tokenizer, config.top_k, ModelCleaning.load(path))
     return TrainResult(path, metrics, predictor, test_logits, held_out)
 
@@ -304,6 +311,31 @@ def held_out_probabilities(
         selection = pd.concat([selection, splits["test"]])
         source += f" and the test split's held-out scores ({len(splits['test'])} rows)"
     return HeldOut(selection, probabilities(oof, model.temperature), source)
+
+
+def similar_tickets(
+    model: TicketClassifier,
+    tokenizer: PreTrainedTokenizerBase,
+    splits: dict[str, pd.DataFrame],
+    dense: np.ndarray | None,
+    labels: dict[str, list[str]],
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """The similar-ticket index of every uploaded row (training/similar_index.py): the shipped
+    encoder's embeddings (fast mode's frozen ones, `dense`, in split order; full mode's
+    fine-tuned encoder embeds them again), ids, labels and excerpts."""
+    frame = pd.concat([splits[name] for name in ("train", "validation", "test")])
+    texts = frame["text"].tolist()
+    vectors = dense[: len(frame)] if dense is not None else embed_texts(model, tokenizer, texts)[0]
+    ids = label_issues.row_ids(frame)
+    tickets = [
+        {
+            "id": ids[i],
+            "labels": {head: str(frame[head].iat[i]) for head in labels},
+            "text": similar_index.excerpt(text),
+        }
+        for i, text in enumerate(texts)
+    ]
+    return vectors, tickets
 
 
 def calibrate(

@@ -460,6 +460,16 @@ function headCell(p) {
     h("div", { class: "hint", text: p.top_k.map(([l, q]) => `${l} ${pct(q)}`).join(" · ") }));
 }
 
+const SIMILAR_SHOWN = 3;
+
+function similarPart(similar) {
+  if (!similar || !similar.length) return null;
+  return h("div", { class: "similar" },
+    h("h4", { text: "Similar stored tickets" }),
+    table(["ticket", "labels", "similarity", "text"], similar.map((s) => [
+      s.id, Object.values(s.labels).join(", "), pct(s.similarity), s.text]), [2]));
+}
+
 function correction(answer) {
   const heads = Object.keys(knownLabels).filter((head) => answer[head]);
   const selects = heads.map((head) => {
@@ -485,13 +495,14 @@ async function classify(text) {
   const tickets = text.split(SEPARATOR).map((t) => t.trim()).filter(Boolean);
   if (!tickets.length) return showError("type a ticket first");
   const answer = await guarded(() => api("POST", "/api/v1/classify",
-    { json: { tickets: tickets.map((t) => ({ ticket_data: t })) } }));
+    { json: { tickets: tickets.map((t) => ({ ticket_data: t })), similar: SIMILAR_SHOWN } }));
   if (!answer) return;
   const summary = await guarded(() => api("GET", "/api/v1/train-data"));
   knownLabels = summary ? summary.label_counts : {};
   fill($("answers"), ...answer.predictions.map((p, i) => h("div", { class: "answer" },
     h("p", { class: "ticket", text: tickets[i].length > 400 ? `${tickets[i].slice(0, 400)}…` : tickets[i] }),
     table([...p.heads, "version"], [[...p.heads.map((head) => headCell(p[head])), p.model_version]]),
+    similarPart(p.similar),
     correction(p))));
 }
 
