@@ -12,6 +12,9 @@ reads `queue macro-F1 ours X baseline Y | priority macro-F1 ours X baseline Y` (
 --check the exit code is non-zero unless ours beats the baseline on both heads by the margins
 (--margin: 0.03 in fast mode, 0.04 in full mode). --smoke: SMOKE's generated tickets (unless
 DATA is given), one seed and common.SMOKE_CONFIG's small settings (flags given still win).
+
+With --feature-columns (e.g. `type`: structured fields the model reads beside the text), ours
+also trains without them on the same seeds, and the table has both rows: what the fields add.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ from sklearn.svm import LinearSVC
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
 from training.data import TicketData
+from training.fields import row_fields
 from training.train import train
 
 MARGINS = {"fast": 0.03, "full": 0.04, "auto": 0.03}
@@ -89,7 +93,7 @@ def ours(
         f"seed {config.seed}: mode {metrics['mode']['mode']}, {seconds:.0f} s, heads "
         + ", ".join(f"{h} {metrics['heads'][h]}" for h in HEADS)
     )
-    answers = result.predictor.predict(test_frame["text"].tolist())
+    answers = result.predictor.predict(test_frame["text"].tolist(), fields=row_fields(test_frame))
     return {
         "predicted": {
             head: pd.Series([a[head]["label"] for a in answers], index=test_frame.index)
@@ -141,20 +145,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is not None and not args.data.is_file():
         print(f"skipped: dataset {args.data} is not here (it lives in ../shared/data)")
         return 0
-    data, languages, name = tickets_with_languages(args.data, SMOKE["rows"])
+    features = tuple(config.feature_columns or ())
+    data, languages, name = tickets_with_languages(args.data, SMOKE["rows"], features=features)
     print(f"{name}: {data.report.rows_accepted} tickets, config {config.to_dict()}")
     train_frame, test_frame = fixed_split(data)
 
     # The baseline is single-threaded CPU work: it runs in its own process while ours trains.
     with ProcessPoolExecutor(max_workers=1) as pool:
         pending = pool.submit(timed_baseline, train_frame, test_frame)
-        runs = []
+        runs, text_only = [], []
         if not args.baseline_only:
             for offset in range(args.seeds):
                 seeded = TrainConfig.from_dict({**config.to_dict(), "seed": config.seed + offset})
                 with tempfile.TemporaryDirectory() as tmp:
                     out = args.out if args.out and offset == 0 else Path(tmp) / "m"
                     runs.append(ours(train_frame, test_frame, data, seeded, out))
+                    if features:
+                        plain = TrainConfig.from_dict({**seeded.to_dict(), "feature_columns": None})
+                        text_only.append(
+                            ours(train_frame, test_frame, data, plain, Path(tmp) / "t")
+                        )
         base, base_seconds = pending.result()
     theirs = scores(test_frame, base)
     majority = {h: test_frame[h].value_counts(normalize=True).iloc[0] for h in HEADS}
@@ -167,13 +177,19 @@ def main(argv: list[str] | None = None) -> int:
         + "".join(f" {theirs[h][i]:>13.3f}" for h in HEADS for i in (0, 1))
         + f" {base_seconds:>9.0f}"
     )
-    if runs:
-        mine = [scores(test_frame, run["predicted"]) for run in runs]
-        name = f"ours ({config.mode}, {config.base_model})"
+    mine = [scores(test_frame, run["predicted"]) for run in runs]
+    rows = [(f"ours ({config.mode}, {config.base_model})", runs, mine)]
+    if text_only:
+        rows[0] = (f"ours + fields {','.join(features)}", runs, mine)
+        plain = [scores(test_frame, run["predicted"]) for run in text_only]
+        rows.append(("ours, text only (same seeds)", text_only, plain))
+    for name, model_runs, model_scores in rows if runs else []:
         print(
             f"{name:<34}"
-            + "".join(f" {mean_std([m[h][i] for m in mine]):>13}" for h in HEADS for i in (0, 1))
-            + f" {np.mean([run['seconds'] for run in runs]):>9.0f}"
+            + "".join(
+                f" {mean_std([m[h][i] for m in model_scores]):>13}" for h in HEADS for i in (0, 1)
+            )
+            + f" {np.mean([run['seconds'] for run in model_runs]):>9.0f}"
         )
     print(
         f"{'majority class':<34} {majority['queue']:>13.3f} {'':>13} {majority['priority']:>13.3f}"

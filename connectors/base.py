@@ -3,8 +3,11 @@ how a failed write is classified (retry later, or give up with the reason)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
+
+from handlers.ticket_requests import MAX_FIELD_CHARS, MAX_FIELD_NAME_CHARS, MAX_FIELDS
 
 Mode = Literal["off", "suggest", "route"]
 MODES: tuple[Mode, ...] = ("off", "suggest", "route")
@@ -14,12 +17,32 @@ DESK_HEADS = ("queue", "priority")
 
 @dataclass(frozen=True)
 class DeskTicket:
-    """A new ticket as a help desk sends it: its id there, subject and first customer article."""
+    """A new ticket as a help desk sends it: its id there, subject and first customer article,
+    and its structured attributes (type, service, custom fields: `desk_fields`), which a model
+    trained with feature columns of those names reads."""
 
     ticket_id: str
     subject: str
     body: str
     content_type: str = "text/plain"
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def desk_fields(attributes: Iterable[tuple[Any, Any]]) -> dict[str, str]:
+    """A ticket's scalar attributes (name, value) as classify fields: text, numbers and
+    booleans as text, at most MAX_FIELD_CHARS each; names that are too long, values that are
+    objects or empty, are left out; at most MAX_FIELDS, the first ones."""
+    fields: dict[str, str] = {}
+    for name, value in attributes:
+        if len(fields) == MAX_FIELDS:
+            break
+        if not isinstance(name, str) or not 0 < len(name) <= MAX_FIELD_NAME_CHARS:
+            continue
+        if isinstance(value, bool):
+            value = str(value).lower()
+        if isinstance(value, str | int | float) and str(value).strip():
+            fields.setdefault(name, str(value).strip()[:MAX_FIELD_CHARS])
+    return fields
 
 
 @dataclass(frozen=True)

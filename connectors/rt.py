@@ -18,7 +18,14 @@ from typing import Any
 
 import httpx
 
-from connectors.base import DeskError, DeskTicket, HistoryPage, HistoryTicket, WriteBack
+from connectors.base import (
+    DeskError,
+    DeskTicket,
+    HistoryPage,
+    HistoryTicket,
+    WriteBack,
+    desk_fields,
+)
 from connectors.http import send
 
 API = "/REST/2.0"
@@ -140,8 +147,19 @@ class RTClient:
         tickets = []
         for item in items:
             subject, body, content_type = self.first_message(str(item["id"]), item)
-            tickets.append(DeskTicket(str(item["id"]), subject, body, content_type))
+            fields = self.custom_fields(str(item["id"]))
+            tickets.append(DeskTicket(str(item["id"]), subject, body, content_type, fields))
         return tickets
+
+    def custom_fields(self, ticket_id: str) -> dict[str, str]:
+        """A ticket's custom fields with a value, by name (the first value of one that holds
+        several), as classify fields."""
+        found = self._call("GET", f"/ticket/{ticket_id}").get("CustomFields") or []
+        return desk_fields(
+            (cf.get("name"), (cf.get("values") or [None])[0])
+            for cf in found
+            if isinstance(cf, dict) and isinstance(cf.get("values"), list)
+        )
 
     def changes(self, after_id: int, limit: int) -> list[TicketChange]:
         """Queue and Priority changes made by others than us since transaction `after_id`."""

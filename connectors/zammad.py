@@ -21,7 +21,14 @@ from typing import Any
 
 import httpx
 
-from connectors.base import DeskError, DeskTicket, HistoryPage, HistoryTicket, WriteBack
+from connectors.base import (
+    DeskError,
+    DeskTicket,
+    HistoryPage,
+    HistoryTicket,
+    WriteBack,
+    desk_fields,
+)
 from connectors.http import send
 
 SIGNATURE_HEADER = "X-Hub-Signature"
@@ -72,6 +79,9 @@ def ticket_from_payload(payload: Any) -> DeskTicket | None:
         subject=subject,
         body=body,
         content_type="text/html" if content_type == "text/html" else "text/plain",
+        # The ticket's own attributes (type, custom object attributes); nested objects
+        # (group, priority, customer) are left out.
+        fields=desk_fields(ticket.items()),
     )
 
 

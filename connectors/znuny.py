@@ -30,7 +30,14 @@ from typing import Any
 
 import httpx
 
-from connectors.base import DeskError, DeskTicket, HistoryPage, HistoryTicket, WriteBack
+from connectors.base import (
+    DeskError,
+    DeskTicket,
+    HistoryPage,
+    HistoryTicket,
+    WriteBack,
+    desk_fields,
+)
 from connectors.http import send
 
 SECRET_HEADER = "X-TicketServe-Secret"
@@ -151,11 +158,15 @@ def _desk_ticket(ticket_id: str, ticket: dict[str, Any]) -> DeskTicket | None:
     article = first_customer_article(ticket.get("Articles") or ticket.get("Article"))
     if article is None:
         return None
+    dynamic = [(f"DynamicField_{d.get('Name')}", d.get("Value"))
+               for d in _dicts(ticket.get("DynamicField"))]  # fmt: skip
     return DeskTicket(
         ticket_id=ticket_id,
         subject=_text(ticket.get("Title")) or "",
         body=_text(article.get("Body")) or "",
         content_type=_content_type(article),
+        # Type, Service, SLA, CustomerID...; dynamic fields by their DynamicField_<Name>.
+        fields=desk_fields([*ticket.items(), *dynamic]),
     )
 
 

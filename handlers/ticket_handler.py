@@ -93,7 +93,7 @@ class TicketHandler(BaseHandler):
         started = time.perf_counter()
         plan = self.preprocess(data, context)
         try:
-            answers = self.postprocess(plan, self.inference(plan.texts, plan.similar), context)
+            answers = self.postprocess(plan, self.inference(plan), context)
         except Exception:
             if len(data) == 1:
                 raise
@@ -120,19 +120,21 @@ class TicketHandler(BaseHandler):
         rows = [(row, _content_type(context, idx, row)) for idx, row in enumerate(data)]
         return ticket_requests.plan_batch(rows, self.clean)
 
-    def inference(self, texts: list[str], similar: list[int]) -> ticket_requests.Inference:
-        """Class probabilities per head for all tickets, in forward passes of
-        forward_batch_size; and for each ticket whose `similar` count is above 0, that many most
-        similar stored tickets (None: the model keeps none)."""
+    def inference(self, plan: ticket_requests.BatchPlan) -> ticket_requests.Inference:
+        """Class probabilities per head for all tickets (with their fields, for a model that
+        reads them), in forward passes of forward_batch_size; and for each ticket whose request
+        asked for similar tickets, that many most similar stored ones (None: the model keeps
+        none)."""
+        texts, similar = plan.texts, plan.similar
         if not texts:
             return ticket_requests.Inference({}, [])
         if self.similar is None or not any(similar):
             probs = ticket_model.predict_proba(
-                self.model, self.tokenizer, texts, batch_size=self.forward_batch_size
+                self.model, self.tokenizer, texts, self.forward_batch_size, plan.fields
             )
             return ticket_requests.Inference(probs, [None] * len(texts))
         logits, pooled = ticket_model.forward_texts(
-            self.model, self.tokenizer, texts, batch_size=self.forward_batch_size
+            self.model, self.tokenizer, texts, self.forward_batch_size, plan.fields
         )
         asking = [i for i, k in enumerate(similar) if k]
         found = self.similar.search(pooled[asking], max(similar))
@@ -171,7 +173,7 @@ class TicketHandler(BaseHandler):
         """Answer request `idx` of a failed batch by itself; its own failure becomes a 500."""
         plan = ticket_requests.plan_batch([(row, _content_type(context, idx, row))], self.clean)
         try:
-            predictions = self._predictions(self.inference(plan.texts, plan.similar), plan)
+            predictions = self._predictions(self.inference(plan), plan)
             status, body = ticket_requests.batch_answers(plan, predictions, self.model_version)[0]
         except Exception as exc:
             logger.exception("request %d of the batch failed on its own", idx)

@@ -5,7 +5,8 @@ Packed into every .mar next to `ticket_handler.py`, so it imports only the stand
 A request body is one of
   {"ticket_data": "..."}                  one ticket as one text
   {"subject": "...", "body": "..."}       one ticket in two parts (either may be missing)
-      either form may add "content_type": "text/html" or "message/rfc822" (a whole mail)
+      either form may add "content_type": "text/html" or "message/rfc822" (a whole mail), and
+      "fields": {"type": "Incident", ...} (structured fields, for a model trained with them)
   {"tickets": [ticket, ...]}              several tickets, each of the forms above or a string
       a JSON object (either form) may add "similar": k (0 to MAX_SIMILAR): each ticket's answer
       then lists the k most similar stored tickets under `similar` (null: the model keeps none)
@@ -39,6 +40,10 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 PRIMARY_HEAD = "queue"
 SIMILAR_KEY = "similar"
 MAX_SIMILAR = 20  # training/similar_index.py's MAX_K (a test keeps them equal)
+FIELDS_KEY = "fields"
+MAX_FIELDS = 64  # fields per ticket (a help desk's scalar attributes; the model reads its own)
+MAX_FIELD_NAME_CHARS = 64
+MAX_FIELD_CHARS = 200  # training/text_rules.py's (a test keeps them equal)
 
 
 class BadRequest(ValueError):
@@ -51,6 +56,7 @@ class Ticket(NamedTuple):
     subject: str | None
     body: str
     content_type: str = PLAIN_TYPE
+    fields: dict[str, str] | None = None
 
     @property
     def text(self) -> str:
@@ -136,15 +142,17 @@ def parse_ticket(ticket: Any, where: str) -> Ticket:
     if not isinstance(ticket, dict):
         raise BadRequest(f"{where} must be an object or a string, not {type(ticket).__name__}")
     content_type = _body_type(ticket.get(CONTENT_TYPE_KEY, PLAIN_TYPE), where)
+    fields = _fields(ticket.get(FIELDS_KEY), where)
     if "ticket_data" in ticket:
         if "subject" in ticket or "body" in ticket:
             raise BadRequest(f"{where}: send 'ticket_data' or 'subject'/'body', not both")
-        return Ticket(None, _text(ticket["ticket_data"], f"{where}: 'ticket_data'"), content_type)
+        text = _text(ticket["ticket_data"], f"{where}: 'ticket_data'")
+        return Ticket(None, text, content_type, fields)
     if "subject" in ticket or "body" in ticket:
         subject, body = (_optional_text(ticket.get(k), f"{where}: {k!r}") for k in TEXT_KEYS[1:])
         if not subject and not body:
             raise BadRequest(f"{where}: 'subject' and 'body' are both empty")
-        return Ticket(subject or None, body, content_type)
+        return Ticket(subject or None, body, content_type, fields)
     found = ", ".join(repr(k) for k in ticket) or "no fields"
     raise BadRequest(f"{where} needs 'ticket_data' or 'subject'/'body' (or 'tickets'); got {found}")
 
@@ -155,6 +163,40 @@ def _similar(value: Any) -> int:
             f"'{SIMILAR_KEY}' must be a whole number from 0 to {MAX_SIMILAR}, got {value!r:.60}"
         )
     return value
+
+
+def _fields(value: Any, where: str) -> dict[str, str] | None:
+    """A ticket's structured fields: an object of at most MAX_FIELDS names to text (numbers
+    and booleans are read as text; null: unknown)."""
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise BadRequest(f"{where}: 'fields' must be an object, not {type(value).__name__}")
+    if len(value) > MAX_FIELDS:
+        raise BadRequest(f"{where}: 'fields' holds {len(value)} fields; at most {MAX_FIELDS}")
+    fields = {}
+    for name, item in value.items():
+        if len(name) > MAX_FIELD_NAME_CHARS:
+            raise BadRequest(
+                f"{where}: field name {name[:40]!r}... is longer than {MAX_FIELD_NAME_CHARS}"
+            )
+        if item is None:
+            continue
+        if isinstance(item, bool):
+            item = str(item).lower()
+        if not isinstance(item, str | int | float):
+            raise BadRequest(
+                f"{where}: field {name[:40]!r} must be text, a number or null, "
+                f"not {type(item).__name__}"
+            )
+        text = str(item)
+        if len(text) > MAX_FIELD_CHARS:
+            raise BadRequest(
+                f"{where}: field {name[:40]!r} has {len(text)} characters; "
+                f"at most {MAX_FIELD_CHARS}"
+            )
+        fields[name] = text
+    return fields
 
 
 def _body_type(value: Any, where: str) -> str:
@@ -172,6 +214,7 @@ class BatchPlan:
     requests: list[ParsedRequest | BadRequest]
     texts: list[str]  # the tickets of every good request, in request order
     similar: list[int]  # per text: similar stored tickets its request asked for
+    fields: list[dict[str, str] | None]  # per text: its structured fields
 
     @property
     def bad(self) -> int:
@@ -187,6 +230,7 @@ def plan_batch(
     requests: list[ParsedRequest | BadRequest] = []
     texts: list[str] = []
     similar: list[int] = []
+    fields: list[dict[str, str] | None] = []
     for row, content_type in rows:
         try:
             parsed = parse_row(row, content_type)
@@ -197,7 +241,8 @@ def plan_batch(
         requests.append(parsed)
         texts.extend(own)
         similar.extend([parsed.similar] * len(own))
-    return BatchPlan(requests, texts, similar)
+        fields.extend(ticket.fields for ticket in parsed.tickets)
+    return BatchPlan(requests, texts, similar, fields)
 
 
 def _model_text(ticket: Ticket, index: int, clean: Cleaner | None, is_list: bool) -> str:

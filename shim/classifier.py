@@ -81,10 +81,12 @@ class Classifier:
         # Cleaning parses HTML and mail: off the event loop.
         texts = await run_in_threadpool(cleaned_texts, tickets, self.settings)
         await self._ensure_model(version)
+        forwarded = [
+            {"ticket_data": text} | ({"fields": ticket.fields} if ticket.fields else {})
+            for text, ticket in zip(texts, tickets, strict=True)
+        ]
         payload: dict[str, Any] = (
-            {"tickets": [{"ticket_data": text} for text in texts]}
-            if request.tickets is not None
-            else {"ticket_data": texts[0]}
+            {"tickets": forwarded} if request.tickets is not None else forwarded[0]
         )
         if request.similar:
             payload[SIMILAR_KEY] = request.similar

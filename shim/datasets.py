@@ -18,11 +18,13 @@ from training.cleaning import CleaningSettings
 from training.config import DEFAULT_MIN_CLASS_EXAMPLES, MAX_NAME_CHARS
 from training.data import (
     DELIMITERS,
+    FIELDS_COLUMN,
     MAIL_FORMATS,
     Columns,
     DataError,
     Format,
     TicketData,
+    parse_feature_columns,
     parse_label_columns,
     read_table,
     validate,
@@ -56,6 +58,7 @@ class UploadOptions:
     queue_column: str | None = None
     priority_column: str | None = None
     label_columns: str | None = None  # "queue,priority,type": training.data.parse_label_columns
+    feature_columns: str | None = None  # "type,channel": kept as each row's fields
     delimiter: str = ","
     min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES
     max_text_chars: int = MAX_TICKET_CHARS
@@ -93,11 +96,22 @@ class UploadOptions:
             raise Unprocessable(
                 str(exc), {"loc": ["query", "label_columns"]}, code="validation_error"
             ) from exc
+        try:
+            features = (
+                parse_feature_columns(self.feature_columns, "feature_columns")
+                if self.feature_columns is not None
+                else ()
+            )
+        except DataError as exc:
+            raise Unprocessable(
+                str(exc), {"loc": ["query", "feature_columns"]}, code="validation_error"
+            ) from exc
         return Columns(
             text=self.text_column,
             queue=self.queue_column,
             priority=self.priority_column,
             labels=labels,
+            features=features,
         )
 
     def mail_labels(self) -> dict[str, str]:
@@ -135,7 +149,8 @@ class UploadOptions:
             return "key:" + self.idempotency_key
         digest = hashlib.sha256(raw)
         options = [content_type, self.replace, self.text_column, self.queue_column,
-                   self.priority_column, self.label_columns, self.delimiter,
+                   self.priority_column, self.label_columns, self.feature_columns,
+                   self.delimiter,
                    self.cleaning.to_dict(), self.labels]  # fmt: skip
         digest.update(json.dumps(options).encode())
         return "sha256:" + digest.hexdigest()
@@ -241,7 +256,8 @@ def _store_upload(
             {"upload_heads": heads, "stored_heads": stored_heads},
             code="heads_mismatch",
         )
-    frame = data.frame[["text", *heads]]
+    # Each row: its text, a label per head, and its fields when feature columns were read.
+    frame = data.frame[["text", *heads, *([FIELDS_COLUMN] if FIELDS_COLUMN in data.frame else [])]]
     content = "".join(
         json.dumps(record, ensure_ascii=False) + "\n" for record in frame.to_dict("records")
     ).encode("utf-8")

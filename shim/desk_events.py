@@ -30,6 +30,7 @@ async def classify_ticket(services: Services, ticket: DeskTicket) -> dict[str, A
         subject=ticket.subject or None,
         body=ticket.body,
         content_type=ticket.content_type,
+        fields=ticket.fields or None,
         similar=SIMILAR_LINES,
     )
     answer = await services.classifier.classify(request)

@@ -14,7 +14,12 @@ from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
-from handlers.ticket_requests import MAX_SIMILAR
+from handlers.ticket_requests import (
+    MAX_FIELD_CHARS,
+    MAX_FIELD_NAME_CHARS,
+    MAX_FIELDS,
+    MAX_SIMILAR,
+)
 from shim.job_record import JobStatus, Trigger
 from shim.settings import TICKET_CHARS_LIMIT
 from shim.store import DatasetRecord
@@ -195,8 +200,20 @@ CONTENT_TYPE_FIELD = Field(
 )
 
 
+FieldName = Annotated[str, Field(min_length=1, max_length=MAX_FIELD_NAME_CHARS)]
+FieldValue = Annotated[str, Field(max_length=MAX_FIELD_CHARS)]
+FIELDS_FIELD = Field(
+    None,
+    max_length=MAX_FIELDS,
+    examples=[{"type": "Incident", "channel": "email"}],
+    description="structured fields beside the text (ticket type, channel, customer tier...): "
+    "a version trained with feature_columns reads those of its columns (names without regard "
+    "to case); a value it never saw, or null, is unknown; other names are ignored",
+)
+
+
 class TicketIn(BaseModel):
-    """One ticket: `ticket_data`, or `subject` and/or `body`."""
+    """One ticket: `ticket_data`, or `subject` and/or `body`; and its structured `fields`."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -204,6 +221,7 @@ class TicketIn(BaseModel):
     subject: str | None = None
     body: str | None = None
     content_type: ContentType = CONTENT_TYPE_FIELD
+    fields: dict[FieldName, FieldValue | None] | None = FIELDS_FIELD
 
     @model_validator(mode="after")
     def _one_form(self) -> TicketIn:
@@ -252,14 +270,18 @@ class ClassifyRequest(BaseModel):
     subject: str | None = None
     body: str | None = None
     content_type: ContentType = CONTENT_TYPE_FIELD
+    fields: dict[FieldName, FieldValue | None] | None = FIELDS_FIELD
     tickets: list[TicketIn] | None = Field(None, min_length=1)
     similar: int = SIMILAR_FIELD
 
     @model_validator(mode="after")
     def _one_form(self) -> ClassifyRequest:
         single = self.ticket_data is not None or self.subject is not None or self.body is not None
-        if self.tickets is not None and single:
-            raise ValueError("'tickets' cannot be combined with 'ticket_data'/'subject'/'body'")
+        if self.tickets is not None and (single or self.fields is not None):
+            raise ValueError(
+                "'tickets' cannot be combined with 'ticket_data'/'subject'/'body'/'fields': "
+                "give each ticket its own"
+            )
         if self.tickets is not None and self.content_type != PLAIN_TYPE:
             raise ValueError("with 'tickets', give each ticket its own 'content_type'")
         if self.tickets is None:
@@ -275,6 +297,7 @@ class ClassifyRequest(BaseModel):
                 subject=self.subject,
                 body=self.body,
                 content_type=self.content_type,
+                fields=self.fields,
             )
         ]
 

@@ -16,7 +16,7 @@ from api_service import Service, tickets_csv
 from filelock import FileLock
 
 from training.config import TrainConfig
-from training.data import load_tickets
+from training.data import Columns, load_tickets
 from training.sample_data import write_sample_csv
 from training.train import train
 
@@ -53,6 +53,10 @@ FAST_CONFIG = TrainConfig(base_model="all-MiniLM-L6-v2", mode="fast", max_length
 # Seconds to train: for the fast tier's tests of code around a model (the handler, archives).
 TINY_ROWS = 120
 TINY_CONFIG = TrainConfig(base_model="all-MiniLM-L6-v2", mode="fast", max_length=32, seed=1)
+# The tiny model that also reads a structured field: the generated tickets' language.
+TINY_FIELDS_CONFIG = TrainConfig.from_dict(
+    TINY_CONFIG.to_dict() | {"feature_columns": ["language"]}
+)
 PROBE_TEXTS = [
     "Mein Drucker druckt seit dem Update nicht mehr",
     "URGENT: nobody in the office can log in to the portal, production is down",
@@ -88,17 +92,23 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
     return shared_model(tmp_path_factory, "tiny", TINY_CONFIG, rows=TINY_ROWS)
 
 
+@pytest.fixture(scope="session")
+def tiny_fields_model(tmp_path_factory: pytest.TempPathFactory) -> TrainedModel:
+    """The tiny model reading each ticket's language as a structured field."""
+    return shared_model(tmp_path_factory, "tiny-fields", TINY_FIELDS_CONFIG, rows=TINY_ROWS)
+
+
 def shared_model(
     tmp_path_factory: pytest.TempPathFactory, name: str, config: TrainConfig, rows: int = TEST_ROWS
 ) -> TrainedModel:
     """`config` trained on `rows` test tickets once for the whole run."""
-    if FAST_TIER and config != TINY_CONFIG:
+    if FAST_TIER and config not in (TINY_CONFIG, TINY_FIELDS_CONFIG):
         raise RuntimeError(f"the {name!r} model is not for the fast tier: mark the test slow")
 
     def build(work: Path) -> dict:
         data_path = work / "tickets.csv"
         write_sample_csv(data_path, rows=rows, seed=1)
-        tickets = load_tickets(data_path)
+        tickets = load_tickets(data_path, Columns(features=tuple(config.feature_columns or ())))
         result = train(tickets, config, work / "model", embedding_cache=work / "embeddings.sqlite")
         return {
             "model_dir": str(result.model_dir),

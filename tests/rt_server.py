@@ -46,6 +46,18 @@ $id or die "token: $msg\n";
 print $token;
 """
 
+# A global single-value free-text ticket custom field named $ARGV[0] (REST 2.0 cannot make one).
+MAKE_CUSTOM_FIELD = r"""
+RT::LoadConfig(); RT::Init();
+my ($name) = @ARGV;
+my $cf = RT::CustomField->new(RT->SystemUser);
+my ($ok, $msg) = $cf->Create(Name => $name, Type => 'Freeform', MaxValues => 1,
+                             LookupType => RT::Ticket->CustomFieldLookupType);
+$ok or die "custom field: $msg\n";
+($ok, $msg) = $cf->AddToObject(RT::Queue->new(RT->SystemUser));
+$ok or die "apply: $msg\n";
+"""
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -116,6 +128,15 @@ class RTServer:
     def root(self) -> tuple[str, str]:
         return ("root", ROOT_PASSWORD)
 
+    def create_custom_field(self, name: str) -> None:
+        """A ticket custom field `name` in every queue."""
+        made = subprocess.run(
+            ["perl", f"-I{RT_HOME / 'lib'}", "-MRT", "-e", MAKE_CUSTOM_FIELD, name],
+            env=self.env, capture_output=True, timeout=60,
+        )  # fmt: skip
+        if made.returncode != 0:
+            raise RuntimeError(f"RT custom field {name}: {made.stderr.decode()[-2000:]}")
+
     def user_token(self, name: str, password: str) -> str:
         """A new privileged user `name` with all rights (if there is none yet) and a new
         auth token of it."""
@@ -137,12 +158,20 @@ class RTServer:
     def create_queue(self, name: str) -> None:
         self.call("POST", "/queue", json={"Name": name})
 
-    def create_ticket(self, queue: str, subject: str, content: str, content_type: str) -> str:
+    def create_ticket(
+        self,
+        queue: str,
+        subject: str,
+        content: str,
+        content_type: str,
+        custom_fields: dict[str, str] | None = None,
+    ) -> str:
         made = self.call(
             "POST",
             "/ticket",
             json={"Queue": queue, "Subject": subject, "Content": content,
-                  "ContentType": content_type, "Requestor": "customer@example.com"},
+                  "ContentType": content_type, "Requestor": "customer@example.com",
+                  **({"CustomFields": custom_fields} if custom_fields else {})},
         )  # fmt: skip
         return str(made["id"])
 

@@ -28,6 +28,10 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         [PYTHON, "bench/accuracy.py", "--smoke"],
         (r"model +queue acc +queue F1 +prio acc +prio F1 +seconds",),
     ),
+    "accuracy_fields": (
+        [PYTHON, "bench/accuracy.py", "--smoke", "--feature-columns", "language"],
+        (r"ours \+ fields language ", r"ours, text only \(same seeds\)"),
+    ),
     "label_issues": (
         [PYTHON, "bench/label_issues.py", "--smoke"],
         (r"head +flipped +flagged +precision +recall +test F1 all +test F1 dropped",),

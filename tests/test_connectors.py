@@ -12,9 +12,11 @@ import json
 import pytest
 
 from connectors import znuny
+from connectors.base import desk_fields
 from connectors.label_map import LabelMap, LabelMapError
 from connectors.writeback import plan_write
 from connectors.zammad import PayloadError, signature_valid, ticket_from_payload
+from handlers.ticket_requests import MAX_FIELD_CHARS, MAX_FIELDS
 
 ANSWER = {
     "prediction_id": "0190abc",
@@ -159,6 +161,31 @@ def test_a_znuny_invocation_is_read_from_the_ticket_and_its_first_customer_artic
 def test_what_is_no_znuny_invocation_says_what_is_missing(bad: object) -> None:
     with pytest.raises(znuny.PayloadError, match="Ticket|Event"):
         znuny.invocation_from_payload(bad)
+
+
+def test_a_ticket_s_scalar_attributes_are_its_classify_fields() -> None:
+    """What a model trained with feature columns reads of a help desk's ticket: Znuny's Type,
+    Service, dynamic fields (either shape); Zammad's own attributes; never nested objects,
+    empty values or more than the request allows."""
+    ticket = invocation("TicketCreate", Type="Incident", Service="Email", SLA="",
+                        DynamicField_Channel="phone", CustomerUserID=None,
+                        DynamicField=[{"Name": "Tier", "Value": "gold"}, {"Name": "X"}],
+                        Owner={"UserLogin": "x"}).ticket  # fmt: skip
+    assert ticket is not None
+    fields = ticket.fields
+    assert fields["Type"] == "Incident" and fields["Service"] == "Email"
+    assert fields["DynamicField_Channel"] == "phone" and fields["DynamicField_Tier"] == "gold"
+    assert "SLA" not in fields and "Owner" not in fields and "CustomerUserID" not in fields
+    zammad = ticket_from_payload({
+        "ticket": {"id": 7, "title": "VPN", "type": "Incident", "priority": {"name": "3 high"},
+                   "escalated": False, "tier": "x" * 500},
+        "article": {"sender": "Customer", "body": "VPN down"},
+    })  # fmt: skip
+    assert zammad is not None and zammad.fields["type"] == "Incident"
+    assert zammad.fields["escalated"] == "false" and "priority" not in zammad.fields
+    assert len(zammad.fields["tier"]) == MAX_FIELD_CHARS
+    many = desk_fields((f"f{i}", i) for i in range(MAX_FIELDS + 10))
+    assert len(many) == MAX_FIELDS and many["f0"] == "0"
 
 
 def test_a_znuny_change_by_the_invoker_or_our_user_is_ours() -> None:

@@ -151,6 +151,21 @@ def test_an_agent_s_move_becomes_feedback(service: Service, rt: RTServer) -> Non
     assert [r["prediction_id"] for r in rows] == [prediction_id]
 
 
+def test_a_new_ticket_s_custom_fields_are_its_classify_fields(rt: RTServer) -> None:
+    """A ticket's custom fields reach classify as `fields` (by name), for a model trained with
+    feature columns of those names. Read with RTClient in a queue the service does not watch."""
+    rt.create_custom_field("Channel")
+    client = RTClient(rt.url, rt.user_token("fields", "fields-password-1"), ["Sales"])
+    after = client.last_ticket_id()
+    made = rt.create_ticket("Sales", "Quote", "A quote for 5 laptops.", "text/plain",
+                            custom_fields={"Channel": "phone"})  # fmt: skip
+    plain = rt.create_ticket("Sales", "Quote 2", "Another quote.", "text/plain")
+    found = {t.ticket_id: t for t in client.new_tickets(after, 10)}
+    assert found[made].fields == {"Channel": "phone"}
+    assert found[made].body == "A quote for 5 laptops."
+    assert found[plain].fields == {}
+
+
 def test_closed_tickets_page_for_the_history_import(rt: RTServer) -> None:
     """RTClient.history, as `ticketserve import rt` calls it: resolved tickets of every queue,
     oldest first, with their final queue and priority, page by page from a cursor."""

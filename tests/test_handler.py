@@ -308,3 +308,36 @@ def test_the_handler_module_defines_one_class() -> None:
     tree = ast.parse(source.read_text(encoding="utf-8"))
     classes = [node.name for node in ast.walk(tree) if isinstance(node, ast.ClassDef)]
     assert classes == ["TicketHandler"]
+
+
+def test_fields_reach_the_model_through_the_archive(
+    handler: Any, tiny_fields_model, tmp_path: Path
+) -> None:
+    """A model trained with a feature column (language): each ticket's `fields` are read by
+    the archive's handler as in process; an unknown value is no value; a model without
+    feature columns ignores fields."""
+    unpacked = tmp_path / "unpacked"
+    with zipfile.ZipFile(build_archive(tiny_fields_model.model_dir, tmp_path / "s", "6")) as mar:
+        mar.extractall(unpacked)
+    served = type(handler)()
+    served.initialize(FakeContext(unpacked))
+    text = "Mein Drucker druckt nicht mehr"
+    fields = [{"language": "de"}, {"Language": "EN"}, {"language": "fr"}, None]
+    rows = [{"body": {"ticket_data": text, "fields": f}} for f in fields[:3]]
+    rows.append({"body": {"tickets": [{"ticket_data": text}]}})
+    got = answers(served, FakeContext(unpacked).batch([JSON] * 4), rows)
+    expected = Predictor.load(tiny_fields_model.model_dir, device="cpu").predict(
+        [text] * 4, fields=fields
+    )
+    for answer, want in zip([*got[:3], got[3]["predictions"][0]], expected, strict=True):
+        assert answer["queue"]["confidence"] == pytest.approx(want["queue"]["confidence"], 1e-5)
+    assert got[0]["queue"]["confidence"] != got[1]["queue"]["confidence"]
+    assert got[2]["queue"] == got[3]["predictions"][0]["queue"]
+    # the text-only model takes the same request and reads the text alone
+    [with_fields, without] = answers(
+        handler,
+        FakeContext(unpacked).batch([JSON, JSON]),
+        [{"body": {"ticket_data": text, "fields": {"language": "de"}}},
+         {"body": {"ticket_data": text}}],
+    )  # fmt: skip
+    assert with_fields["queue"] == without["queue"]

@@ -8,6 +8,8 @@ import re
 import pytest
 
 from handlers.ticket_requests import (
+    MAX_FIELD_CHARS,
+    MAX_FIELDS,
     MAX_TICKETS_PER_REQUEST,
     BadRequest,
     batch_answers,
@@ -149,3 +151,28 @@ def test_prediction_count_must_match_the_tickets() -> None:
     plan = plan_batch([({"body": "x"}, None)])
     with pytest.raises(ValueError, match="0 predictions for 1 tickets"):
         batch_answers(plan, [], "1")
+
+
+def test_fields_are_read_per_ticket_and_bounded() -> None:
+    parsed = parse_request(
+        {"tickets": [{"ticket_data": "a", "fields": {"type": "Incident", "n": 3, "ok": True,
+                                                      "gone": None}},
+                     {"ticket_data": "b"}]}
+    )  # fmt: skip
+    assert [t.fields for t in parsed.tickets] == [
+        {"type": "Incident", "n": "3", "ok": "true"},
+        None,
+    ]
+    single = parse_request({"subject": "x", "fields": {"channel": "mail"}})
+    assert single.tickets[0].fields == {"channel": "mail"}
+    plan = plan_batch([({"body": {"ticket_data": "a", "fields": {"k": "v"}}}, None)])
+    assert plan.fields == [{"k": "v"}]
+    for bad, message in (
+        ({"fields": []}, "'fields' must be an object"),
+        ({"fields": {"a": {"b": 1}}}, "must be text, a number or null"),
+        ({"fields": {f"f{i}": "x" for i in range(MAX_FIELDS + 1)}}, f"at most {MAX_FIELDS}"),
+        ({"fields": {"a": "x" * (MAX_FIELD_CHARS + 1)}}, f"at most {MAX_FIELD_CHARS}"),
+        ({"fields": {"a" * 65: "x"}}, "is longer than 64"),
+    ):
+        with pytest.raises(BadRequest, match=re.escape(message)):
+            parse_request({"ticket_data": "t", **bad})

@@ -118,6 +118,44 @@ def test_one_head_round_trip(service: Service) -> None:
     check_round_trip(service, ["queue"], ["queue", "priority", "language"])
 
 
+def test_structured_fields_round_trip(service: Service) -> None:
+    """Uploaded with a feature column (a customer tier that decides the priority), trained
+    with it, archived and served: classify reads each ticket's `fields` through the .mar."""
+    frame = sample_data.generate_tickets(150, seed=64)
+    frame["tier"] = frame["priority"].map({"high": "gold", "medium": "silver", "low": "bronze"})
+    frame.loc[::10, "tier"] = ""  # unknown for some rows
+    for bad, says in (("body", "ticket's text"), ("a b", "use a letter"), ("queue", "label")):
+        refused = service.upload_csv(frame.to_csv(index=False).encode(), feature_columns=bad)
+        assert refused.status_code == 422 and says in refused.text, refused.text
+    upload = service.upload_csv(frame.to_csv(index=False).encode(), feature_columns="tier")
+    assert upload.status_code == 201, upload.text
+    missing = service.post("/api/v1/train", json={**FAST, "feature_columns": ["channel"]})
+    failed = service.wait_job(missing.json()["job_id"])
+    assert failed["status"] == "failed" and "no stored ticket has a 'channel' field" in str(
+        failed
+    ), failed
+    job = service.post("/api/v1/train", json={**FAST, "feature_columns": ["tier"]})
+    assert job.status_code == 202, job.text
+    done = service.wait_job(job.json()["job_id"])
+    assert done["status"] == "succeeded", done
+    text = "Our office printer shows a paper jam"
+    tickets = [{"ticket_data": text, "fields": {"tier": tier}} for tier in ("gold", "bronze")]
+    tickets += [{"ticket_data": text, "fields": {"tier": "platinum", "other": "x"}},
+                {"ticket_data": text}]  # fmt: skip
+    answer = service.post("/api/v1/classify", json={"tickets": tickets})
+    assert answer.status_code == 200, answer.text
+    gold, bronze, unknown, none = answer.json()["predictions"]
+    assert (gold["priority"]["model_label"], bronze["priority"]["model_label"]) == ("high", "low")
+    assert unknown["priority"] == none["priority"]  # an unseen value is unknown, no error
+    single = service.post("/api/v1/classify", json={"subject": text, "fields": {"tier": "gold"}})
+    assert single.json()["priority"]["model_label"] == "high"
+    too_many = {f"f{i}": "x" for i in range(65)}
+    refused = service.post("/api/v1/classify", json={"ticket_data": text, "fields": too_many})
+    assert refused.status_code == 422, refused.text
+    mixed = service.post("/api/v1/classify", json={"tickets": tickets[:1], "fields": {"a": "b"}})
+    assert mixed.status_code == 422 and "give each ticket its own" in mixed.text
+
+
 def test_label_columns_are_checked_before_the_body(service: Service) -> None:
     for label_columns, says in [
         ("queue,queue", "named twice"),

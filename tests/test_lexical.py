@@ -83,13 +83,3 @@ def test_featurizer_round_trips_through_json(tmp_path) -> None:
 def test_max_features_caps_each_block() -> None:
     small = fit_lexical(TRAIN_TEXTS, min_df=1, max_features=50)
     assert [len(b["terms"]) for b in small.blocks] == [50, 50]
-
-
-def test_batch_matches_the_per_text_features() -> None:
-    import torch
-
-    indices, weights, offsets = FEATURIZER.batch(REFERENCE_TEXTS[:3], torch.device("cpu"))
-    first_ids, first_values = FEATURIZER.features(REFERENCE_TEXTS[0])
-    assert offsets.tolist() == [0, len(first_ids), len(first_ids)]  # "" adds nothing
-    assert indices[: len(first_ids)].tolist() == first_ids
-    assert np.allclose(weights[: len(first_ids)].numpy(), first_values)

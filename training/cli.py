@@ -83,6 +83,15 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     predict.add_argument("model_dir", metavar="DIR", type=Path, help="trained model directory")
     predict.add_argument("texts", metavar="TEXT", nargs="+", help="ticket text(s)")
     predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
+    predict.add_argument(
+        "--field",
+        metavar="NAME=VALUE",
+        action="append",
+        type=_field,
+        default=[],
+        help="a structured field of every TEXT, for a model trained with feature columns "
+        "(repeat for more)",
+    )
     predict.set_defaults(handler=cmd_predict)
 
     clean = commands.add_parser(
@@ -152,9 +161,10 @@ def _load(
     min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES,
     label_columns: list[str] | None = None,
     cleaning: CleaningSettings | None = None,
+    feature_columns: list[str] | None = None,
 ) -> TicketData:
     """The data file of `args`; its heads are `label_columns`, else `--label-columns`, else
-    queue and priority (those the file has)."""
+    queue and priority (those the file has); `feature_columns` are read as each row's fields."""
     from training.data import Columns, DataError, load_tickets, parse_label_columns
 
     labels = tuple(label_columns) if label_columns is not None else None
@@ -165,6 +175,7 @@ def _load(
         queue=args.queue_column,
         priority=args.priority_column,
         labels=labels,
+        features=tuple(feature_columns or ()),
     )
     data = load_tickets(
         args.data, columns, min_class_examples, delimiter=args.delimiter, cleaning=cleaning
@@ -213,7 +224,13 @@ def cmd_train(args: argparse.Namespace) -> None:
     # encoder that needs preparing is prepared by train(), once the data is known to be usable).
     check_output_dir(args.out)
     check_base_model(config.base_model)
-    data = _load(args, config.min_class_examples, config.label_columns, config.cleaning())
+    data = _load(
+        args,
+        config.min_class_examples,
+        config.label_columns,
+        config.cleaning(),
+        config.feature_columns,
+    )
     result = train(data, config, args.out, progress_bar=True, on_plan=print_plan)
     metrics = result.metrics
     epochs = f", best epoch {metrics['best_epoch']}" if metrics["epochs_run"] else ""
@@ -235,16 +252,19 @@ def _duration(seconds: float) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
     from training.evaluate import evaluate_heads
+    from training.fields import row_fields
     from training.predict import Predictor
 
     predictor = Predictor.load(args.model_dir)
-    data = _load(args, cleaning=predictor.cleaning.as_settings())
+    data = _load(
+        args, cleaning=predictor.cleaning.as_settings(), feature_columns=predictor.feature_columns
+    )
     heads = [h for h in data.heads if h in predictor.labels]
     if not heads:
         raise UserError(
             f"{args.data} has none of the model's label columns ({', '.join(predictor.labels)})"
         )
-    probs = predictor.predict_proba(data.frame["text"].tolist())
+    probs = predictor.predict_proba(data.frame["text"].tolist(), fields=row_fields(data.frame))
     targets = {head: data.frame[head].tolist() for head in heads}
     labels, probs = _with_unknown_labels(targets, probs, predictor.labels)
     metrics = evaluate_heads(targets, probs, labels)
@@ -354,6 +374,13 @@ def cmd_label_issues(args: argparse.Namespace) -> None:
         )
 
 
+def _field(value: str) -> tuple[str, str]:
+    name, sep, field_value = value.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {value!r}")
+    return name.strip(), field_value.strip()
+
+
 def cmd_predict(args: argparse.Namespace) -> None:
     from training.predict import Predictor
 
@@ -361,7 +388,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
     empty = [i for i, t in enumerate(texts, 1) if not t.strip()]
     if empty:
         raise UserError(f"TEXT {empty[0]} is empty")
-    results = Predictor.load(args.model_dir).predict(texts)
+    fields = dict(args.field) or None
+    results = Predictor.load(args.model_dir).predict(texts, fields=[fields] * len(texts))
     if args.json:
         print(
             json.dumps(

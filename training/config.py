@@ -18,7 +18,12 @@ from training.cleaning import (
     CleaningSettings,
     patterns_problem,
 )
-from training.head_names import HEAD_NAME_RULE, MAX_HEADS, heads_problem
+from training.head_names import (
+    HEAD_NAME_RULE,
+    MAX_HEADS,
+    feature_columns_problem,
+    heads_problem,
+)
 
 BUNDLED_BASE_MODEL = "bundled:all-MiniLM-L6-v2"
 # Built offline on first use (training/base_models.py). On the multilingual benchmark it beats
@@ -250,6 +255,14 @@ class TrainConfig:
             "label column of the data (of a file: queue and priority, those it has)"
         ),
     )
+    feature_columns: list[str] | None = field(
+        default=None,
+        metadata=about(
+            "structured fields the model reads beside the text (e.g. type,channel): each "
+            "value seen in training is a one-hot feature of every head; at classify time a "
+            "ticket's 'fields' give them, and a value never seen (or none) is unknown"
+        ),
+    )
     class_weighting: bool | None = field(
         default=None,
         metadata=about(
@@ -317,6 +330,14 @@ class TrainConfig:
                 raise ConfigError(f"{f.name} must be {expected(f)}, got {value!r}")
         if self.label_columns is not None and (problem := heads_problem(self.label_columns)):
             raise ConfigError(f"label_columns: {problem}")
+        if self.feature_columns is not None:
+            if problem := feature_columns_problem(self.feature_columns):
+                raise ConfigError(f"feature_columns: {problem}")
+            if shared := set(self.feature_columns) & set(self.label_columns or []):
+                raise ConfigError(
+                    f"feature_columns: {sorted(shared)[0]!r} is a label column; a column is "
+                    "either predicted or read"
+                )
         if problem := patterns_problem(self.mask_patterns):
             raise ConfigError(f"mask_patterns: {problem}")
         if not self.lexical and not any(w > 0 for w in self.dense_weight):

@@ -25,11 +25,12 @@ from training.cleaning import (
     read_mbox,
 )
 from training.config import DEFAULT_MIN_CLASS_EXAMPLES, UserError
-from training.head_names import heads_problem
+from training.head_names import feature_columns_problem, heads_problem
 from training.labels import display_forms, label_key
 from training.text_rules import (
     MARKUP_FACTOR,
     MAX_TICKET_CHARS,
+    field_problem,
     label_problem,
     replace_surrogates,
     text_problem,
@@ -57,6 +58,8 @@ HEAD_ALIASES: dict[str, tuple[str, ...]] = {
     "queue": ("queue", "label", "category", "department"),
     "priority": ("priority",),
 }
+# Each row's structured fields ({feature column: value}) when feature columns are read.
+FIELDS_COLUMN = "fields"
 # CSV delimiters a file may use (`delimiter=`); the first is the default.
 DELIMITERS = (",", ";", "\t", "|", ":")
 OTHER_DELIMITERS = (";", "\t", "|")
@@ -66,6 +69,15 @@ MAX_JSON_DEPTH_ERROR = "the JSON is nested too deeply"
 
 class DataError(UserError):
     """The input cannot be used at all; the message says what and where."""
+
+
+def parse_feature_columns(text: str, where: str = "feature columns") -> tuple[str, ...]:
+    """`type,channel` -> the structured fields to keep beside the text; the upload's
+    `?feature_columns=`."""
+    names = tuple(name.strip() for name in text.split(","))
+    if problem := feature_columns_problem(names):
+        raise DataError(f"{where}: {problem}")
+    return names
 
 
 def parse_label_columns(text: str, where: str = "label columns") -> tuple[str, ...]:
@@ -81,9 +93,10 @@ def parse_label_columns(text: str, where: str = "label columns") -> tuple[str, .
 
 @dataclass(frozen=True)
 class Columns:
-    """Which input columns hold the text and the labels. `labels` names the label columns,
-    each a head of its own name; else the heads are queue and priority, found by alias (or
-    the columns `queue`/`priority` name)."""
+    """Which input columns hold the text, the labels and the structured fields. `labels` names
+    the label columns, each a head of its own name; else the heads are queue and priority,
+    found by alias (or the columns `queue`/`priority` name). `features` names columns kept as
+    each row's fields (an empty cell: unknown)."""
 
     text: str | None = None
     subject: str = "subject"
@@ -91,6 +104,7 @@ class Columns:
     queue: str | None = None
     priority: str | None = None
     labels: tuple[str, ...] | None = None
+    features: tuple[str, ...] = ()
 
 
 @dataclass
@@ -135,7 +149,8 @@ class DataReport:
 
 @dataclass
 class TicketData:
-    """Validated tickets: a frame with `text` and one column per head, display-form labels."""
+    """Validated tickets: a frame with `text`, one column per head (display-form labels) and,
+    with feature columns, `fields` (each row's {column: value}, empty values left out)."""
 
     frame: pd.DataFrame
     heads: tuple[str, ...]
@@ -314,8 +329,10 @@ def validate(
         else pd.Series([""] * len(table))
     )
     head_columns = _head_columns(table, source, columns)
+    features = _feature_columns(table, source, columns, head_columns)
     report = DataReport(rows_read=len(table))
     labels = {head: table[column].map(_cell) for head, column in head_columns.items()}
+    field_values = {column: table[column].map(_cell) for column in features}
 
     keep, texts = [], []
     for i, (subject, body) in enumerate(parts):
@@ -356,6 +373,10 @@ def validate(
             f"column {head_columns[h]!r}: {problem}"
             for h in head_columns
             if (problem := label_problem(labels[h].iat[i]))
+        ] + [
+            f"column {column!r}: {problem}"
+            for column in features
+            if (problem := field_problem(field_values[column].iat[i]))
         ]
         if problems:
             report.rejected.append(RejectedRow(row, "; ".join(problems)))
@@ -371,6 +392,11 @@ def validate(
         values = labels[head].iloc[keep]
         forms = display_forms(values)
         frame[head] = [forms[label_key(v)] for v in values]
+    if features:
+        frame[FIELDS_COLUMN] = [
+            {column: value for column in features if (value := field_values[column].iat[i])}
+            for i in keep
+        ]
 
     heads = tuple(head_columns)
     frame = _drop_duplicates(frame, heads, report)
@@ -451,6 +477,22 @@ def _head_columns(table: pd.DataFrame, source: str, columns: Columns) -> dict[st
             f"{source}: no label column: expected one of {expected}; found {_found(table)}"
         )
     return chosen
+
+
+def _feature_columns(
+    table: pd.DataFrame, source: str, columns: Columns, heads: dict[str, str]
+) -> tuple[str, ...]:
+    if not columns.features:
+        return ()
+    if problem := feature_columns_problem(columns.features):
+        raise DataError(f"{source}: {problem}")
+    if shared := set(columns.features) & set(heads.values()):
+        raise DataError(
+            f"{source}: column {sorted(shared)[0]!r} is a label column; a column is either "
+            "predicted or read"
+        )
+    _require_columns(table, source, list(columns.features), "feature")
+    return columns.features
 
 
 def _require_columns(table: pd.DataFrame, source: str, names: list[str], what: str) -> None:

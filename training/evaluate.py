@@ -113,6 +113,11 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
         lines.append(f"- mode: {metrics['mode']['mode']} ({metrics['mode']['reason']})")
     if "cleaning" in metrics:
         lines.append(f"- cleaning: {cleaning_sentence(metrics['cleaning'])}")
+    if metrics.get("feature_columns"):
+        known = ", ".join(f"{c} ({n} values)" for c, n in metrics["feature_columns"].items())
+        lines.append(f"- structured fields read beside the text: {known}")
+    if "similar_tickets" in metrics:
+        lines.append(f"- similar-ticket index: {metrics['similar_tickets']} stored tickets")
     for head, m in metrics["test"].items():
         picture = f"confusion_{head}.png"
         plot_confusion(m, directory / picture, f"{head} (test split)")

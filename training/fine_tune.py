@@ -23,7 +23,8 @@ from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmu
 
 from training.config import TrainConfig
 from training.evaluate import evaluate_heads, mean_macro_f1
-from training.model import TicketClassifier, predict_proba
+from training.fields import row_fields
+from training.model import TicketClassifier, TicketFields, predict_proba
 from training.progress import Progress, Reporter
 
 logger = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ class EncodedSplit:
     input_ids: list[list[int]]
     targets: dict[str, torch.Tensor]
     texts: list[str]
+    fields: list[TicketFields] | None = None  # per row, for a model that reads fields
 
 
 def encode_split(
@@ -52,7 +54,7 @@ def encode_split(
         head: torch.tensor([names.index(v) for v in frame[head]], dtype=torch.long)
         for head, names in labels.items()
     }
-    return EncodedSplit(input_ids=ids, targets=targets, texts=texts)
+    return EncodedSplit(input_ids=ids, targets=targets, texts=texts, fields=row_fields(frame))
 
 
 def _batch(
@@ -70,8 +72,10 @@ def _batch(
         "input_ids": padded["input_ids"].to(device),
         "attention_mask": padded["attention_mask"].to(device),
     }
-    if model.lexical is not None:
-        inputs["lexical"] = model.lexical.batch([split.texts[i] for i in batch_ids], device)
+    fields = [split.fields[i] for i in batch_ids] if split.fields is not None else None
+    sparse = model.sparse_batch([split.texts[i] for i in batch_ids], fields, device)
+    if sparse is not None:
+        inputs["lexical"] = sparse
     return inputs
 
 
@@ -161,7 +165,9 @@ def fit(
         if not len(validation):
             best_epoch = epoch
             continue
-        probs = predict_proba(model.eval(), tokenizer, validation["text"].tolist())
+        probs = predict_proba(
+            model.eval(), tokenizer, validation["text"].tolist(), fields=row_fields(validation)
+        )
         score = mean_macro_f1(
             evaluate_heads({head: validation[head].tolist() for head in labels}, probs, labels)
         )

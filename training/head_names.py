@@ -1,7 +1,9 @@
-"""What may name a head: the one home of the rule for the data, the training settings, the API.
+"""What may name a head or a feature column: the one home of the rule for the data, the
+training settings, the API.
 
 A head's name is a key of every classify answer (`answer["type"]`) and of feedback bodies, so it
-is a short identifier and none of the keys those already use.
+is a short identifier and none of the keys those already use. A feature column (a structured
+field the model reads beside the text) is a short identifier too, and none of the text's.
 """
 
 from __future__ import annotations
@@ -27,6 +29,26 @@ def head_name_problem(name: object) -> str | None:
         return f"label column {shown} cannot name a head: use {HEAD_NAME_RULE}; rename the column"
     if name in RESERVED_HEAD_NAMES:
         return f"label column {name!r} cannot name a head: answers use that key; rename it"
+    return None
+
+
+MAX_FEATURE_COLUMNS = 8
+TEXT_COLUMNS = frozenset({"text", "ticket_text", "subject", "body", "content_type"})
+
+
+def feature_columns_problem(names: Sequence[object]) -> str | None:
+    """Why `names` cannot be the feature columns: 1 to MAX_FEATURE_COLUMNS distinct
+    identifiers, none a text column; or None."""
+    if not 1 <= len(names) <= MAX_FEATURE_COLUMNS:
+        return f"1 to {MAX_FEATURE_COLUMNS} feature columns, got {len(names)}"
+    if len(set(map(str, names))) < len(names):
+        return f"a feature column is named twice in {', '.join(map(str, names))}"
+    for name in names:
+        if not isinstance(name, str) or not HEAD_NAME.fullmatch(name):
+            shown = repr(name[:60]) if isinstance(name, str) else repr(name)
+            return f"feature column {shown}: use {HEAD_NAME_RULE}"
+        if name in TEXT_COLUMNS:
+            return f"feature column {name!r} is the ticket's text, which the model reads anyway"
     return None
 
 

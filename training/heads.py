@@ -3,8 +3,9 @@
 Candidates per head: the lexical TF-IDF features alone (among them the classical baseline's own
 recipe, C 0.5 without class weights), the frozen encoder's embedding alone, and both side by
 side, the embedding scaled by each `dense_weight`; each at every C of `linear_c`, with and
-without balanced class weights. Every candidate is cross-fitted on `folds` stratified folds: an
-SVM trained on the other folds scores each fold.
+without balanced class weights. A model trained with feature columns has their one-hot
+features beside every candidate's (training/fields.py). Every candidate is cross-fitted on
+`folds` stratified folds: an SVM trained on the other folds scores each fold.
 
 The choice is the one-standard-error rule in favour of the simplest candidate, the baseline
 recipe: the candidate with the best pooled out-of-fold macro-F1 replaces it only when it beats it
@@ -58,11 +59,12 @@ BASELINE_C = 0.5
 
 @dataclass
 class Features:
-    """Rows as the linear heads see them: the lexical block (None without a lexical branch) and
-    the L2-normalised embedding."""
+    """Rows as the linear heads see them: the lexical block (None without a lexical branch),
+    the L2-normalised embedding, and the fields' one-hot block (None without feature columns)."""
 
     lexical: sparse.csr_matrix | None
     dense: np.ndarray
+    fields: sparse.csr_matrix | None = None
 
     def __len__(self) -> int:
         return len(self.dense)
@@ -93,15 +95,17 @@ class Candidate:
         )
 
     def matrix(self, features: Features) -> sparse.csr_matrix:
-        """The rows as this candidate's SVM sees them."""
-        if self.features == "lexical":
+        """The rows as this candidate's SVM sees them: its blocks, then the fields' one-hot
+        block when there is one."""
+        blocks = []
+        if self.features in ("lexical", "both"):
             assert features.lexical is not None
-            return features.lexical
-        dense = sparse.csr_matrix(features.dense * self.dense_weight)
-        if self.features == "embedding":
-            return dense
-        assert features.lexical is not None
-        return sparse.hstack([features.lexical, dense]).tocsr()
+            blocks.append(features.lexical)
+        if self.features in ("embedding", "both"):
+            blocks.append(sparse.csr_matrix(features.dense * self.dense_weight))
+        if features.fields is not None:
+            blocks.append(features.fields)
+        return blocks[0] if len(blocks) == 1 else sparse.hstack(blocks).tocsr()
 
     def describe(self) -> str:
         weighting = "balanced" if self.class_weighting else "unweighted"
@@ -206,16 +210,19 @@ class HeadSelection:
 @dataclass
 class LinearHead:
     """One head's decision function over all its classes:
-    scores = lexical @ lexical_coef.T + embedding @ dense_coef.T + bias."""
+    scores = lexical @ lexical_coef.T + embedding @ dense_coef.T + fields @ fields_coef.T + bias."""
 
     lexical_coef: np.ndarray | None
     dense_coef: np.ndarray
     bias: np.ndarray
+    fields_coef: np.ndarray | None = None
 
     def scores(self, features: Features) -> np.ndarray:
         out = features.dense @ self.dense_coef.T + self.bias
         if self.lexical_coef is not None and features.lexical is not None:
             out += np.asarray(features.lexical @ self.lexical_coef.T)
+        if self.fields_coef is not None and features.fields is not None:
+            out += np.asarray(features.fields @ self.fields_coef.T)
         return out
 
 
@@ -342,15 +349,18 @@ def fit_head(
     fitted = replace(candidate, c=candidate.c * scale)
     coef, bias = _fit(candidate.matrix(features), y, classes, fitted, config)
     lexical_size = features.lexical.shape[1] if features.lexical is not None else 0
-    dense = np.zeros((classes, features.dense.shape[1]))
+    dense_size = features.dense.shape[1]
+    dense = np.zeros((classes, dense_size))
     lexical = np.zeros((classes, lexical_size)) if lexical_size else None
-    if candidate.features == "lexical":
-        lexical = coef
-    elif candidate.features == "embedding":
-        dense = coef * candidate.dense_weight
-    else:
-        lexical, dense = coef[:, :lexical_size], coef[:, lexical_size:] * candidate.dense_weight
-    return LinearHead(lexical, dense, bias)
+    # The coefficients in the matrix's block order: [lexical] [embedding] [fields].
+    start = 0
+    if candidate.features in ("lexical", "both"):
+        lexical, start = coef[:, :lexical_size], lexical_size
+    if candidate.features in ("embedding", "both"):
+        dense = coef[:, start : start + dense_size] * candidate.dense_weight
+        start += dense_size
+    fields = coef[:, start:] if features.fields is not None else None
+    return LinearHead(lexical, dense, bias, fields)
 
 
 def _fit(
@@ -393,10 +403,13 @@ def install_head(model: TicketClassifier, head: str, fitted: LinearHead) -> None
         layer.weight.copy_(torch.from_numpy(fitted.dense_coef))
         layer.bias.copy_(torch.from_numpy(fitted.bias))
         if model.lexical_weights is not None:
+            # The table's rows: the n-gram features, then the fields' (training/model.py).
             start = model.label_offset(head)
+            columns = slice(start, start + len(model.labels[head]))
             table = model.lexical_weights.weight
-            classes = len(model.labels[head])
-            coef = fitted.lexical_coef
-            table[:, start : start + classes] = (
-                torch.from_numpy(coef.T) if coef is not None else 0.0
-            )
+            lexical_rows = model.lexical_size
+            for rows, coef in (
+                (slice(0, lexical_rows), fitted.lexical_coef),
+                (slice(lexical_rows, table.shape[0]), fitted.fields_coef),
+            ):
+                table[rows, columns] = torch.from_numpy(coef.T) if coef is not None else 0.0

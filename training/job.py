@@ -38,7 +38,7 @@ import pandas as pd
 
 from training.cleaning import CleaningSettings
 from training.config import ConfigError, TrainConfig, UserError
-from training.data import Columns, DataError, TicketData, read_table, validate
+from training.data import FIELDS_COLUMN, Columns, DataError, TicketData, read_table, validate
 
 logger = logging.getLogger(__name__)
 
@@ -99,10 +99,12 @@ def load_job_data(
     cleaning: CleaningSettings | None = None,
     superseded: dict[str, list[int]] | None = None,
     feedback_ids: list[str] | None = None,
+    feature_columns: list[str] | None = None,
 ) -> TicketData:
     """Concatenate the stored datasets and validate them as one table; the heads are
-    `label_columns`, else every head stored. The lines `superseded` names (per file name) are
-    left out; every row keeps its id in a `row_id` column."""
+    `label_columns`, else every head stored; `feature_columns` are read from the rows' stored
+    fields (a row without one: unknown). The lines `superseded` names (per file name) are left
+    out; every row keeps its id in a `row_id` column."""
     frames = []
     for path in files:
         try:
@@ -119,9 +121,21 @@ def load_job_data(
         frames.append(frame[[line not in dropped for line in lines]])
     table = pd.concat(frames, ignore_index=True)
     row_ids = table.pop("row_id").tolist()
-    # A stored dataset holds the text and one column per head, named after it.
+    stored_fields = (
+        table.pop(FIELDS_COLUMN).tolist() if FIELDS_COLUMN in table else [None] * len(table)
+    )
+    # A stored dataset holds the text, one column per head named after it, and the rows'
+    # fields when they were uploaded with feature columns.
     heads = label_columns or [str(column) for column in table.columns if column != "text"]
-    columns = Columns(text="text", labels=tuple(heads))
+    for column in feature_columns or []:
+        values = [(f or {}).get(column, "") if isinstance(f, dict) else "" for f in stored_fields]
+        if not any(values):
+            raise DataError(
+                f"feature_columns: no stored ticket has a {column!r} field; upload the data "
+                f"with ?feature_columns={column}"
+            )
+        table[column] = values
+    columns = Columns(text="text", labels=tuple(heads), features=tuple(feature_columns or ()))
     data = validate(table, "stored training data", columns, min_class_examples, cleaning=cleaning)
     data.frame["row_id"] = [row_ids[row - 1] for row in data.frame["row"]]
     return data
@@ -139,6 +153,7 @@ def run(spec: JobSpec, events: EventWriter) -> None:
         config.cleaning(),
         spec.superseded,
         spec.feedback_ids,
+        config.feature_columns,
     )
     events.emit(
         "started",

@@ -1,11 +1,13 @@
 """The ticket classifier: a shared encoder and a lexical branch, one linear head per label.
 
-Each head scores a ticket as `W_dense · pooled + W_lexical · tfidf + b`, divided by the head's
-temperature: `pooled` is the encoder's mean-pooled (optionally L2-normalised) embedding, `tfidf`
-the ticket's word and character n-gram TF-IDF vector. The lexical weights live in an
-`EmbeddingBag` (a sparse linear layer), so they travel in model.safetensors with the encoder; the
-n-gram vocabulary and idf travel as lexical.json. A model directory without lexical.json is an
-encoder-only model, as before.
+Each head scores a ticket as `W_dense · pooled + W_lexical · [tfidf, fields] + b`, divided by the
+head's temperature: `pooled` is the encoder's mean-pooled (optionally L2-normalised) embedding,
+`tfidf` the ticket's word and character n-gram TF-IDF vector, `fields` the one-hot vector of its
+structured fields (channel, ticket type...: the feature columns a model was trained with). The
+lexical weights live in an `EmbeddingBag` (a sparse linear layer), so they travel in
+model.safetensors with the encoder; the n-gram vocabulary and idf travel as lexical.json, the
+fields' known values as fields.json. A model directory without lexical.json is an encoder-only
+model, as before; one without fields.json reads text only.
 
 This file is copied verbatim into every .mar (as `ticket_model.py`), so a served archive keeps
 working after the project changes. Import only torch, transformers, safetensors, numpy and the
@@ -18,6 +20,7 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +34,9 @@ WEIGHTS_FILE = "model.safetensors"
 LABELS_FILE = "labels.json"
 MODEL_FILE = "ticket_model.json"
 LEXICAL_FILE = "lexical.json"
+FIELDS_FILE = "fields.json"
+# One ticket's structured fields: column name -> value (None, or a column missing: unknown).
+TicketFields = Mapping[str, Any] | None
 
 LexicalBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # indices, weights, offsets
 # A word the tokenizer splits into this many pieces or more (or maps to its unknown token) is one
@@ -87,22 +93,6 @@ class LexicalFeaturizer:
             values += weights.tolist()
         return indices, values
 
-    def batch(self, texts: list[str], device: torch.device) -> LexicalBatch:
-        """`EmbeddingBag` inputs for a batch: flat indices, their weights, per-text offsets."""
-        indices: list[int] = []
-        values: list[float] = []
-        offsets: list[int] = []
-        for text in texts:
-            offsets.append(len(indices))
-            ids, weights = self.features(text)
-            indices += ids
-            values += weights
-        return (
-            torch.tensor(indices, dtype=torch.long, device=device),
-            torch.tensor(values, dtype=torch.float32, device=device),
-            torch.tensor(offsets, dtype=torch.long, device=device),
-        )
-
     def save(self, directory: str | Path) -> None:
         _write_json(Path(directory) / LEXICAL_FILE, {"format": 1, "blocks": self.blocks})
 
@@ -113,6 +103,53 @@ class LexicalFeaturizer:
         if not path.is_file():
             return None
         return cls(json.loads(path.read_text(encoding="utf-8"))["blocks"])
+
+
+class FieldEncoder:
+    """Structured fields as one-hot features: one per (column, value) seen in training. A value
+    never seen, an empty one or a column not sent is "unknown": no feature, never an error.
+    Columns match by name without regard to case; values as labels do (case and spacing aside).
+
+    Fitting lives in training/fields.py; this class only applies the known values.
+    """
+
+    def __init__(self, columns: dict[str, list[str]]) -> None:
+        self.columns = {column: list(values) for column, values in columns.items()}
+        self._index: dict[str, dict[str, int]] = {}
+        start = 0
+        for column, values in self.columns.items():
+            self._index[column.casefold()] = {
+                field_value_key(v): start + i for i, v in enumerate(values)
+            }
+            start += len(values)
+        self.size = start
+
+    def features(self, fields: TicketFields) -> list[int]:
+        """The feature indices of one ticket's fields (each weighs 1), ascending."""
+        found = set()
+        for name, value in (fields or {}).items():
+            index = self._index.get(str(name).casefold())
+            if index is not None and value is not None:
+                position = index.get(field_value_key(str(value)))
+                if position is not None:
+                    found.add(position)
+        return sorted(found)
+
+    def save(self, directory: str | Path) -> None:
+        _write_json(Path(directory) / FIELDS_FILE, {"format": 1, "columns": self.columns})
+
+    @classmethod
+    def load(cls, directory: str | Path) -> FieldEncoder | None:
+        """The fields of a model directory, or None for a model that reads text only."""
+        path = Path(directory) / FIELDS_FILE
+        if not path.is_file():
+            return None
+        return cls(json.loads(path.read_text(encoding="utf-8"))["columns"])
+
+
+def field_value_key(value: str) -> str:
+    """How field values compare: case and runs of spaces aside."""
+    return " ".join(value.split()).casefold()
 
 
 def _word_ngrams(tokens: list[str], low: int, high: int) -> list[str]:
@@ -152,6 +189,7 @@ class TicketClassifier(nn.Module):
         normalize: bool = False,
         temperature: dict[str, float] | None = None,
         gate: dict[str, dict[str, Any]] | None = None,
+        fields: FieldEncoder | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -165,17 +203,53 @@ class TicketClassifier(nn.Module):
         self.dropout = nn.Dropout(dropout)
         hidden = encoder.config.hidden_size
         self.heads = nn.ModuleDict({h: nn.Linear(hidden, len(n)) for h, n in labels.items()})
-        self.set_lexical(lexical)
+        self.set_lexical(lexical, fields)
 
-    def set_lexical(self, lexical: LexicalFeaturizer | None) -> None:
-        """Give the model a lexical branch over `lexical`'s features (zero weights), or none."""
+    def set_lexical(
+        self, lexical: LexicalFeaturizer | None, fields: FieldEncoder | None = None
+    ) -> None:
+        """Give the model a lexical branch over `lexical`'s n-gram features and then `fields`'
+        one-hot features (zero weights), or none when it has neither."""
         self.lexical = lexical
+        self.fields = fields
         self.lexical_weights = None
-        if lexical is not None:
+        size = self.lexical_size + (fields.size if fields is not None else 0)
+        if size:
             classes = sum(map(len, self.labels.values()))
             device = self.heads[next(iter(self.labels))].weight.device
-            self.lexical_weights = nn.EmbeddingBag(lexical.size, classes, mode="sum", device=device)
+            self.lexical_weights = nn.EmbeddingBag(size, classes, mode="sum", device=device)
             nn.init.zeros_(self.lexical_weights.weight)
+
+    @property
+    def lexical_size(self) -> int:
+        """The n-gram features' rows of the lexical table; the fields' rows follow them."""
+        return self.lexical.size if self.lexical is not None else 0
+
+    def sparse_batch(
+        self, texts: Sequence[str], fields: Sequence[TicketFields] | None, device: torch.device
+    ) -> LexicalBatch | None:
+        """`EmbeddingBag` inputs of a batch (flat indices, weights, per-text offsets): each
+        text's n-gram TF-IDF, then its fields' one-hot features; None without a lexical branch."""
+        if self.lexical_weights is None:
+            return None
+        indices: list[int] = []
+        values: list[float] = []
+        offsets: list[int] = []
+        for i, text in enumerate(texts):
+            offsets.append(len(indices))
+            if self.lexical is not None:
+                ids, weights = self.lexical.features(text)
+                indices += ids
+                values += weights
+            if self.fields is not None:
+                ids = self.fields.features(fields[i] if fields is not None else None)
+                indices += [self.lexical_size + j for j in ids]
+                values += [1.0] * len(ids)
+        return (
+            torch.tensor(indices, dtype=torch.long, device=device),
+            torch.tensor(values, dtype=torch.float32, device=device),
+            torch.tensor(offsets, dtype=torch.long, device=device),
+        )
 
     def label_offset(self, head: str) -> int:
         """Where `head`'s classes start among all heads' classes (the lexical table's columns)."""
@@ -241,6 +315,7 @@ class TicketClassifier(nn.Module):
             "normalize": self.normalize,
             "heads": list(self.labels),
             "lexical": self.lexical is not None,
+            "fields": list(self.fields.columns) if self.fields is not None else [],
             "temperature": self.temperature,
             "gate": self.gate,
         }
@@ -254,6 +329,8 @@ class TicketClassifier(nn.Module):
         _write_json(directory / MODEL_FILE, self.settings())
         if self.lexical is not None:
             self.lexical.save(directory)
+        if self.fields is not None:
+            self.fields.save(directory)
 
     @classmethod
     def load(
@@ -275,6 +352,7 @@ class TicketClassifier(nn.Module):
             normalize=settings.get("normalize", False),
             temperature=settings.get("temperature"),
             gate=settings.get("gate"),
+            fields=FieldEncoder.load(directory),
         )
         load_model(model, str(directory / WEIGHTS_FILE))
         return model.eval()
@@ -312,11 +390,14 @@ def model_inputs(
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
     device: torch.device,
+    fields: Sequence[TicketFields] | None = None,
 ) -> dict[str, Any]:
-    """Everything `model(**inputs)` needs for a batch of texts: tokens and lexical features."""
+    """Everything `model(**inputs)` needs for a batch of texts (and their fields, when the
+    model reads any): tokens and lexical features."""
     inputs: dict[str, Any] = encode(tokenizer, texts, model.max_length, device)
-    if model.lexical is not None:
-        inputs["lexical"] = model.lexical.batch(texts, device)
+    sparse = model.sparse_batch(texts, fields, device)
+    if sparse is not None:
+        inputs["lexical"] = sparse
     return inputs
 
 
@@ -326,9 +407,11 @@ def predict_logits(
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
     batch_size: int = 64,
+    fields: Sequence[TicketFields] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Raw logits per head (before the temperature), rows in the order of `texts`."""
-    return forward_texts(model, tokenizer, texts, batch_size)[0]
+    """Raw logits per head (before the temperature), rows in the order of `texts` (`fields`:
+    each text's structured fields, for a model that reads them)."""
+    return forward_texts(model, tokenizer, texts, batch_size, fields)[0]
 
 
 @torch.inference_mode()
@@ -337,6 +420,7 @@ def forward_texts(
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
     batch_size: int = 64,
+    fields: Sequence[TicketFields] | None = None,
 ) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Raw logits per head and the pooled embeddings (what a similar-ticket lookup compares),
     rows in the order of `texts`.
@@ -348,17 +432,18 @@ def forward_texts(
     widths = [len(n) for n in model.labels.values()]
     chunks: list[np.ndarray] = []
     for start in range(0, len(order), batch_size):
-        batch = [texts[i] for i in order[start : start + batch_size]]
-        inputs = model_inputs(model, tokenizer, batch, device)
+        rows = order[start : start + batch_size]
+        batch_fields = [fields[i] for i in rows] if fields is not None else None
+        inputs = model_inputs(model, tokenizer, [texts[i] for i in rows], device, batch_fields)
         pooled = model.pool(inputs["input_ids"], inputs["attention_mask"])
         logits = model.head_logits(pooled, inputs.get("lexical"))
         flat = [logits[h].float() for h in model.labels] + [pooled.float()]
         chunks.append(torch.cat(flat, dim=-1).cpu().numpy())
     hidden = model.encoder.config.hidden_size
     empty = np.zeros((0, sum(widths) + hidden), dtype=np.float32)
-    rows = np.concatenate(chunks) if chunks else empty
-    rows = rows[np.argsort(np.asarray(order, dtype=np.int64))]
-    *heads, pooled_rows = np.split(rows, np.cumsum(widths), axis=1)
+    flat = np.concatenate(chunks) if chunks else empty
+    flat = flat[np.argsort(np.asarray(order, dtype=np.int64))]
+    *heads, pooled_rows = np.split(flat, np.cumsum(widths), axis=1)
     return dict(zip(model.labels, heads, strict=True)), pooled_rows
 
 
@@ -380,9 +465,11 @@ def predict_proba(
     tokenizer: PreTrainedTokenizerBase,
     texts: list[str],
     batch_size: int = 64,
+    fields: Sequence[TicketFields] | None = None,
 ) -> dict[str, np.ndarray]:
     """Calibrated class probabilities per head, rows in the order of `texts`."""
-    return probabilities(predict_logits(model, tokenizer, texts, batch_size), model.temperature)
+    logits = predict_logits(model, tokenizer, texts, batch_size, fields)
+    return probabilities(logits, model.temperature)
 
 
 def rare_token_shares(

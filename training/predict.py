@@ -10,7 +10,7 @@ from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from training.config import DEFAULT_TOP_K
 from training.export import is_model_dir
-from training.model import TicketClassifier, format_predictions, predict_proba
+from training.model import TicketClassifier, TicketFields, format_predictions, predict_proba
 from training.model_cleaning import ModelCleaning
 
 
@@ -49,16 +49,32 @@ class Predictor:
     def labels(self) -> dict[str, list[str]]:
         return self.model.labels
 
-    def predict_proba(self, texts: list[str], batch_size: int = 64) -> dict[str, Any]:
-        texts = self.cleaning.texts(list(texts))
-        return predict_proba(self.model, self.tokenizer, texts, batch_size)
+    @property
+    def feature_columns(self) -> list[str]:
+        """The structured fields the model reads beside the text (none: text only)."""
+        return list(self.model.fields.columns) if self.model.fields is not None else []
 
-    def predict(self, texts: list[str], batch_size: int = 64) -> list[dict[str, dict[str, Any]]]:
-        """One dict per text mapping each head to {label, confidence, top_k}."""
+    def predict_proba(
+        self,
+        texts: list[str],
+        batch_size: int = 64,
+        fields: list[TicketFields] | None = None,
+    ) -> dict[str, Any]:
+        texts = self.cleaning.texts(list(texts))
+        return predict_proba(self.model, self.tokenizer, texts, batch_size, fields)
+
+    def predict(
+        self,
+        texts: list[str],
+        batch_size: int = 64,
+        fields: list[TicketFields] | None = None,
+    ) -> list[dict[str, dict[str, Any]]]:
+        """One dict per text mapping each head to {label, confidence, top_k}; `fields`, each
+        text's structured fields, for a model trained with feature columns."""
         if isinstance(texts, str):
             raise TypeError("predict takes a list of strings, not a single string")
         if not texts:
             return []
         return format_predictions(
-            self.predict_proba(texts, batch_size), self.labels, self.top_k, self.model.gate
+            self.predict_proba(texts, batch_size, fields), self.labels, self.top_k, self.model.gate
         )

@@ -33,6 +33,16 @@ def text_problem(text: str, max_chars: int = MAX_TICKET_CHARS) -> str | None:
     return None
 
 
+MAX_FIELD_CHARS = 200  # longest value of a structured field (handlers/ticket_requests.py's too)
+
+
+def field_problem(value: str) -> str | None:
+    """Why a structured field's value cannot be read (None when it can)."""
+    if len(value) > MAX_FIELD_CHARS:
+        return f"the value has {len(value)} characters; at most {MAX_FIELD_CHARS}"
+    return label_problem(value)
+
+
 def label_problem(label: str) -> str | None:
     """Why `label` cannot be stored and served back (None when it can)."""
     if _SURROGATE.search(label) is not None:

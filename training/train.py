@@ -44,6 +44,7 @@ from training.evaluate import (
     reliability_bins,
 )
 from training.export import export_model
+from training.fields import field_matrix, fit_fields, row_fields
 from training.fine_tune import encode_split, fit, project_fine_tune
 from training.heads import (
     Features,
@@ -57,6 +58,7 @@ from training.heads import (
 from training.lexical import fit_lexical, lexical_matrix
 from training.model import (
     TicketClassifier,
+    TicketFields,
     gate_threshold,
     predict_logits,
     probabilities,
@@ -175,7 +177,9 @@ def train(
         )
         reporter.send_plan(fit_rate * units)  # everything was cached: nothing was measured
         fitting_started = time.monotonic()
-        features = fit_features(model, config, selection_texts, dense[: len(selection)])
+        features = fit_features(
+            model, config, selection_texts, dense[: len(selection)], row_fields(selection)
+        )
         selections = select_heads(
             features, label_indices(selection, labels), labels, config, progress=reporter.fitting()
         )
@@ -192,7 +196,9 @@ def train(
         validation_logits = {head: s.out_of_fold for head, s in selections.items()}
         if len(test_texts):
             # Scored with the held-out heads before the final fit below learns these rows.
-            test_features = Features(_lexical_matrix(model, test_texts), dense[len(selection) :])
+            test_features = model_features(
+                model, test_texts, dense[len(selection) :], row_fields(splits["test"])
+            )
             test_logits = {h: f.scores(test_features) for h, f in held_out_heads.items()}
     else:
         weighting = {head: s.candidate.class_weighting for head, s in selections.items()}
@@ -200,7 +206,9 @@ def train(
             model, tokenizer, train_split, splits, labels, config, device, reporter, weighting
         )
         validation_frame = splits["validation"]
-        validation_logits = predict_logits(model.eval(), tokenizer, validation_texts)
+        validation_logits = predict_logits(
+            model.eval(), tokenizer, validation_texts, fields=row_fields(splits["validation"])
+        )
     calibration = calibrate(
         model, validation_logits, label_indices(validation_frame, labels), config
     )
@@ -212,7 +220,7 @@ def train(
     learned = selection
     if fast and final_fit and len(test_texts):
         learned = pd.concat([selection, splits["test"]])
-        final = fit_features(model, config, learned["text"].tolist(), dense)
+        final = fit_features(model, config, learned["text"].tolist(), dense, row_fields(learned))
         for head, fitted in _fit_heads(final, learned, labels, selections, config).items():
             install_head(model, head, fitted)
     held_out = held_out_probabilities(
@@ -256,6 +264,10 @@ def train(
         # What the service compares live tickets with (shim.drift).
         "drift_reference": reference,
         "cleaning": config.cleaning().to_dict(),
+        # Each feature column and how many of its values the heads know.
+        "feature_columns": (
+            {c: len(v) for c, v in model.fields.columns.items()} if model.fields else {}
+        ),
         "label_issues": label_issues.summary(issues),
     }
     if len(validation_frame):
@@ -263,7 +275,9 @@ def train(
     if metrics_test is not None:
         metrics["test"] = metrics_test
     elif len(splits["test"]):
-        test_logits = predict_logits(model.eval(), tokenizer, test_texts)
+        test_logits = predict_logits(
+            model.eval(), tokenizer, test_texts, fields=row_fields(splits["test"])
+        )
         metrics["test"] = evaluate_split(model, test_logits, splits["test"], labels)
     if "test" not in metrics:
         # A dataset too small for a test split still gets a report, from validation.
@@ -423,18 +437,45 @@ def label_indices(frame: pd.DataFrame, labels: dict[str, list[str]]) -> dict[str
     }
 
 
-def _lexical_matrix(model: TicketClassifier, texts: list[str]) -> Any:
-    return lexical_matrix(model.lexical, texts) if model.lexical is not None else None
+def model_features(
+    model: TicketClassifier,
+    texts: list[str],
+    dense: np.ndarray,
+    fields: list[TicketFields] | None = None,
+) -> Features:
+    """The rows as the model's linear heads see them: its lexical features of `texts`, the
+    embeddings `dense`, and its fields' one-hot features of `fields`."""
+    return Features(
+        lexical_matrix(model.lexical, texts) if model.lexical is not None else None,
+        dense,
+        field_matrix(model.fields, fields or [None] * len(texts))
+        if model.fields is not None
+        else None,
+    )
 
 
 def fit_features(
-    model: TicketClassifier, config: TrainConfig, texts: list[str], dense: np.ndarray
+    model: TicketClassifier,
+    config: TrainConfig,
+    texts: list[str],
+    dense: np.ndarray,
+    fields: list[TicketFields] | None = None,
 ) -> Features:
-    """Fit the lexical vocabulary on `texts` (when the config has a lexical branch), give it to
-    the model, and return the texts' features."""
-    if config.lexical:
-        model.set_lexical(fit_lexical(texts, config.lexical_min_df, config.lexical_max_features))
-    return Features(_lexical_matrix(model, texts), dense)
+    """Fit the lexical vocabulary on `texts` (when the config has a lexical branch) and the
+    feature columns' values on `fields` (when it has feature columns), give them to the model,
+    and return the rows' features."""
+    lexical = (
+        fit_lexical(texts, config.lexical_min_df, config.lexical_max_features)
+        if config.lexical
+        else None
+    )
+    known = (
+        fit_fields(fields or [None] * len(texts), config.feature_columns)
+        if config.feature_columns
+        else None
+    )
+    model.set_lexical(lexical, known)
+    return model_features(model, texts, dense, fields)
 
 
 def _fit_heads(

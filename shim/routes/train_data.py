@@ -66,6 +66,14 @@ async def upload_train_data(
             "e.g. queue,priority,type (default: queue and priority, those the data has)",
         ),
     ] = None,
+    feature_columns: Annotated[
+        str | None,
+        Query(
+            max_length=400,
+            description="columns kept as each ticket's structured fields (1 to 8), e.g. "
+            "type,channel, for training with feature_columns; an empty cell is unknown",
+        ),
+    ] = None,
     label: Annotated[
         list[str] | None,
         Query(
@@ -91,6 +99,7 @@ async def upload_train_data(
         queue_column=queue_column,
         priority_column=priority_column,
         label_columns=label_columns,
+        feature_columns=feature_columns,
         delimiter=delimiter,
         min_class_examples=int(
             settings.train_defaults.get("min_class_examples", DEFAULT_MIN_CLASS_EXAMPLES)
