@@ -37,6 +37,8 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
+from training.sample_data import generate_tickets
+
 pytestmark = pytest.mark.slow  # the real service, TorchServe and a browser
 
 API_KEY = "console-key-0123456789abcdef"
@@ -315,6 +317,48 @@ def test_train_from_the_console_and_watch_the_job_finish(
     job = service.get("/api/v1/train").json()
     assert job["params"]["max_length"] == 64 and job["params"]["base_model"] == "all-MiniLM-L6-v2"
     screenshot(browser, tmp_path, "train")
+
+
+def test_structured_fields_from_upload_to_try(
+    browser: WebDriver, empty_service: Service, tmp_path: Path
+) -> None:
+    """The Data page keeps a feature column, the Train page trains with it, the Try page sends
+    a ticket's fields: a customer tier that decides the priority reaches the model."""
+    service = empty_service
+    frame = generate_tickets(150, seed=82)
+    frame["tier"] = frame["priority"].map({"high": "gold", "medium": "silver", "low": "bronze"})
+    sign_in(browser, service)
+    open_page(browser, service, "data")
+    browser.find_element(By.ID, "upload-features").send_keys("tier")
+    browser.execute_script(
+        """const [text, zone] = arguments;
+        const data = new DataTransfer();
+        data.items.add(new File([text], "tickets.csv", {type: "text/csv"}));
+        zone.dispatchEvent(new DragEvent("drop", {dataTransfer: data, bubbles: true}));""",
+        frame.to_csv(index=False),
+        browser.find_element(By.ID, "drop-zone"),
+    )
+    wait_for(lambda: "accepted\n150" in text_of(browser, "upload-report"), what="the upload")
+    open_page(browser, service, "train")
+    Select(browser.find_element(By.NAME, "mode")).select_by_value("fast")
+    Select(browser.find_element(By.NAME, "base_model")).select_by_value("all-MiniLM-L6-v2")
+    browser.find_element(By.NAME, "max_length").send_keys("64")
+    browser.find_element(By.NAME, "feature_columns").send_keys("tier")
+    browser.find_element(By.ID, "train-button").click()
+    wait_for(lambda: "succeeded" in text_of(browser, "job"), TRAIN_WAIT_S, "the job")
+    assert service.get("/api/v1/train").json()["params"]["feature_columns"] == ["tier"]
+    service.wait_ready()
+    open_page(browser, service, "try")
+    browser.find_element(By.ID, "try-text").send_keys("The printer in room 4 jams")
+    browser.find_element(By.ID, "try-fields").send_keys("tier=gold")
+    browser.find_element(By.ID, "try-button").click()
+    answer = wait_for(
+        lambda: (found := browser.find_elements(By.CSS_SELECTOR, "#answers .answer")) and found,
+        what="the answer",
+    )[0]
+    priority = answer.find_elements(By.CSS_SELECTOR, "tbody td")[1].text
+    assert priority.startswith("high"), answer.text
+    screenshot(browser, tmp_path, "fields")
 
 
 def test_cancel_a_job_from_the_console(

@@ -155,8 +155,10 @@ function contentTypeOf(file) {
 
 async function upload(file) {
   const replace = $("upload-replace").checked;
+  const features = $("upload-features").value.trim();
+  const query = `replace=${replace}` + (features ? `&feature_columns=${encodeURIComponent(features)}` : "");
   say(`uploading ${file.name}…`);
-  const report = await guarded(() => api("POST", `/api/v1/train-data?replace=${replace}`,
+  const report = await guarded(() => api("POST", `/api/v1/train-data?${query}`,
     { body: file, contentType: contentTypeOf(file) }));
   say("");
   if (!report) return;
@@ -304,7 +306,8 @@ function setUpTrain() {
     const form = new FormData(event.target), params = {};
     for (const [name, value] of form.entries()) {
       if (value === "") continue;
-      params[name] = TRAIN_FIELDS.includes(name) ? Number(value) : value;
+      params[name] = TRAIN_FIELDS.includes(name) ? Number(value)
+        : name === "feature_columns" ? value.split(",").map((c) => c.trim()) : value;
     }
     const job = await guarded(() => api("POST", "/api/v1/train", { json: params }));
     if (job) showJob(job);
@@ -491,11 +494,23 @@ function correction(answer) {
   return heads.length ? form : null;
 }
 
-async function classify(text) {
+// "type=Incident, channel=email" -> {type: "Incident", channel: "email"}; null when empty.
+function parseFields(text) {
+  const pairs = text.split(",").map((p) => p.trim()).filter(Boolean);
+  if (!pairs.length) return null;
+  return Object.fromEntries(pairs.map((p) => {
+    const at = p.indexOf("=");
+    return at < 0 ? [p, null] : [p.slice(0, at).trim(), p.slice(at + 1).trim()];
+  }));
+}
+
+async function classify(text, fieldsText) {
   const tickets = text.split(SEPARATOR).map((t) => t.trim()).filter(Boolean);
   if (!tickets.length) return showError("type a ticket first");
-  const answer = await guarded(() => api("POST", "/api/v1/classify",
-    { json: { tickets: tickets.map((t) => ({ ticket_data: t })), similar: SIMILAR_SHOWN } }));
+  const fields = parseFields(fieldsText);
+  const answer = await guarded(() => api("POST", "/api/v1/classify", { json: {
+    tickets: tickets.map((t) => (fields ? { ticket_data: t, fields } : { ticket_data: t })),
+    similar: SIMILAR_SHOWN } }));
   if (!answer) return;
   const summary = await guarded(() => api("GET", "/api/v1/train-data"));
   knownLabels = summary ? summary.label_counts : {};
@@ -509,7 +524,7 @@ async function classify(text) {
 function setUpTry() {
   $("try-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    classify($("try-text").value);
+    classify($("try-text").value, $("try-fields").value);
   });
 }
 
