@@ -79,9 +79,24 @@ def build_parser() -> tuple[argparse.ArgumentParser, argparse._SubParsersAction]
     _add_column_options(issues)
     issues.set_defaults(handler=cmd_label_issues)
 
-    predict = commands.add_parser("predict", help="classify one or more ticket texts")
+    predict = commands.add_parser(
+        "predict",
+        help="classify ticket texts, or a whole file (--input, --output)",
+        description="Classify the TEXTs, or every row of --input (CSV or JSON Lines, columns "
+        "found as for training) into --output (CSV or JSON Lines): streamed in chunks with a "
+        "progress bar, one output row per input row with every head's label, confidence and "
+        "auto_route, or the row's error.",
+    )
     predict.add_argument("model_dir", metavar="DIR", type=Path, help="trained model directory")
-    predict.add_argument("texts", metavar="TEXT", nargs="+", help="ticket text(s)")
+    predict.add_argument("texts", metavar="TEXT", nargs="*", help="ticket text(s)")
+    predict.add_argument("--input", type=Path, help="a file of tickets to classify")
+    predict.add_argument("--output", type=Path, help="where --input's answers go")
+    predict.add_argument(
+        "--delimiter", default=",", help="--input CSV's delimiter: , ; | : or a tab"
+    )
+    predict.add_argument(
+        "--batch-size", type=int, default=64, help="tickets per forward pass (1-1024)"
+    )
     predict.add_argument("--json", action="store_true", help="print the predictions as JSON")
     predict.add_argument(
         "--field",
@@ -384,6 +399,26 @@ def _field(value: str) -> tuple[str, str]:
 def cmd_predict(args: argparse.Namespace) -> None:
     from training.predict import Predictor
 
+    if (args.input is None) != (args.output is None):
+        raise UserError("--input and --output go together")
+    if args.input is not None and args.texts:
+        raise UserError("give TEXTs or --input/--output, not both")
+    if args.input is None and not args.texts:
+        raise UserError("give one or more TEXTs, or --input FILE --output FILE")
+    if not 1 <= args.batch_size <= 1024:
+        raise UserError(f"--batch-size must be between 1 and 1024, got {args.batch_size}")
+    if args.input is not None:
+        from training.bulk import classify_file, file_format
+
+        file_format(args.input, "--input")
+        file_format(args.output, "--output")
+        predictor = Predictor.load(args.model_dir)
+        report = classify_file(predictor, args.input, args.output, args.batch_size, args.delimiter)
+        print(
+            f"{report.rows} rows: {report.classified} classified, {report.errors} with an "
+            f"error (see the 'error' column) -> {args.output}"
+        )
+        return
     texts = list(args.texts)
     empty = [i for i, t in enumerate(texts, 1) if not t.strip()]
     if empty:

@@ -322,17 +322,17 @@ def validate(
     Each text is cleaned by training.cleaning with `cleaning` (the defaults when None): what is
     stored and trained on is what a model reads."""
     cleaning = cleaning or CleaningSettings()
-    parts = _text_parts(table, source, columns)
+    parts = text_parts(table, source, columns)
     types = (
-        table[CONTENT_TYPE_COLUMN].map(_cell).str.lower()
+        table[CONTENT_TYPE_COLUMN].map(cell).str.lower()
         if CONTENT_TYPE_COLUMN in table.columns
         else pd.Series([""] * len(table))
     )
     head_columns = _head_columns(table, source, columns)
     features = _feature_columns(table, source, columns, head_columns)
     report = DataReport(rows_read=len(table))
-    labels = {head: table[column].map(_cell) for head, column in head_columns.items()}
-    field_values = {column: table[column].map(_cell) for column in features}
+    labels = {head: table[column].map(cell) for head, column in head_columns.items()}
+    field_values = {column: table[column].map(cell) for column in features}
 
     keep, texts = [], []
     for i, (subject, body) in enumerate(parts):
@@ -418,7 +418,7 @@ def validate(
     return TicketData(frame=frame.reset_index(drop=True), heads=heads, report=report)
 
 
-def _cell(value: Any) -> str:
+def cell(value: Any) -> str:
     """A cell as stripped text; None/NaN become "". Literal '\\n' from exports become newlines."""
     if value is None or (isinstance(value, float) and value != value):
         return ""
@@ -426,17 +426,17 @@ def _cell(value: Any) -> str:
     return text.strip()
 
 
-def _text_parts(table: pd.DataFrame, source: str, columns: Columns) -> list[tuple[str, str]]:
+def text_parts(table: pd.DataFrame, source: str, columns: Columns) -> list[tuple[str, str]]:
     """(subject, body) of each row; a text column is a body without subject."""
     if columns.text is not None:
         _require_columns(table, source, [columns.text], "text")
-        return [("", text) for text in table[columns.text].map(_cell)]
+        return [("", text) for text in table[columns.text].map(cell)]
     for alias in TEXT_ALIASES:
         if alias in table.columns:
-            return [("", text) for text in table[alias].map(_cell)]
+            return [("", text) for text in table[alias].map(cell)]
     if columns.subject in table.columns and columns.body in table.columns:
-        subjects = table[columns.subject].map(_cell)
-        bodies = table[columns.body].map(_cell)
+        subjects = table[columns.subject].map(cell)
+        bodies = table[columns.body].map(cell)
         return list(zip(subjects, bodies, strict=True))
     expected = " or ".join(repr(a) for a in TEXT_ALIASES)
     raise DataError(
