@@ -10,7 +10,7 @@ validation tenth of it, drawn by the seed) and both are scored on the same 20 %.
 `--seed`, `--seed + 1`, ...; the table shows mean ± standard deviation over them. The last line
 reads `queue macro-F1 ours X baseline Y | priority macro-F1 ours X baseline Y` (means); with
 --check the exit code is non-zero unless ours beats the baseline on both heads by the margins
-(--margin: 0.03 in fast mode, 0.04 in full mode). --smoke: SMOKE's generated tickets (unless
+(--margin: 0.03 in fast mode, 0.04 in full mode). --smoke: SMOKE_ROWS generated tickets (unless
 DATA is given), one seed and common.SMOKE_CONFIG's small settings (flags given still win).
 
 With --feature-columns (e.g. `type`: structured fields the model reads beside the text), ours
@@ -29,11 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from common import (
-    DEFAULT_DATA,
     HEADS,
-    SMOKE_CONFIG,
+    SMOKE_ROWS,
     fixed_split,
     inner_splits,
+    parse_seeded,
+    seeded_parser,
     tickets_with_languages,
 )
 from sklearn.feature_extraction.text import TfidfVectorizer
@@ -42,13 +43,11 @@ from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
 from training.config import TrainConfig
-from training.config_flags import add_config_flags, config_overrides
 from training.data import TicketData
 from training.fields import row_fields
 from training.train import train
 
 MARGINS = {"fast": 0.03, "full": 0.04, "auto": 0.03}
-SMOKE = {"rows": 240, "seeds": 1}  # --smoke: generated tickets, seeds
 
 
 def baseline(train_frame: pd.DataFrame, test_frame: pd.DataFrame) -> dict[str, pd.Series]:
@@ -115,25 +114,12 @@ def scores(truth: pd.DataFrame, predicted: dict[str, pd.Series]) -> dict[str, tu
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, help=f"tickets (default {DEFAULT_DATA})")
+    parser = seeded_parser(__doc__)
     parser.add_argument("--check", action="store_true", help="fail unless ours beats baseline")
     parser.add_argument("--margin", type=float, help="--check margin (default: by mode)")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds to average (default 3)")
     parser.add_argument("--baseline-only", action="store_true", help="skip our model")
     parser.add_argument("--out", type=Path, help="keep the first seed's model here")
-    parser.add_argument("--smoke", action="store_true", help="generated tickets, one seed")
-    add_config_flags(parser)
-    args = parser.parse_args(argv)
-    if not 1 <= args.seeds <= 20:
-        parser.error(f"--seeds must be between 1 and 20, got {args.seeds}")
-    overrides = config_overrides(args)
-    if args.smoke:
-        args.seeds = SMOKE["seeds"]
-        overrides = {**SMOKE_CONFIG, **overrides}
-    elif args.data is None:
-        args.data = DEFAULT_DATA
-    return args, TrainConfig(**overrides)
+    return parse_seeded(parser, argv)
 
 
 def mean_std(values: list[float]) -> str:
@@ -146,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"skipped: dataset {args.data} is not here (it lives in ../shared/data)")
         return 0
     features = tuple(config.feature_columns or ())
-    data, languages, name = tickets_with_languages(args.data, SMOKE["rows"], features=features)
+    data, languages, name = tickets_with_languages(args.data, SMOKE_ROWS, features=features)
     print(f"{name}: {data.report.rows_accepted} tickets, config {config.to_dict()}")
     train_frame, test_frame = fixed_split(data)
 

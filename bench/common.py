@@ -3,12 +3,15 @@ generated tickets and settings of their --smoke runs."""
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from training.config import TrainConfig
+from training.config_flags import add_config_flags, config_overrides
 from training.data import Columns, TicketData, load_tickets, parse_tickets, split_tickets
 from training.sample_data import generate_tickets
 
@@ -19,12 +22,43 @@ DEFAULT_DATA = (
 HEADS = ("queue", "priority")
 # --smoke: the bundled encoder, short texts and one epoch, so that a run takes seconds on a CPU;
 # one torch thread, as spin-waiting threads crawl on a machine busy with other work.
+SMOKE_ROWS = 240  # generated tickets of a --smoke run
 SMOKE_CONFIG: dict[str, Any] = {
     "base_model": "all-MiniLM-L6-v2",
     "max_length": 64,
     "epochs": 1,
     "num_threads": 1,
 }
+
+
+def seeded_parser(doc: str) -> argparse.ArgumentParser:
+    """A training bench's parser: DATA, --seeds and --smoke (the training settings' flags come
+    with `parse_seeded`)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("data", nargs="?", type=Path, help=f"tickets (default {DEFAULT_DATA})")
+    parser.add_argument("--seeds", type=int, default=3, help="seeds to average (default 3)")
+    parser.add_argument("--smoke", action="store_true", help="generated tickets, one seed")
+    return parser
+
+
+def parse_seeded(
+    parser: argparse.ArgumentParser, argv: list[str] | None, base: dict[str, Any] | None = None
+) -> tuple[argparse.Namespace, TrainConfig]:
+    """The arguments and the training settings: the bench's `base`, then the flags given;
+    with --smoke one seed and SMOKE_CONFIG's small settings under the flags, else DATA
+    defaults to the shared dataset."""
+    add_config_flags(parser)
+    args = parser.parse_args(argv)
+    if not 1 <= args.seeds <= 20:
+        parser.error(f"--seeds must be between 1 and 20, got {args.seeds}")
+    flags = config_overrides(args)
+    overrides = {**(base or {}), **flags}
+    if args.smoke:
+        args.seeds = 1
+        overrides = {**(base or {}), **SMOKE_CONFIG, **flags}
+    elif args.data is None:
+        args.data = DEFAULT_DATA
+    return args, TrainConfig(**overrides)
 
 
 def tickets_with_languages(

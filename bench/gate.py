@@ -27,18 +27,23 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from common import DEFAULT_DATA, HEADS, SMOKE_CONFIG, fixed_split, inner_splits
+from common import (
+    HEADS,
+    SMOKE_ROWS,
+    fixed_split,
+    inner_splits,
+    parse_seeded,
+    seeded_parser,
+)
 from common import tickets_with_languages as tickets
 
 from training.calibration import class_curves, precision_curve, threshold_for
 from training.config import TrainConfig
-from training.config_flags import add_config_flags, config_overrides
 from training.data import TicketData
 from training.model import format_predictions, probabilities
 from training.train import train
 
 RULES = ("head", "class")
-SMOKE = {"rows": 240, "seeds": 1}
 FIRST_SEED = 1
 
 
@@ -130,21 +135,8 @@ def run_seed(
 
 
 def parse_args(argv: list[str] | None) -> tuple[argparse.Namespace, TrainConfig]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", type=Path, help=f"tickets (default {DEFAULT_DATA})")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds to average (default 3)")
-    parser.add_argument("--smoke", action="store_true", help="generated tickets, one seed")
-    add_config_flags(parser)
-    args = parser.parse_args(argv)
-    if not 1 <= args.seeds <= 20:
-        parser.error(f"--seeds must be between 1 and 20, got {args.seeds}")
-    overrides = {"mode": "fast", "seed": FIRST_SEED, **config_overrides(args)}
-    if args.smoke:
-        args.seeds = SMOKE["seeds"]
-        overrides = {**overrides, **SMOKE_CONFIG, **config_overrides(args)}
-    elif args.data is None:
-        args.data = DEFAULT_DATA
-    config = TrainConfig(**overrides)
+    parser = seeded_parser(__doc__)
+    args, config = parse_seeded(parser, argv, {"mode": "fast", "seed": FIRST_SEED})
     if config.mode != "fast":
         parser.error("the gate bench compares gates on fast mode's out-of-fold scores: --mode fast")
     return args, config
@@ -164,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.data is not None and not args.data.is_file():
         print(f"skipped: dataset {args.data} is not here (it lives in ../shared/data)")
         return 0
-    data, _, name = tickets(args.data, SMOKE["rows"])
+    data, _, name = tickets(args.data, SMOKE_ROWS)
     train_frame, test_frame = fixed_split(data)
     print(f"{name}: {len(train_frame)} training rows, {len(test_frame)} test rows; target "
           f"precision {config.target_precision}; config {config.to_dict()}")  # fmt: skip

@@ -9,7 +9,7 @@ field the model reads beside the text) is a short identifier too, and none of th
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 MAX_HEADS = 8
 HEAD_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,39}")
@@ -24,9 +24,8 @@ RESERVED_HEAD_NAMES = frozenset(
 
 def head_name_problem(name: object) -> str | None:
     """Why `name` cannot name a head, or None."""
-    if not isinstance(name, str) or not HEAD_NAME.fullmatch(name):
-        shown = repr(name[:60]) if isinstance(name, str) else repr(name)
-        return f"label column {shown} cannot name a head: use {HEAD_NAME_RULE}; rename the column"
+    if problem := _identifier_problem(name):
+        return f"label column {problem} cannot name a head: use {HEAD_NAME_RULE}; rename the column"
     if name in RESERVED_HEAD_NAMES:
         return f"label column {name!r} cannot name a head: answers use that key; rename it"
     return None
@@ -36,26 +35,38 @@ MAX_FEATURE_COLUMNS = 8
 TEXT_COLUMNS = frozenset({"text", "ticket_text", "subject", "body", "content_type"})
 
 
-def feature_columns_problem(names: Sequence[object]) -> str | None:
-    """Why `names` cannot be the feature columns: 1 to MAX_FEATURE_COLUMNS distinct
-    identifiers, none a text column; or None."""
-    if not 1 <= len(names) <= MAX_FEATURE_COLUMNS:
-        return f"1 to {MAX_FEATURE_COLUMNS} feature columns, got {len(names)}"
-    if len(set(map(str, names))) < len(names):
-        return f"a feature column is named twice in {', '.join(map(str, names))}"
-    for name in names:
-        if not isinstance(name, str) or not HEAD_NAME.fullmatch(name):
-            shown = repr(name[:60]) if isinstance(name, str) else repr(name)
-            return f"feature column {shown}: use {HEAD_NAME_RULE}"
-        if name in TEXT_COLUMNS:
-            return f"feature column {name!r} is the ticket's text, which the model reads anyway"
+def feature_column_problem(name: object) -> str | None:
+    """Why `name` cannot be a feature column, or None."""
+    if problem := _identifier_problem(name):
+        return f"feature column {problem}: use {HEAD_NAME_RULE}"
+    if name in TEXT_COLUMNS:
+        return f"feature column {name!r} is the ticket's text, which the model reads anyway"
     return None
 
 
 def heads_problem(names: Sequence[object]) -> str | None:
     """Why `names` cannot be the heads: 1 to MAX_HEADS distinct, usable names; or None."""
-    if not 1 <= len(names) <= MAX_HEADS:
-        return f"1 to {MAX_HEADS} label columns, got {len(names)}"
+    return _names_problem(names, MAX_HEADS, "label column", head_name_problem)
+
+
+def feature_columns_problem(names: Sequence[object]) -> str | None:
+    """Why `names` cannot be the feature columns: 1 to MAX_FEATURE_COLUMNS distinct
+    identifiers, none a text column; or None."""
+    return _names_problem(names, MAX_FEATURE_COLUMNS, "feature column", feature_column_problem)
+
+
+def _names_problem(
+    names: Sequence[object], most: int, what: str, problem_of: Callable[[object], str | None]
+) -> str | None:
+    if not 1 <= len(names) <= most:
+        return f"1 to {most} {what}s, got {len(names)}"
     if len(set(map(str, names))) < len(names):
-        return f"a label column is named twice in {', '.join(map(str, names))}"
-    return next((problem for name in names if (problem := head_name_problem(name))), None)
+        return f"a {what} is named twice in {', '.join(map(str, names))}"
+    return next((problem for name in names if (problem := problem_of(name))), None)
+
+
+def _identifier_problem(name: object) -> str | None:
+    """`name` as shown in a message when it is no identifier of HEAD_NAME_RULE, else None."""
+    if isinstance(name, str) and HEAD_NAME.fullmatch(name):
+        return None
+    return repr(name[:60]) if isinstance(name, str) else repr(name)
