@@ -33,7 +33,9 @@ from common import (
     SMOKE_ROWS,
     fixed_split,
     inner_splits,
+    missing,
     parse_seeded,
+    seed_configs,
     seeded_parser,
     tickets_with_languages,
 )
@@ -128,8 +130,7 @@ def mean_std(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
-    if args.data is not None and not args.data.is_file():
-        print(f"skipped: dataset {args.data} is not here (it lives in ../shared/data)")
+    if missing(args.data):
         return 0
     features = tuple(config.feature_columns or ())
     data, languages, name = tickets_with_languages(args.data, SMOKE_ROWS, features=features)
@@ -141,8 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         pending = pool.submit(timed_baseline, train_frame, test_frame)
         runs, text_only = [], []
         if not args.baseline_only:
-            for offset in range(args.seeds):
-                seeded = TrainConfig.from_dict({**config.to_dict(), "seed": config.seed + offset})
+            for offset, seeded in enumerate(seed_configs(config, args.seeds)):
                 with tempfile.TemporaryDirectory() as tmp:
                     out = args.out if args.out and offset == 0 else Path(tmp) / "m"
                     runs.append(ours(train_frame, test_frame, data, seeded, out))

@@ -61,6 +61,22 @@ def parse_seeded(
     return args, TrainConfig(**overrides)
 
 
+def missing(path: Path | None) -> bool:
+    """Whether the dataset a bench was given is absent (it says so: nothing to measure)."""
+    if path is not None and not path.is_file():
+        print(f"skipped: dataset {path} is not here (it lives in ../shared/data)")
+        return True
+    return False
+
+
+def seed_configs(config: TrainConfig, seeds: int) -> list[TrainConfig]:
+    """`config` at seeds `config.seed`, `config.seed + 1`, ... (`seeds` of them)."""
+    return [
+        TrainConfig.from_dict({**config.to_dict(), "seed": config.seed + offset})
+        for offset in range(seeds)
+    ]
+
+
 def tickets_with_languages(
     path: Path | None, rows: int = 0, seed: int = 0, features: tuple[str, ...] = ()
 ) -> tuple[TicketData, pd.Series, str]:

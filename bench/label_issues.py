@@ -31,7 +31,9 @@ from common import (
     SMOKE_ROWS,
     fixed_split,
     inner_splits,
+    missing,
     parse_seeded,
+    seed_configs,
     seeded_parser,
 )
 from common import tickets_with_languages as tickets
@@ -125,16 +127,14 @@ def mean_std(values: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args, config = parse_args(argv)
-    if args.data is not None and not args.data.is_file():
-        print(f"skipped: dataset {args.data} is not here (it lives in ../shared/data)")
+    if missing(args.data):
         return 0
     data, _, name = tickets(args.data, SMOKE_ROWS)
     train_frame, test_frame = fixed_split(data)
     print(f"{name}: {len(train_frame)} training rows, {len(test_frame)} test rows; flip rate "
           f"{args.flip_rate:.0%}; config {config.to_dict()}")  # fmt: skip
     runs = []
-    for offset in range(args.seeds):
-        seeded = TrainConfig.from_dict({**config.to_dict(), "seed": config.seed + offset})
+    for seeded in seed_configs(config, args.seeds):
         runs.append(run_seed(data, train_frame, test_frame, seeded, args.flip_rate))
 
     print(f"\n{len(runs)} seed(s), mean ± std; flagged at the default cut-off")
