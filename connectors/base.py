@@ -10,7 +10,6 @@ from typing import Any, Literal, Protocol
 from handlers.ticket_requests import MAX_FIELD_CHARS, MAX_FIELD_NAME_CHARS, MAX_FIELDS
 
 Mode = Literal["off", "suggest", "route"]
-MODES: tuple[Mode, ...] = ("off", "suggest", "route")
 # The heads a help desk has fields for: the ticket's queue (group) and its priority.
 DESK_HEADS = ("queue", "priority")
 

@@ -139,11 +139,6 @@ def head_report(
     }
 
 
-def unavailable(reason: str) -> dict[str, Any]:
-    """A head without held-out scores to rank."""
-    return {"available": False, "reason": reason, "flagged": 0, "per_class": {}, "issues": []}
-
-
 def report(heads: dict[str, dict[str, Any]], source: str) -> dict[str, Any]:
     """The whole label_issues.json: how the rows were scored and flagged, and every head."""
     return {

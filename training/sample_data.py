@@ -85,7 +85,6 @@ SECOND_TOPIC_LEADS: dict[str, tuple[str, ...]] = _TABLES["second_topic_leads"]
 MONTHS: dict[str, tuple[str, ...]] = {
     language: slots["month"] for language, slots in _TABLES["language_slots"].items()
 }
-NAMES: tuple[str, ...] = _TABLES["slots"]["name"]
 
 Filler = tuple[str, ...] | Callable[[random.Random], str]
 

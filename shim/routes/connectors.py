@@ -18,6 +18,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connectors.base import DeskError, DeskTicket
 from connectors.zammad import (
+    DELIVERY_HEADER,
     SIGNATURE_HEADER,
     PayloadError,
     change_from_payload,
@@ -63,8 +64,10 @@ async def zammad_webhook(
     request: Request,
     response: Response,
     services: ServicesDep,
-    x_hub_signature: Annotated[str | None, Header(max_length=200)] = None,
-    x_zammad_delivery: Annotated[str | None, Header(max_length=MAX_DELIVERY_ID_CHARS)] = None,
+    x_hub_signature: Annotated[str | None, Header(alias=SIGNATURE_HEADER, max_length=200)] = None,
+    x_zammad_delivery: Annotated[
+        str | None, Header(alias=DELIVERY_HEADER, max_length=MAX_DELIVERY_ID_CHARS)
+    ] = None,
 ) -> ConnectorDeliveryPublic:
     """Classify the ticket of a Zammad trigger (its first customer article) and queue the
     write-back: an internal note (suggest), and group/priority where the gate allows (route)."""
