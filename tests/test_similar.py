@@ -95,7 +95,10 @@ def _stored(model_dir) -> tuple[SimilarIndex, list[dict]]:
     return index, index.tickets
 
 
-@pytest.mark.parametrize("model", ["tiny_model", "trained_model"])
+# The fine-tuned model is a slow fixture; a name looked up at run time is not marked by conftest.
+@pytest.mark.parametrize(
+    "model", ["tiny_model", pytest.param("trained_model", marks=pytest.mark.slow)]
+)
 def test_training_stores_every_ticket_under_the_shipped_encoder(model: str, request) -> None:
     """Fast mode (frozen encoder: the cached embeddings) and full mode (the fine-tuned encoder
     embeds again): every uploaded row is stored with its id, labels and text as cleaned, and
