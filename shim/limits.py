@@ -25,9 +25,10 @@ from training.archive import ServingSettings
 FORWARD_BYTES_PER_TICKET = 256
 FORWARD_BYTES_PER_REQUEST = 4096
 # The largest answer per ticket: every head's label, confidence, threshold and top-k list, and
-# the most similar tickets a request may ask for, each an id, every head's label and an excerpt
-# of 280 characters (training/similar_index.py).
-ANSWER_BYTES_PER_TICKET = 64 * 1024 + MAX_SIMILAR * 4 * 1024
+# the most similar tickets a request may ask for, each an id, up to 8 heads' names and labels
+# (200 characters, up to 4 bytes each) and an excerpt of 280 characters
+# (training/similar_index.py): at most 9 KiB.
+ANSWER_BYTES_PER_TICKET = 64 * 1024 + MAX_SIMILAR * 9 * 1024
 # TorchServe's own floor for request and answer bodies (its default is 6.5 MB; ours is 4 MiB).
 TORCHSERVE_MIN_BODY_BYTES = 4 * 1024 * 1024
 
