@@ -38,6 +38,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     serve.add_argument(
         "--api-key-file", type=Path, help="file holding the API key (or TICKETSERVE_API_KEY)"
     )
+    _add_env_file(serve)
     serve.set_defaults(handler=cmd_serve)
 
     backup = commands.add_parser(
@@ -48,6 +49,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     )
     backup.add_argument("out", metavar="OUT", type=Path, help="backup file to write (.tar.gz)")
     _add_data_dir(backup, "data directory to back up")
+    _add_env_file(backup)
     backup.set_defaults(handler=cmd_backup)
 
     restore = commands.add_parser(
@@ -58,6 +60,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     )
     restore.add_argument("archive", metavar="IN", type=Path, help="backup file to restore")
     _add_data_dir(restore, "data directory to fill: empty or new")
+    _add_env_file(restore)
     restore.set_defaults(handler=cmd_restore)
 
     retrain = commands.add_parser(
@@ -76,6 +79,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     retrain.add_argument(
         "--api-key-file", type=Path, help="file holding the API key (or TICKETSERVE_API_KEY)"
     )
+    _add_env_file(retrain)
     retrain.set_defaults(handler=cmd_retrain)
 
     history = commands.add_parser(
@@ -98,6 +102,7 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     history.add_argument(
         "--api-key-file", type=Path, help="file holding the API key (or TICKETSERVE_API_KEY)"
     )
+    _add_env_file(history)
     history.set_defaults(handler=cmd_import)
     return parser, commands
 
@@ -117,6 +122,16 @@ def _day(text: str) -> str:
     raise argparse.ArgumentTypeError(f"not a day as YYYY-MM-DD: {text[:40]!r}")
 
 
+def _add_env_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        metavar="FILE",
+        help="TICKETSERVE_*=value lines, e.g. /etc/ticketserve/ticketserve.env (the process "
+        "environment and the flags override them)",
+    )
+
+
 def _add_data_dir(parser: argparse.ArgumentParser, what: str) -> None:
     parser.add_argument(
         "--data-dir", type=Path, help=f"{what} (default TICKETSERVE_DATA_DIR, else var/)"
@@ -132,7 +147,11 @@ def cmd_serve(args: argparse.Namespace) -> None:
     logging.getLogger("httpx").setLevel(logging.INFO if args.verbose else logging.WARNING)
     try:
         settings = Settings.from_env(
-            host=args.host, port=args.port, data_dir=args.data_dir, api_key_file=args.api_key_file
+            env_file=args.env_file,
+            host=args.host,
+            port=args.port,
+            data_dir=args.data_dir,
+            api_key_file=args.api_key_file,
         )
         settings.check_exposure()  # before the heavy imports below: a refusal is immediate
     except SettingsError as exc:
@@ -224,7 +243,7 @@ def _service_access(args: argparse.Namespace) -> tuple[str, dict[str, str]]:
     from shim.settings import Settings, SettingsError
 
     try:
-        settings = Settings.from_env(api_key_file=args.api_key_file)
+        settings = Settings.from_env(env_file=args.env_file, api_key_file=args.api_key_file)
         key = settings.resolved_api_key()
     except SettingsError as exc:
         raise UserError(str(exc)) from exc
@@ -246,7 +265,7 @@ def _data_dir(args: argparse.Namespace) -> Path:
     from shim.settings import Settings, SettingsError
 
     try:
-        return Settings.from_env(data_dir=args.data_dir).data_dir
+        return Settings.from_env(env_file=args.env_file, data_dir=args.data_dir).data_dir
     except SettingsError as exc:
         _fail(exc, args.command)
 

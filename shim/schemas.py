@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import MISSING, fields
+from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
@@ -25,13 +25,10 @@ from shim.settings import TICKET_CHARS_LIMIT
 from shim.store import DatasetRecord
 from training.cleaning import (
     CONTENT_TYPES,
-    MASK_NAME,
-    MAX_MASK_PATTERNS,
-    MAX_PATTERN_CHARS,
     PLAIN_TYPE,
 )
-from training.config import MAX_GRID, MAX_NAME_CHARS, TrainConfig, is_pattern_map, non_null
-from training.head_names import HEAD_NAME, MAX_HEADS
+from training.config import MAX_NAME_CHARS, TrainConfig, default
+from training.head_names import MAX_HEADS
 from training.progress import Progress
 from training.text_rules import text_problem
 
@@ -106,35 +103,12 @@ class TrainDataSummaryPublic(BaseModel):
 
 
 def _train_request_model() -> type[BaseModel]:
-    """Every TrainConfig field, optional, with its help, default and bound in the schema."""
-    hints = get_type_hints(TrainConfig)
+    """Every TrainConfig field, optional: its type, bound and description, with its default."""
     optional: dict[str, Any] = {}
-    for f in fields(TrainConfig):
-        bound = f.metadata["bound"]
-        hint = non_null(hints[f.name])
-        limits = bound.limits() if bound is not None else {}
-        size: dict[str, int] = {}
-        if get_origin(hint) is list and get_args(hint)[0] is str:
-            hint = list[Annotated[str, Field(pattern=f"^{HEAD_NAME.pattern}$")]]
-            size = {"min_length": 1, "max_length": MAX_HEADS}
-        elif get_origin(hint) is list:
-            hint = list[Annotated[float, Field(allow_inf_nan=False, **limits)]]
-            size, limits = {"min_length": 1, "max_length": MAX_GRID}, {}
-        elif is_pattern_map(hint):
-            name = Annotated[str, Field(pattern=MASK_NAME.pattern)]
-            pattern = Annotated[str, Field(min_length=1, max_length=MAX_PATTERN_CHARS)]
-            hint = dict[name, pattern]  # type: ignore[valid-type]
-            size = {"max_length": MAX_MASK_PATTERNS}
-        elif get_origin(hint) is dict:
-            hint = dict[str, Annotated[float, Field(allow_inf_nan=False, **limits)]]
-            size, limits = {"max_length": MAX_GRID}, {}
-        elif hint is str:
-            size = {"min_length": 1, "max_length": MAX_NAME_CHARS}
-        if hint is float:
-            limits["allow_inf_nan"] = False
-        default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
-        description = f"{f.metadata['help']}; default: {json.dumps(default)}"
-        optional[f.name] = (hint | None, Field(None, description=description, **limits, **size))
+    for name, info in TrainConfig.model_fields.items():
+        hint = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        description = f"{info.description}; default: {json.dumps(default(name))}"
+        optional[name] = (hint | None, Field(None, description=description))
     return create_model(
         "TrainRequest",
         __config__=ConfigDict(extra="forbid", strict=True),

@@ -1,8 +1,10 @@
-"""Service settings: one pydantic model, filled from `TICKETSERVE_*` environment variables.
+"""Service settings: one pydantic-settings model, filled from `TICKETSERVE_*` variables.
 
-Each field's default is defined here once. `Settings.from_env()` reads the environment (so the
-CLI, `make serve` and tests configure the service the same way); command-line flags override it.
-Nothing is read at import time.
+Each field's default and bound is defined here once. `Settings.from_env()` reads the environment
+and, when given, an environment file of the same `TICKETSERVE_*=value` lines (the systemd unit's
+`/etc/ticketserve/ticketserve.env`); command-line flags override both, the environment overrides
+the file. A bad value is a SettingsError that names the variable. Nothing is read at import time,
+and `Settings(...)` alone reads nothing (the tests build it from values).
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import pydantic_settings
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
@@ -25,9 +26,18 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    DotEnvSettingsSource,
+    EnvSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from connectors.base import Mode as ConnectorMode
 from connectors.znuny import DEFAULT_PRIORITIES as ZNUNY_PRIORITIES
+from training.base_models import CACHE_ENV
 from training.cleaning import CleaningSettings
 from training.config import ConfigError, TrainConfig
 from training.text_rules import MAX_TICKET_CHARS
@@ -45,10 +55,10 @@ class SettingsError(ValueError):
     """A setting is missing or unusable; the message names it."""
 
 
-class Settings(BaseModel):
+class Settings(BaseSettings):
     """Everything the /api/v1 service can be configured with."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, env_prefix=ENV_PREFIX)
 
     host: str = Field("127.0.0.1", description="address the API listens on")
     port: int = Field(8000, ge=0, le=65535, description="API port (0: any free port)")
@@ -281,14 +291,19 @@ class Settings(BaseModel):
 
     _cleaning: CleaningSettings = PrivateAttr(default_factory=CleaningSettings)
 
+    @field_validator("train_defaults")
+    @classmethod
+    def _train_defaults_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        """Checked whole at start, not at the first POST /train."""
+        try:
+            TrainConfig.from_dict(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
     @model_validator(mode="after")
     def _cleaning_settings(self) -> Settings:
-        keys = ("clean_mail", "mask_personal_data", "mask_patterns")
-        values = {k: v for k, v in self.train_defaults.items() if k in keys}
-        try:
-            self._cleaning = TrainConfig.from_dict(values).cleaning()
-        except ConfigError as exc:
-            raise ValueError(f"train_defaults: {exc}") from exc
+        self._cleaning = TrainConfig.from_dict(self.train_defaults).cleaning()
         return self
 
     def cleaning(self) -> CleaningSettings:
@@ -315,22 +330,48 @@ class Settings(BaseModel):
         return self
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-        """Settings from `TICKETSERVE_<FIELD>` variables, then `overrides` (None = not given)."""
-        env = os.environ if env is None else env
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Only the values given: from_env composes the environment and the file itself."""
+        return (init_settings,)
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        env_file: Path | None = None,
+        **overrides: Any,
+    ) -> Settings:
+        """Settings from `env_file`, then `TICKETSERVE_<FIELD>` variables of `env` (default
+        the process environment), then `overrides` (None = not given)."""
+        if env_file is not None and not env_file.is_file():
+            raise SettingsError(f"environment file {env_file} does not exist")
+        origins: dict[str, str] = {}
         values: dict[str, Any] = {}
-        for name in cls.model_fields:
-            raw = env.get(ENV_PREFIX + name.upper())
-            if raw is not None and raw != "":
-                values[name] = _parse_env(name, raw)
-        values.update({k: v for k, v in overrides.items() if v is not None})
+        sources = [(_EnvFile(cls, env_file), str(env_file))] if env_file is not None else []
+        sources.append((_Environment(cls, os.environ if env is None else env), "environment"))
+        for source, origin in sources:
+            try:
+                found = source()
+            except pydantic_settings.SettingsError as exc:  # a list or mapping that does not parse
+                raise SettingsError(str(exc.__cause__ or exc)) from None
+            values.update(found)
+            origins.update(dict.fromkeys(found, origin))
+        given = {k: v for k, v in overrides.items() if v is not None}
+        values.update(given)
         try:
             return cls(**values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+                _problem(err, {**origins, **dict.fromkeys(given, "flag")}) for err in exc.errors()
             )
-            raise SettingsError(f"invalid settings: {problems}") from exc
+            raise SettingsError(f"invalid settings: {problems}") from None
 
     def resolved_api_key(self) -> str | None:
         """The key from `api_key`, else from `api_key_file` (first line, stripped)."""
@@ -418,6 +459,61 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def _problem(error: Any, origins: dict[str, str]) -> str:
+    """One validation error, naming the variable (or flag) the bad value came from."""
+    if not error["loc"]:  # a rule between settings: its message names them
+        return str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+    name = str(error["loc"][0])
+    if error["type"] == "extra_forbidden":  # only an environment file's line can be one
+        return f"{name.upper()} names no setting"
+    origin = origins.get(name, "")
+    where = name if origin == "flag" else f"{ENV_PREFIX}{name.upper()} ({name})"
+    if origin not in ("flag", "environment", ""):
+        where += f" in {origin}"
+    reason = str(error["ctx"]["error"]) if error["type"] == "value_error" else error["msg"]
+    return f"{where}: {reason}"
+
+
+class _Environment(EnvSettingsSource):
+    """`TICKETSERVE_*` variables of a mapping; lists and mappings in this service's syntax."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._env = env
+        super().__init__(settings_cls, env_ignore_empty=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Names compare without regard to case (as EnvSettingsSource's own default); an empty
+        # value is "not set".
+        return {name.lower(): value for name, value in self._env.items() if value != ""}
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        return None if value is None else _parse_env(field_name, value)
+
+
+class _EnvFile(DotEnvSettingsSource):
+    """An environment file's `TICKETSERVE_*=value` lines (comments and blanks allowed); a line
+    naming no setting is an error, so a misspelt name is not silently ignored."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path) -> None:
+        super().__init__(settings_cls, env_file=path, env_ignore_empty=True)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        # Other lines are for other programs (the file is systemd's EnvironmentFile too).
+        prefix, other = ENV_PREFIX.lower(), CACHE_ENV.lower()
+        return {
+            name: value
+            for name, value in super()._load_env_vars().items()
+            if name.startswith(prefix) and name != other
+        }
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        return None if value is None else _parse_env(field_name, value)
 
 
 def _parse_env(name: str, raw: str) -> Any:

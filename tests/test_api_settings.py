@@ -67,6 +67,39 @@ def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> Non
         Settings.from_env(env)
 
 
+def test_an_environment_file_is_read_under_the_environment_and_flags(tmp_path: Path) -> None:
+    env_file = tmp_path / "ticketserve.env"
+    env_file.write_text(
+        "# comments, blanks and other programs' variables are allowed\n\n"
+        "HTTPS_PROXY=http://proxy:3128\nTICKETSERVE_CACHE=/var/cache/ticketserve\n"
+        "TICKETSERVE_PORT=9000\nTICKETSERVE_DRIFT_WINDOW=300\nTICKETSERVE_RT_QUEUES=A, B\n"
+        "TICKETSERVE_PROMOTION=never\n"
+    )
+    settings = Settings.from_env({"TICKETSERVE_PORT": "9001"}, env_file, promotion="always")
+    assert (settings.port, settings.drift_window, settings.rt_queues) == (9001, 300, ["A", "B"])
+    assert settings.promotion == "always"  # flag > environment > file
+
+    env_file.write_text("TICKETSERVE_PROMOTON=always\n")
+    with pytest.raises(SettingsError, match="TICKETSERVE_PROMOTON names no setting"):
+        Settings.from_env({}, env_file)
+    env_file.write_text("TICKETSERVE_DRIFT_WINDOW=5\n")
+    with pytest.raises(
+        SettingsError, match=f"TICKETSERVE_DRIFT_WINDOW .drift_window. in {env_file}"
+    ):
+        Settings.from_env({}, env_file)
+    with pytest.raises(SettingsError, match="environment file .*missing.env does not exist"):
+        Settings.from_env({}, tmp_path / "missing.env")
+
+
+def test_a_bad_value_names_its_variable() -> None:
+    with pytest.raises(SettingsError, match=r"TICKETSERVE_MAX_BATCH \(max_batch\): Input should"):
+        Settings.from_env({"TICKETSERVE_MAX_BATCH": "100000"})
+    with pytest.raises(SettingsError, match="TICKETSERVE_TRAIN_DEFAULTS .* epochs must be"):
+        Settings.from_env({"TICKETSERVE_TRAIN_DEFAULTS": "epochs=0"})
+    with pytest.raises(SettingsError, match="invalid settings: port: Input should be less"):
+        Settings.from_env({}, port=70_000)  # a flag is named as the flag's setting
+
+
 def test_rt_on_without_a_token_names_the_setting() -> None:
     settings = Settings.from_env({"TICKETSERVE_RT_URL": "https://rt.example.com"})
     with pytest.raises(SettingsError, match="TICKETSERVE_RT_TOKEN"):

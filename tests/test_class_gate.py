@@ -194,16 +194,16 @@ def test_the_service_s_target_keeps_a_per_class_gate_and_a_raw_threshold_overrid
 @pytest.mark.slow  # a training of its own (seconds)
 def test_a_model_trained_with_a_gate_per_class_carries_and_reports_it(tmp_path: Path) -> None:
     import json
-    from dataclasses import replace
 
     from conftest import TINY_CONFIG, TINY_ROWS
 
+    from training.config import TrainConfig
     from training.data import load_tickets
     from training.sample_data import write_sample_csv
     from training.train import train
 
     write_sample_csv(tmp_path / "tickets.csv", rows=TINY_ROWS, seed=1)
-    config = replace(TINY_CONFIG, gate="class")
+    config = TrainConfig.from_dict(TINY_CONFIG.to_dict() | {"gate": "class"})
     result = train(
         load_tickets(tmp_path / "tickets.csv"),
         config,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 from pathlib import Path
 
 import pytest
@@ -60,15 +59,15 @@ def test_the_docs_table_is_the_generated_one():
     docs = (Path(__file__).resolve().parents[1] / "docs/api.md").read_text(encoding="utf-8")
     between = docs.split("<!-- training-settings:begin -->\n")[1].split("<!-- training-settings")[0]
     assert between == markdown_table()
-    assert markdown_table().count("\n") == len(fields(TrainConfig)) + 2
+    assert markdown_table().count("\n") == len(TrainConfig.model_fields) + 2
 
 
 def test_every_setting_is_a_flag_with_its_bound():
     parser = argparse.ArgumentParser()
     add_config_flags(parser)
     text = parser.format_help()
-    for f in fields(TrainConfig):
-        assert f"--{f.name.replace('_', '-')}" in text
+    for name in TrainConfig.model_fields:
+        assert f"--{name.replace('_', '-')}" in text
     assert "an integer in [1, 100]" in text and "a number in (0, 1)" in text
     args = parser.parse_args(["--epochs", "3", "--no-lexical", "--head-weights", "priority=2"])
     assert config_overrides(args) == {

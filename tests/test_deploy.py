@@ -26,7 +26,8 @@ def test_the_environment_file_is_valid_settings() -> None:
             name, _, value = line.partition("=")
             env[name] = value
     assert all(name.startswith("TICKETSERVE_") for name in env)
-    settings = Settings.from_env(env)
+    settings = Settings.from_env({}, env_file=DEPLOY / "ticketserve.env")
+    assert settings == Settings.from_env(env)  # as systemd's EnvironmentFile reads it
     assert settings.api_key == "change-me" and settings.host == "127.0.0.1"
     assert set(env) <= {f"TICKETSERVE_{name.upper()}" for name in Settings.model_fields}
 

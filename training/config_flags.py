@@ -9,42 +9,39 @@ from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import MISSING, Field, fields
-from typing import Any, Literal, get_args, get_origin, get_type_hints
+from typing import Any, Literal, get_args, get_origin
 
-from training.config import TrainConfig, expected, is_pattern_map, non_null
+from training.config import TrainConfig, default, expected, item, kind
 
 
 def add_config_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """One flag per TrainConfig field; an omitted flag leaves TrainConfig's default."""
-    hints = get_type_hints(TrainConfig)
-    for f in fields(TrainConfig):
-        hint = hints[f.name]
-        options: dict[str, Any] = {"default": None, "help": _help(f)}
-        base = non_null(hint)
+    for name, info in TrainConfig.model_fields.items():
+        options: dict[str, Any] = {"default": None, "help": _help(name)}
+        base, _ = kind(info)
         if get_origin(base) is Literal:
             options["choices"] = get_args(base)
         elif base is bool:
             options["action"] = argparse.BooleanOptionalAction
-        elif get_origin(base) is list and get_args(base)[0] is str:
+        elif get_origin(base) is list and kind(item(info))[0] is str:
             options.update(type=_names, metavar="A,B,...")
         elif get_origin(base) is list:
             options.update(nargs="+", type=float, metavar="X")
-        elif is_pattern_map(base):
+        elif get_origin(base) is dict and kind(item(info))[0] is str:
             options.update(nargs="+", type=_pattern, metavar="NAME=REGEX")
         elif get_origin(base) is dict:
             options.update(nargs="+", type=_head_weight, metavar="HEAD=WEIGHT")
         else:
             options["type"] = base
-        parser.add_argument(f"--{f.name.replace('_', '-')}", **options)
+        parser.add_argument(f"--{name.replace('_', '-')}", **options)
 
 
 def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig values given on the command line."""
     values = {
-        f.name: getattr(args, f.name)
-        for f in fields(TrainConfig)
-        if getattr(args, f.name, None) is not None
+        name: getattr(args, name)
+        for name in TrainConfig.model_fields
+        if getattr(args, name, None) is not None
     }
     for name in ("head_weights", "mask_patterns"):
         if name in values:
@@ -52,13 +49,16 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-def _help(f: Field[Any]) -> str:
-    default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
+def _help(name: str) -> str:
+    value = default(name)
     # A switch or a choice shows what it takes already.
-    plain = isinstance(default, bool) or (default is None and f.metadata["bound"] is None)
-    shown = f"default {_shown(default)}" + ("" if plain or f.name == "mode" else f"; {expected(f)}")
+    plain = (
+        kind(TrainConfig.model_fields[name])[0] is bool
+        or get_origin(kind(TrainConfig.model_fields[name])[0]) is Literal
+    )
+    shown = f"default {_shown(value)}" + ("" if plain else f"; {expected(name)}")
     # argparse formats help with %, so a literal one is doubled.
-    return f"{f.metadata['help']} ({shown})".replace("%", "%%")
+    return f"{TrainConfig.model_fields[name].description} ({shown})".replace("%", "%%")
 
 
 def markdown_table() -> str:
@@ -67,12 +67,11 @@ def markdown_table() -> str:
         "| setting (API field / CLI flag) | default | accepts | what it does |",
         "|---|---|---|---|",
     ]
-    for f in fields(TrainConfig):
-        default = f.default_factory() if f.default is MISSING else f.default  # type: ignore[misc]
-        flag = f"--{f.name.replace('_', '-')}"
+    for name, info in TrainConfig.model_fields.items():
+        flag = f"--{name.replace('_', '-')}"
         rows.append(
-            f"| `{f.name}` / `{flag}` | `{json.dumps(default)}` | {expected(f)} "
-            f"| {f.metadata['help'].replace('|', '/')} |"
+            f"| `{name}` / `{flag}` | `{json.dumps(default(name))}` | {expected(name)} "
+            f"| {(info.description or '').replace('|', '/')} |"
         )
     return "\n".join(rows) + "\n"
 
