@@ -113,14 +113,16 @@ def subsampled(rows: int) -> Callable[[pd.DataFrame, int], tuple[pd.DataFrame, p
     return split
 
 
-def long_tail(seed: int, queues: int = 40, noise: float = 0.1) -> pd.DataFrame:
+def long_tail(
+    seed: int, queues: int = 40, noise: float = 0.1, largest: int = 400
+) -> pd.DataFrame:
     """Generated tickets over `queues` fine-grained queues whose sizes fall geometrically from
-    400 to 8 (so the smallest have 5-15 training rows after a 20 % test split); a `noise` share
-    of tickets carries a sibling queue's label (filed in the wrong sub-queue)."""
+    `largest` to 8 (so the smallest have 5-15 training rows after a 20 % test split); a `noise`
+    share of tickets carries a sibling queue's label (filed in the wrong sub-queue)."""
     pool = generate_tickets(40_000, seed=seed, topics=True)
     rng = np.random.default_rng(seed)
     names = sorted(rng.choice(sorted(pool["topic"].unique()), size=queues, replace=False))
-    sizes = np.round(400 * (8 / 400) ** (np.arange(queues) / (queues - 1))).astype(int)
+    sizes = np.round(largest * (8 / largest) ** (np.arange(queues) / (queues - 1))).astype(int)
     parts = [
         pool[pool["topic"] == name].sample(n=size, random_state=seed)
         for name, size in zip(rng.permutation(names), sizes, strict=True)
@@ -140,7 +142,7 @@ def shapes(data_path: Path, smoke: bool, seed: int) -> list[Shape]:
     if smoke:
         return [
             Shape("sample", tickets(generate_tickets(300, seed=seed)), seeded_split),
-            Shape("tail-40", tickets(long_tail(seed, queues=12)), seeded_split),
+            Shape("tail-40", tickets(long_tail(seed, queues=12, largest=80)), seeded_split),
         ]
     out = []
     if data_path.is_file():

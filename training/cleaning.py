@@ -315,13 +315,17 @@ def _strip_tail(text: str) -> str:
     while len(paragraphs) > 1 and DISCLAIMER.search(paragraphs[-1]):
         paragraphs.pop()
     lines = "\n\n".join(paragraphs).split("\n")
-    for i in range(1, len(lines)):
-        after = [line for line in lines[i + 1 :] if line.strip()]
+    written = [i for i, line in enumerate(lines) if line.strip()]
+    # A closing is followed by at most MAX_SIGNATURE_LINES written lines, so only the lines from
+    # the one before those can be it: a long mail costs one pass, not one per line.
+    first = written[-MAX_SIGNATURE_LINES - 1] if len(written) > MAX_SIGNATURE_LINES else 1
+    for i in range(max(first, 1), len(lines)):
+        after = [lines[j] for j in written if j > i]
         if (
             CLOSING.match(lines[i])
             and len(after) <= MAX_SIGNATURE_LINES
             and all(len(line) <= MAX_SIGNATURE_LINE_CHARS for line in after)
-            and "\n".join(lines[:i]).strip()
+            and written[0] < i  # something is written before the closing
         ):
             return _tidy("\n".join(lines[:i]))
     return _tidy("\n".join(lines))
