@@ -11,7 +11,7 @@ sees. Windows of answers are drawn (with replacement) from:
     one queue                  test English tickets of the largest queue only
     one priority               test English tickets of priority high only
     other languages            test tickets in every other language
-and scored by the service's own code (`shim.drift.assess`). The table gives each head's mean
+and scored by the service's own code (`shim.quality.drift.assess`). The table gives each head's mean
 score (and the highest) and the share of windows above each candidate threshold. The suggested
 threshold is the smallest candidate that no hold-out window of any seed reached. --smoke:
 SMOKE's generated English and German tickets (unless DATA is given), seeds, windows and size,
@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from common import DEFAULT_DATA, HEADS, SMOKE_CONFIG, fixed_split, tickets_with_languages
 
-from shim.drift import assess
+from shim.quality.drift import assess
 from shim.settings import Settings
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides

@@ -113,9 +113,7 @@ def subsampled(rows: int) -> Callable[[pd.DataFrame, int], tuple[pd.DataFrame, p
     return split
 
 
-def long_tail(
-    seed: int, queues: int = 40, noise: float = 0.1, largest: int = 400
-) -> pd.DataFrame:
+def long_tail(seed: int, queues: int = 40, noise: float = 0.1, largest: int = 400) -> pd.DataFrame:
     """Generated tickets over `queues` fine-grained queues whose sizes fall geometrically from
     `largest` to 8 (so the smallest have 5-15 training rows after a 20 % test split); a `noise`
     share of tickets carries a sibling queue's label (filed in the wrong sub-queue)."""

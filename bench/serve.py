@@ -42,7 +42,7 @@ from typing import Any
 import httpx
 import torch
 
-from shim.torchserve import TorchServe
+from shim.serving.torchserve import TorchServe
 from training.archive import ServingSettings, build_archive
 from training.model import TicketClassifier, predict_proba
 from training.model_cleaning import ModelCleaning

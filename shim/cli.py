@@ -18,7 +18,7 @@ from training import cli as training_cli
 from training.config import UserError
 
 if TYPE_CHECKING:
-    from shim.backup import Summary
+    from shim.store.backup import Summary
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, Any]:
@@ -157,7 +157,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except SettingsError as exc:
         _fail(exc)
     from shim.serve import serve
-    from shim.torchserve import TorchServeStartError
+    from shim.serving.torchserve import TorchServeStartError
 
     try:
         serve(settings)
@@ -167,7 +167,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 def cmd_backup(args: argparse.Namespace) -> None:
     """Write a backup of the data directory; an error is one line and exit status 1."""
-    from shim.backup import backup
+    from shim.store.backup import backup
 
     try:
         summary = backup(_data_dir(args), args.out)
@@ -181,7 +181,7 @@ def cmd_backup(args: argparse.Namespace) -> None:
 
 def cmd_restore(args: argparse.Namespace) -> None:
     """Restore a backup into an empty or new data directory."""
-    from shim.backup import restore
+    from shim.store.backup import restore
 
     try:
         summary = restore(args.archive, _data_dir(args))
@@ -226,7 +226,7 @@ def cmd_retrain(args: argparse.Namespace) -> None:
 
 def cmd_import(args: argparse.Namespace) -> None:
     """Start a help desk's history import in the running service and follow it to its end."""
-    from shim.import_client import ImportClient, follow
+    from shim.desks.import_client import ImportClient, follow
 
     url, headers = _service_access(args)
     state = follow(ImportClient(url, headers, args.connector), args.since, args.page_size)

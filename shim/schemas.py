@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import fields
 from datetime import UTC, date, datetime, timedelta
-from typing import Annotated, Any, Literal, get_type_hints
+from enum import StrEnum
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
@@ -20,14 +20,13 @@ from handlers.ticket_requests import (
     MAX_FIELDS,
     MAX_SIMILAR,
 )
-from shim.job_record import JobStatus, Trigger
 from shim.settings import TICKET_CHARS_LIMIT
-from shim.store import DatasetRecord
 from training.cleaning import (
     CONTENT_TYPES,
     PLAIN_TYPE,
 )
 from training.config import MAX_NAME_CHARS, TrainConfig, default
+from training.data import Format
 from training.head_names import MAX_HEADS
 from training.progress import Progress
 from training.text_rules import text_problem
@@ -35,6 +34,25 @@ from training.text_rules import text_problem
 # Model versions count from 1; a larger number than this cannot exist (SQLite's integers and
 # TorchServe's version strings both hold it).
 MAX_VERSION = 2**31 - 1
+
+
+# What started a job: POST /train, POST /retrain (e.g. `ticketserve retrain` from cron), or the
+# retraining policy after enough corrections or on drift.
+Trigger = Literal["api", "retrain", "feedback", "drift"]
+
+
+class JobStatus(StrEnum):
+    """A training job's status (store.job_record.Job)."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED)
 
 
 class ErrorBody(BaseModel):
@@ -79,15 +97,17 @@ class TrainDataUploadPublic(BaseModel):
     stored_datasets: int
 
 
-def _public(record: type, name: str, private: tuple[str, ...], doc: str) -> type[BaseModel]:
-    """The API shape of a stored record: its fields, less the private ones."""
-    hints = get_type_hints(record)
-    shown = {f.name: (hints[f.name], ...) for f in fields(record) if f.name not in private}
-    return create_model(name, __doc__=doc, **shown)
+class DatasetPublic(BaseModel):
+    """One stored upload (store.registry.DatasetRecord, less where its file lies on the server,
+    which is no client's business)."""
 
-
-# Where the file lies on the server is no client's business.
-DatasetPublic = _public(DatasetRecord, "DatasetPublic", ("file",), "One stored upload.")
+    id: str
+    format: Format
+    bytes: int
+    rows: int
+    heads: list[str]
+    label_counts: dict[str, dict[str, int]]
+    created_at: datetime
 
 
 class TrainDataSummaryPublic(BaseModel):

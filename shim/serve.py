@@ -16,15 +16,15 @@ from types import FrameType
 import psutil
 import uvicorn
 
-from shim.app import TorchServeEndpoints, create_app
-from shim.http_protocol import LingeringH11Protocol
+from shim.api.app import TorchServeEndpoints, create_app
+from shim.api.http_protocol import LingeringH11Protocol
+from shim.api.logs import configure_logging
 from shim.limits import torchserve_properties
-from shim.logs import configure_logging
-from shim.processes import stop_processes
+from shim.serving.processes import stop_processes
+from shim.serving.supervisor import Supervisor
+from shim.serving.torchserve import DEFAULT_CONFIG, TorchServe
 from shim.settings import Settings
-from shim.store import Store
-from shim.supervisor import Supervisor
-from shim.torchserve import DEFAULT_CONFIG, TorchServe
+from shim.store.registry import Store
 
 logger = logging.getLogger(__name__)
 

@@ -20,8 +20,8 @@ import pytest
 import requests
 from api_service import TICKETSERVE, Service, tickets_csv
 
-from shim.job_record import INTERRUPTED
-from shim.store import Store
+from shim.store.job_record import INTERRUPTED
+from shim.store.registry import Store
 
 pytestmark = pytest.mark.slow  # the real service, killed and restarted
 

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
-from shim.app import create_app
+from shim.api.app import create_app
 from shim.metrics import route_template
 from shim.schemas import ClassifyRequest, TrainRequest
 from shim.settings import Settings, SettingsError, is_loopback
@@ -210,9 +210,9 @@ def answer(confidence: float, auto_route: bool | None, version: str = "1") -> di
 def test_the_gate_of_a_head(tmp_path: Path, settings, raw, auto_route, label) -> None:
     """Configured threshold first, then a target precision on the serving version's curve
     (version 7 is not in this registry: no curve, no gate), then the model's own gate."""
-    from shim.classifier import Classifier
     from shim.metrics import ApiMetrics
-    from shim.store import Store
+    from shim.serving.classifier import Classifier
+    from shim.store.registry import Store
 
     config = Settings(data_dir=tmp_path, **settings)
     classifier = Classifier(config, Store(tmp_path), None, None, ApiMetrics())  # type: ignore[arg-type]

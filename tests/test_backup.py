@@ -22,11 +22,11 @@ import requests
 from api_service import Background, Service, tickets_csv
 from conftest import PROBE_TEXTS
 
-from shim.backup import BACKUP_INTERRUPTED, MANIFEST, BackupError, backup, restore
 from shim.cli import main
-from shim.datasets import UploadOptions, ingest
-from shim.job_record import JobStatus
-from shim.store import SCHEMA_VERSION, RegistryError, Store
+from shim.store.backup import BACKUP_INTERRUPTED, MANIFEST, BackupError, backup, restore
+from shim.store.datasets import UploadOptions, ingest
+from shim.store.job_record import JobStatus
+from shim.store.registry import SCHEMA_VERSION, RegistryError, Store
 
 
 @dataclass

@@ -124,6 +124,7 @@ def test_prepared_copy_is_reused_without_rewriting(
     assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
 
 
+@pytest.mark.slow  # a second conversion of the whole encoder
 def test_conversion_is_reproducible(e5_dir: Path, tmp_path: Path) -> None:
     again = prepare_base_model(NAME, tmp_path / "again")
     first = json.loads((e5_dir / "PROVENANCE.json").read_text())
@@ -197,6 +198,7 @@ def test_trimmed_tokenizer_falls_back_to_pieces_then_unk(trimmed: TrimResult) ->
     assert tokenizer.unk_token_id in unseen_script
 
 
+@pytest.mark.slow  # a full-mode training of the default encoder
 def test_training_on_e5_trims_to_the_training_texts_and_reloads(
     e5_dir: Path, tmp_path: Path
 ) -> None:

@@ -147,11 +147,11 @@ def test_the_service_s_target_keeps_a_per_class_gate_and_a_raw_threshold_overrid
     TICKETSERVE_CONFIDENCE_THRESHOLDS is one raw threshold for every class."""
     from datetime import UTC, datetime
 
-    from shim.classifier import Classifier
-    from shim.gates import head_gates
     from shim.metrics import ApiMetrics
+    from shim.serving.classifier import Classifier
+    from shim.serving.gates import head_gates
     from shim.settings import Settings
-    from shim.store import Store, VersionRecord
+    from shim.store.registry import Store, VersionRecord
 
     confidence, predicted, correct = scores()
     curves = class_curves(confidence, predicted, correct, LABELS, 0.95)

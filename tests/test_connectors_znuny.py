@@ -25,8 +25,8 @@ from znuny_standin import PASSWORD, USERS, ZnunyStandIn, invoke
 
 from connectors.base import DeskError, WriteBack
 from connectors.znuny import CONFIDENCE_FIELD, ROUTES, ZnunyClient
-from shim.app import API_PREFIX
-from shim.routes.znuny import INVOKE_PATH
+from shim.api.app import API_PREFIX
+from shim.api.routes.znuny import INVOKE_PATH
 from training import sample_data
 
 SECRET = "invoker-secret-8b3f"

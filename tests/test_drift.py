@@ -22,7 +22,7 @@ from api_service import Service, running, running_copy
 from transformers import AutoTokenizer
 
 from shim.cli import main as ticketserve
-from shim.drift import assess
+from shim.quality.drift import assess
 from shim.settings import Settings
 from training.base_models import bundled_minilm_path
 from training.drift import distance, reference

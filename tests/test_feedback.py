@@ -24,9 +24,9 @@ import requests
 from api_service import Service, running, running_copy, tickets_csv
 
 from shim.errors import Conflict, Gone, NotFound
-from shim.predictions import DAY_MS, PredictionLog, new_prediction_id
 from shim.settings import Settings
-from shim.store import FeedbackRecord, PredictionRecord, Store, utcnow
+from shim.store.predictions import DAY_MS, PredictionLog, new_prediction_id
+from shim.store.registry import FeedbackRecord, PredictionRecord, Store, utcnow
 from training import sample_data
 
 RETENTION = 5

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 
-from shim.app import API_PREFIX
-from shim.routes.connectors import ZAMMAD_WEBHOOK_PATH
-from shim.routes.znuny import INVOKE_PATH as ZNUNY_INVOKE_PATH
+from shim.api.app import API_PREFIX
+from shim.api.routes.connectors import ZAMMAD_WEBHOOK_PATH
+from shim.api.routes.znuny import INVOKE_PATH as ZNUNY_INVOKE_PATH
 from training.cleaning import clean_text
 from training.text_rules import text_problem
 

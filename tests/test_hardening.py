@@ -23,8 +23,8 @@ import requests
 from api_service import Service, copy_data_dir, tickets_csv
 
 from shim.limits import torchserve_properties
+from shim.serving.torchserve import rotate_log
 from shim.settings import Settings
-from shim.torchserve import rotate_log
 
 pytestmark = pytest.mark.slow  # the real service and TorchServe
 

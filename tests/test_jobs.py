@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from shim.datasets import UploadOptions, ingest
 from shim.errors import BadRequest, Conflict, Unprocessable
-from shim.job_record import INTERRUPTED, Job, JobStatus, PublishResult
-from shim.jobs import JobRunner, build_config, last_log_line, one_line
+from shim.jobs.runner import JobRunner, build_config, last_log_line, one_line
 from shim.settings import Settings
-from shim.store import Store
+from shim.store.datasets import UploadOptions, ingest
+from shim.store.job_record import INTERRUPTED, Job, JobStatus, PublishResult
+from shim.store.registry import Store
 from training.evaluate import selection_score, summarize
 from training.sample_data import generate_tickets
 

@@ -67,6 +67,46 @@ def test_dependencies_point_from_the_service_to_training() -> None:
     assert upward == []
 
 
+# shim's rooms, lowest first: a room imports only rooms below it and the shared modules at
+# shim's top (settings, limits, errors, metrics, schemas); the entry points (cli, serve) compose
+# them all. Rooms of one rank stand side by side and do not import each other.
+SHIM_RANKS = {"store": 0, "serving": 1, "quality": 1, "desks": 1, "jobs": 2, "api": 3}
+SHIM_SHARED = {
+    "shim",
+    *(f"shim.{name}" for name in ("settings", "limits", "errors", "metrics", "schemas")),
+}
+SHIM_ENTRY_POINTS = {"shim.cli", "shim.serve"}
+
+
+def test_shim_rooms_import_only_rooms_below_them() -> None:
+    def room(module: str) -> str | None:
+        parts = module.split(".")
+        return parts[1] if len(parts) > 1 and parts[1] in SHIM_RANKS else None
+
+    graph = imports()
+    wrong = []
+    for module, targets in graph.items():
+        if not module.startswith("shim") or module in SHIM_ENTRY_POINTS:
+            continue
+        for target in (t for t in targets if t.startswith("shim")):
+            source, into = room(module), room(target)
+            if source is None:  # a shared module: only other shared ones
+                ok = target in SHIM_SHARED
+            else:
+                ok = into in (None, source) or SHIM_RANKS[into] < SHIM_RANKS[source]
+                ok = ok and (into is not None or target in SHIM_SHARED)
+            if not ok:
+                wrong.append(f"{module} -> {target}")
+    assert wrong == []
+    loose = [
+        module
+        for module in graph
+        if module.count(".") == 1 and room(module) is None and module.startswith("shim.")
+    ]
+    # A module at shim's top is shared or an entry point; any other belongs in a room.
+    assert set(loose) <= SHIM_SHARED | SHIM_ENTRY_POINTS, loose
+
+
 def test_the_api_process_does_not_load_torch() -> None:
     """The API process only routes requests: torch (about a second and a few hundred MB) is for
     the training and TorchServe processes. Checked in a fresh interpreter, after the app is built
@@ -74,7 +114,7 @@ def test_the_api_process_does_not_load_torch() -> None:
     script = """
 import sys, tempfile
 from fastapi.testclient import TestClient
-from shim.app import create_app
+from shim.api.app import create_app
 from shim.settings import Settings
 client = TestClient(create_app(Settings(data_dir=tempfile.mkdtemp())))
 csv = "text,queue\\n" + "".join(f"printer {i},Hardware\\nrefund {i},Billing\\n" for i in range(5))

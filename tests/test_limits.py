@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from shim.limits import max_forwarded_bytes, response_timeout_s, torchserve_properties
+from shim.serving.torchserve import DEFAULT_CONFIG
 from shim.settings import Settings
-from shim.torchserve import DEFAULT_CONFIG
 
 
 def written_properties() -> dict[str, str]:

@@ -21,9 +21,9 @@ import requests
 from api_service import TICKETSERVE, Service, tickets_csv
 from fastapi.testclient import TestClient
 
-from shim.app import create_app
-from shim.logs import configure_logging
-from shim.request_id import accepted_id
+from shim.api.app import create_app
+from shim.api.logs import configure_logging
+from shim.api.request_id import accepted_id
 from shim.settings import Settings, SettingsError
 
 pytestmark = pytest.mark.slow  # the real service
@@ -185,7 +185,7 @@ def test_the_lines_about_a_failed_request_carry_its_id(
     if log_format == "text":
         text = log.read_text(encoding="utf-8")
         assert "WARNING shim.test [req=-]: outside any request" in text
-        assert "ERROR shim.app [req=fail-1]: unhandled error in GET /fail" in text
+        assert "ERROR shim.api.app [req=fail-1]: unhandled error in GET /fail" in text
         assert "RuntimeError: a bug" in text
     else:
         lines = {line["message"]: line for line in json_lines(log)}

@@ -20,10 +20,10 @@ import requests
 from api_service import Service, running_copy
 
 from shim.metrics import ApiMetrics
-from shim.monitoring import Monitoring
-from shim.predictions import new_prediction_id
+from shim.quality.monitoring import Monitoring
 from shim.settings import Settings
-from shim.store import MIGRATIONS, FeedbackRecord, PredictionRecord, Store, VersionRecord
+from shim.store.predictions import new_prediction_id
+from shim.store.registry import MIGRATIONS, FeedbackRecord, PredictionRecord, Store, VersionRecord
 from training import sample_data
 from training.calibration import precision_interval
 
@@ -157,7 +157,7 @@ def test_live_precision_of_auto_routed_answers_and_its_warning(tmp_path: Path, c
             )
         )
     monitoring = Monitoring(Settings(data_dir=tmp_path), store, ApiMetrics())
-    with caplog.at_level("WARNING", logger="shim.monitoring"):
+    with caplog.at_level("WARNING", logger="shim.quality.monitoring"):
         [quality] = monitoring.report(1, 3).versions
         monitoring.report(1, 3)  # the same state again: no second warning
     live = quality.auto_route_precision["queue"]

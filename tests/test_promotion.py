@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shim.versions import promotion_decision
+from shim.serving.versions import promotion_decision
 
 
 @pytest.mark.parametrize("policy", ["not_worse", "always", "never"])

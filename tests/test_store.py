@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from shim.datasets import UploadOptions, ingest, summary, upload_format
 from shim.errors import BadRequest, Conflict, NotFound, Unprocessable, UnsupportedMediaType
-from shim.job_record import Job, JobStatus
-from shim.store import Store, VersionRecord
+from shim.store.datasets import UploadOptions, ingest, summary, upload_format
+from shim.store.job_record import Job, JobStatus
+from shim.store.registry import Store, VersionRecord
 from training.sample_data import generate_tickets
 
 

@@ -17,8 +17,8 @@ import httpx
 import psutil
 import pytest
 
-from shim.torchserve import TorchServe
-from shim.torchserve_client import TorchServeClient, TorchServeError
+from shim.serving.torchserve import TorchServe
+from shim.serving.torchserve_client import TorchServeClient, TorchServeError
 from training.archive import ServingSettings, build_archive
 from training.predict import Predictor
 

@@ -21,13 +21,13 @@ import pytest
 from api_service import TICKETSERVE, Service, free_port
 from conftest import PROBE_TEXTS, TrainedModel
 
-from shim.backup import backup
-from shim.store import MIGRATIONS, SCHEMA_VERSION, RegistryError, Store, migrate
+from shim.store.backup import backup
+from shim.store.registry import MIGRATIONS, SCHEMA_VERSION, RegistryError, Store, migrate
 from training.archive import build_archive
 from training.evaluate import selection_score
 from training.sample_data import generate_tickets
 
-# shim/store.py's SCHEMA of the first release (executescript'ed at every start), verbatim.
+# shim/store/registry.py's SCHEMA of the first release (executescript'ed at every start), verbatim.
 FIRST_RELEASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
     id TEXT PRIMARY KEY,
@@ -263,7 +263,7 @@ def test_migration_is_idempotent(tmp_path: Path, caplog: pytest.LogCaptureFixtur
         db.close()
     before = dump(old.registry)
 
-    with caplog.at_level(logging.INFO, logger="shim.store"):
+    with caplog.at_level(logging.INFO, logger="shim.store.registry"):
         store = Store(old.root)
     assert f"registry schema version 0 -> {SCHEMA_VERSION}" in caplog.text
     migrated = dump(old.registry)
@@ -279,7 +279,7 @@ def test_migration_is_idempotent(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     assert [v.archive for v in store.versions()] == [old.archive, outside / "ticket-v2.mar"]
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="shim.store"):
+    with caplog.at_level(logging.INFO, logger="shim.store.registry"):
         Store(old.root)  # the next start
     assert "registry schema version" not in caplog.text
     assert dump(old.registry) == migrated

@@ -42,7 +42,7 @@ from training.data import FIELDS_COLUMN, Columns, DataError, TicketData, read_ta
 
 logger = logging.getLogger(__name__)
 
-FEEDBACK_FILE = "feedback.jsonl"  # the corrections' file in a job (shim/feedback.py)
+FEEDBACK_FILE = "feedback.jsonl"  # the corrections' file in a job (shim/store/feedback.py)
 
 USER_ERRORS = (UserError, FileNotFoundError)
 

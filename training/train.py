@@ -261,7 +261,7 @@ def train(
         "heads": {head: s.to_dict() for head, s in selections.items()},
         "lexical_features": model.lexical.size if model.lexical is not None else 0,
         "calibration": calibration,
-        # What the service compares live tickets with (shim.drift).
+        # What the service compares live tickets with (shim.quality.drift).
         "drift_reference": reference,
         "cleaning": config.cleaning().to_dict(),
         # Each feature column and how many of its values the heads know.

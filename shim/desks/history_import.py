@@ -1,0 +1,379 @@
+"""History imports: a help desk's closed tickets, with their final queue and priority, into the
+training data (docs/connectors.md#history-import).
+
+An import runs in a thread, one per connector at a time. It asks the help desk for one page at a
+time (`HelpDesk.history`), maps the help desk's names to model labels (`LabelMap.source`),
+validates and cleans the rows exactly as an upload's (`training.data.validate`), and stores each
+page's rows as a dataset in the same transaction as the page's ticket ids and the cursor of the
+next page. So a ticket is stored once (by connector and help-desk id, while its dataset is kept),
+and an interrupted import (a failed call, a stop) goes on at its cursor: when it is started again
+with the same `since`, or by itself when the service starts again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+
+from connectors.base import DESK_HEADS, DeskError, HelpDesk, HistoryPage, HistoryTicket
+from connectors.label_map import LabelMap
+from shim.errors import Conflict, NotFound
+from shim.settings import Settings
+from shim.store.registry import DatasetRecord, Store, utcnow
+from training.config import DEFAULT_MIN_CLASS_EXAMPLES
+from training.data import Columns, DataError, TicketData, validate
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 500
+STATE_COLUMNS = (
+    "connector, since, status, cursor, page_size, pages, imported, duplicates, skipped, "
+    "resumed, error, started_at, updated_at, finished_at"
+)
+
+
+class ImportProblem(Exception):
+    """The import cannot go on (e.g. the stored data has other label columns)."""
+
+
+@dataclass(frozen=True)
+class ImportState:
+    """One import as the registry has it (`ConnectorImportPublic`)."""
+
+    connector: str
+    since: date
+    status: str
+    cursor: str | None
+    page_size: int
+    pages: int
+    imported: int
+    duplicates: int
+    skipped: int
+    resumed: bool
+    error: str | None
+    started_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: tuple[Any, ...]) -> ImportState:
+        (connector, since, status, cursor, page_size, pages, imported, duplicates, skipped,
+         resumed, error, started, updated, finished) = row  # fmt: skip
+        return cls(
+            connector=connector,
+            since=date.fromisoformat(since),
+            status=status,
+            cursor=cursor,
+            page_size=page_size,
+            pages=pages,
+            imported=imported,
+            duplicates=duplicates,
+            skipped=skipped,
+            resumed=bool(resumed),
+            error=error,
+            started_at=datetime.fromisoformat(started),
+            updated_at=datetime.fromisoformat(updated),
+            finished_at=datetime.fromisoformat(finished) if finished else None,
+        )
+
+
+@dataclass(frozen=True)
+class PageRows:
+    """What one page brings: validated rows and the help-desk ids they came from."""
+
+    data: TicketData | None
+    ticket_ids: list[str]
+    duplicates: int
+    skipped: int
+
+
+class HistoryImports:
+    def __init__(
+        self, store: Store, settings: Settings, desks: dict[str, HelpDesk], label_map: LabelMap
+    ) -> None:
+        self.store = store
+        self.settings = settings
+        self.desks = desks
+        self.label_map = label_map
+        self._threads: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+
+    # -- the API side -------------------------------------------------------------------------
+
+    def start(self, connector: str, since: date, page_size: int) -> ImportState:
+        """Start (or resume at its cursor) the import of `connector` since `since`; 404 for a
+        connector that is not configured, 409 while one of it runs."""
+        desk = self.desks.get(connector)
+        if desk is None:
+            raise NotFound(f"the {connector} connector is not configured", code="connector_off")
+        with self._lock:
+            running = self._running(connector)
+            if running is not None:
+                raise Conflict(
+                    f"an import of {connector} is already running (since "
+                    f"{running.since.isoformat()}, {running.pages} page(s) read)",
+                    {"since": running.since.isoformat(), "pages": running.pages},
+                    code="import_running",
+                )
+            state = self._begin(connector, since.isoformat(), page_size)
+            self._launch(desk, state)
+        return state
+
+    def status(self, connector: str) -> ImportState:
+        """The running import of `connector`, else its latest; 404 when there is none."""
+        if connector not in self.desks:
+            raise NotFound(f"the {connector} connector is not configured", code="connector_off")
+        with self.store.reading() as db:
+            row = db.execute(
+                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE connector = ? "
+                "ORDER BY status = 'running' DESC, updated_at DESC LIMIT 1",
+                (connector,),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"no import of {connector} yet", code="no_import")
+        return ImportState.from_row(row)
+
+    # -- the service's start and stop ---------------------------------------------------------
+
+    def resume(self) -> None:
+        """Go on with the imports a stopped service left running, each at its cursor."""
+        with self.store.reading() as db:
+            rows = db.execute(
+                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE status = 'running' "
+                "ORDER BY updated_at DESC"
+            ).fetchall()
+        for state in map(ImportState.from_row, rows):
+            desk = self.desks.get(state.connector)
+            if state.connector in self._threads:  # its newest was resumed, the others failed
+                continue
+            if desk is None:
+                self._fail(state, f"the {state.connector} connector is not configured any more")
+                continue
+            with self._lock:
+                logger.info("%s import since %s resumed", state.connector, state.since)
+                self._launch(
+                    desk, self._begin(state.connector, state.since.isoformat(), state.page_size)
+                )
+
+    def stop(self) -> None:
+        """Stop after the page in progress; a stopped import stays running in the registry and
+        goes on at the next start."""
+        self._stop.set()
+        for thread in list(self._threads.values()):
+            thread.join(timeout=self.settings.connector_timeout_s + 5)
+
+    # -- the import itself --------------------------------------------------------------------
+
+    def _running(self, connector: str) -> ImportState | None:
+        thread = self._threads.get(connector)
+        if thread is None or not thread.is_alive():
+            return None
+        with self.store.reading() as db:
+            row = db.execute(
+                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE connector = ? "
+                "AND status = 'running'",
+                (connector,),
+            ).fetchone()
+        return None if row is None else ImportState.from_row(row)
+
+    def _begin(self, connector: str, since: str, page_size: int) -> ImportState:
+        """Mark the import running: at its cursor when one was interrupted, else afresh (a
+        finished one starts again from the first page, its tickets count as duplicates)."""
+        now = utcnow().isoformat()
+        with self.store.transaction() as db:
+            # One import per connector runs: another one left running is over.
+            db.execute(
+                "UPDATE connector_imports SET status = 'failed', error = ?, updated_at = ?, "
+                "finished_at = ? WHERE connector = ? AND since != ? AND status = 'running'",
+                ("interrupted: another import of this connector started", now, now, connector,
+                 since),
+            )  # fmt: skip
+            row = db.execute(
+                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE connector = ? AND since = ?",
+                (connector, since),
+            ).fetchone()
+            earlier = None if row is None else ImportState.from_row(row)
+            if earlier is not None and earlier.status != "done" and earlier.cursor is not None:
+                db.execute(
+                    "UPDATE connector_imports SET status = 'running', page_size = ?, resumed = 1, "
+                    "error = NULL, updated_at = ?, finished_at = NULL "
+                    "WHERE connector = ? AND since = ?",
+                    (page_size, now, connector, since),
+                )
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO connector_imports (connector, since, status, cursor, "
+                    "page_size, pages, imported, duplicates, skipped, resumed, error, started_at, "
+                    "updated_at, finished_at) VALUES (?, ?, 'running', NULL, ?, 0, 0, 0, 0, 0, "
+                    "NULL, ?, ?, NULL)",
+                    (connector, since, page_size, now, now),
+                )
+            row = db.execute(
+                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE connector = ? AND since = ?",
+                (connector, since),
+            ).fetchone()
+        return ImportState.from_row(row)
+
+    def _launch(self, desk: HelpDesk, state: ImportState) -> None:
+        thread = threading.Thread(
+            target=self._run, args=(desk, state), name=f"import-{state.connector}", daemon=True
+        )
+        self._threads[state.connector] = thread
+        thread.start()
+
+    def _run(self, desk: HelpDesk, state: ImportState) -> None:
+        since, cursor = state.since.isoformat(), state.cursor
+        while not self._stop.is_set():
+            try:
+                page = desk.history(since, cursor, state.page_size)
+                if page.cursor is not None and page.cursor == cursor:
+                    raise ImportProblem(f"the help desk's cursor did not move past {cursor!r}")
+                self._store_page(state, page)
+            except (DeskError, ImportProblem) as exc:
+                if not self._stop.is_set():  # a call cut short by a stop is resumed instead
+                    self._fail(state, str(exc))
+                return
+            except Exception as exc:  # the import ends with a reason, never silently
+                logger.exception("%s import since %s failed", state.connector, since)
+                self._fail(state, f"unexpected error: {type(exc).__name__}: {exc}")
+                return
+            if page.cursor is None:
+                logger.info("%s import since %s done", state.connector, since)
+                return
+            cursor = page.cursor
+
+    def _store_page(self, state: ImportState, page: HistoryPage) -> None:
+        """The page's new rows as a dataset, its tickets, the next cursor and the counts, in one
+        transaction."""
+        with self.store.upload_lock:
+            heads = self._heads()
+        rows = self._rows(state.connector, page.tickets, heads)
+        done = page.cursor is None
+
+        def record(db: sqlite3.Connection, dataset_id: str | None = None) -> None:
+            if dataset_id is not None:
+                db.executemany(
+                    "INSERT OR REPLACE INTO connector_imported (connector, ticket_id, dataset_id) "
+                    "VALUES (?, ?, ?)",
+                    [(state.connector, ticket_id, dataset_id) for ticket_id in rows.ticket_ids],
+                )
+            now = utcnow().isoformat()
+            db.execute(
+                "UPDATE connector_imports SET cursor = ?, pages = pages + 1, "
+                "imported = imported + ?, duplicates = duplicates + ?, skipped = skipped + ?, "
+                "status = ?, updated_at = ?, finished_at = ? WHERE connector = ? AND since = ?",
+                (page.cursor, len(rows.ticket_ids), rows.duplicates, rows.skipped,
+                 "done" if done else "running", now, now if done else None, state.connector,
+                 state.since.isoformat()),
+            )  # fmt: skip
+
+        if rows.data is None:
+            with self.store.transaction() as db:
+                record(db)
+            return
+        frame = rows.data.frame[["text", *heads]]
+        content = "".join(
+            json.dumps(r, ensure_ascii=False) + "\n" for r in frame.to_dict("records")
+        ).encode("utf-8")
+        prefix = f"import-{state.connector}-{state.since.strftime('%Y%m%d')}-"
+        dataset_id, path = self.store.write_dataset_file(content, prefix)
+        dataset = DatasetRecord(
+            id=dataset_id,
+            file=path,
+            format="jsonl",
+            bytes=len(content),
+            rows=len(frame),
+            heads=heads,
+            label_counts=rows.data.report.label_counts,
+            created_at=utcnow(),
+        )
+        try:
+            with self.store.upload_lock:
+                if self._heads() != heads:  # an upload replaced the data meanwhile
+                    raise ImportProblem("the stored data's label columns changed: start again")
+                self.store.add_dataset(
+                    dataset, replace=False, also=lambda db: record(db, dataset_id)
+                )
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    def _heads(self) -> list[str]:
+        """The stored data's label columns (queue and priority when none is stored): an import
+        brings a help desk's queue and priority, so the stored data may have no other."""
+        stored = self.store.datasets()
+        heads = stored[0].heads if stored else list(DESK_HEADS)
+        if not set(heads) <= set(DESK_HEADS):
+            raise ImportProblem(
+                f"the stored training data has the label columns {heads}, a help desk's "
+                f"tickets only {list(DESK_HEADS)}: replace the stored data, or import into "
+                "a service whose data has these"
+            )
+        return heads
+
+    def _rows(self, connector: str, tickets: list[HistoryTicket], heads: list[str]) -> PageRows:
+        """The page's tickets not stored before, as validated rows; the others counted."""
+        unique = list({t.ticket_id: t for t in tickets}.values())
+        before = self._imported(connector, [t.ticket_id for t in unique])
+        fresh = [t for t in unique if t.ticket_id not in before]
+        duplicates = len(tickets) - len(fresh)
+        if not fresh:
+            return PageRows(None, [], duplicates, 0)
+        table = pd.DataFrame(
+            {
+                "subject": [t.subject for t in fresh],
+                "body": [t.body for t in fresh],
+                "content_type": [t.content_type for t in fresh],
+                **{head: [self._label(head, t) for t in fresh] for head in heads},
+            }
+        )
+        try:
+            data = validate(
+                table,
+                f"{connector} import",
+                Columns(labels=tuple(heads)),
+                int(self.settings.train_defaults.get("min_class_examples",
+                                                     DEFAULT_MIN_CLASS_EXAMPLES)),
+                self.settings.max_ticket_chars,
+                self.settings.cleaning(),
+                min_labels=1,  # a page may hold a single queue
+            )  # fmt: skip
+        except DataError:  # no usable row on this page
+            return PageRows(None, [], duplicates, len(fresh))
+        ids = [fresh[row - 1].ticket_id for row in data.frame["row"]]
+        return PageRows(data, ids, duplicates, len(fresh) - len(ids))
+
+    def _label(self, head: str, ticket: HistoryTicket) -> str:
+        name = getattr(ticket, head)
+        return self.label_map.source(head, name) if name else ""
+
+    def _imported(self, connector: str, ticket_ids: list[str]) -> set[str]:
+        """Those of `ticket_ids` stored before, in a dataset still kept."""
+        if not ticket_ids:
+            return set()
+        marks = ",".join("?" * len(ticket_ids))
+        with self.store.reading() as db:
+            rows = db.execute(
+                "SELECT ticket_id FROM connector_imported WHERE connector = ? "
+                f"AND ticket_id IN ({marks}) AND dataset_id IN (SELECT id FROM datasets)",
+                (connector, *ticket_ids),
+            ).fetchall()
+        return {row[0] for row in rows}
+
+    def _fail(self, state: ImportState, error: str) -> None:
+        logger.warning("%s import since %s failed: %s", state.connector, state.since, error)
+        now = utcnow().isoformat()
+        with self.store.transaction() as db:
+            db.execute(
+                "UPDATE connector_imports SET status = 'failed', error = ?, updated_at = ?, "
+                "finished_at = ? WHERE connector = ? AND since = ?",
+                (error[:MAX_ERROR_CHARS], now, now, state.connector, state.since.isoformat()),
+            )
