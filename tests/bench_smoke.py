@@ -37,6 +37,10 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         [PYTHON, "bench/similar.py", "--smoke"],
         (r"stored +method +p50 ms +p95 ms +recall@10 +build s +memory MB",),
     ),
+    "cpu_encoder": (
+        [PYTHON, "bench/cpu_encoder.py", "--smoke"],
+        (re.escape("| path | ms/ticket | speed-up | cosine | queue same | queue F1 |"),),
+    ),
     "drift": (
         [PYTHON, "bench/drift.py", "--smoke"],
         (r"scenario +size +queue score +priority score", r"scenario +size +queue labels"),
