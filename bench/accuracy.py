@@ -45,8 +45,8 @@ from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
 from training.config import TrainConfig
-from training.data import TicketData
-from training.fields import row_fields
+from training.fit.fields import row_fields
+from training.text.data import TicketData
 from training.train import train
 
 MARGINS = {"fast": 0.03, "full": 0.04, "auto": 0.03}

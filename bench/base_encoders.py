@@ -9,13 +9,13 @@ generated tickets; its texts (subject + newline + body, as training sees them) d
 trimmed vocabulary and the token counts. Rows:
 
   (a) multilingual-e5-small as prepared (dequantised 4-bit copy, 250k-piece vocabulary)
-  (b) the same with its vocabulary trimmed to the corpus (training.vocab_trim)
+  (b) the same with its vocabulary trimmed to the corpus (training.encoders.vocab_trim)
   (c) the full model with its word embeddings frozen (no gradient, no AdamW update)
   (d) the bundled all-MiniLM-L6-v2, for reference
 
 A training step is one batch of 16 x 128 tokens through the two-head classifier: forward,
 cross-entropy on both heads, backward, gradient clipping, AdamW step (the loop of
-training.fine_tune). The encoders take turns, one step each per round, so load from other
+training.fit.fine_tune). The encoders take turns, one step each per round, so load from other
 processes hits every row alike; the table gives the median of --steps rounds after one warm-up,
 as wall time and as this process's CPU time (steadier on a shared machine, with --threads 1;
 with several threads it also counts their spin-waiting). "train MB" is weights +
@@ -39,11 +39,11 @@ from common import DEFAULT_DATA
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
-from training.base_models import bundled_minilm_path, prepare_base_model
-from training.data import load_tickets
-from training.model import TicketClassifier
-from training.sample_data import generate_tickets
-from training.vocab_trim import trim_vocabulary
+from training.encoders.base_models import bundled_minilm_path, prepare_base_model
+from training.encoders.vocab_trim import trim_vocabulary
+from training.inference.model import TicketClassifier
+from training.text.data import load_tickets
+from training.text.sample_data import generate_tickets
 
 BATCH, SEQUENCE, GENERATED = 16, 128, 4000  # a step's batch shape; tickets without a corpus
 # --smoke: all of these; one torch thread (unless --threads), as two spin-waiting threads on a

@@ -4,7 +4,7 @@
     .venv/bin/python bench/cleaning.py --smoke     # generated tickets, one seed, seconds
 
 Tickets come from the shared dataset (--data, default ../shared/data/bueck_v3_4k/...) when it
-is here, else from training.sample_data's generator. bench/dirty_mail.py turns each test ticket
+is here, else from training.text.sample_data's generator. bench/dirty_mail.py turns each test ticket
 into the mail it could have arrived as (HTML, a quoted earlier ticket of another queue,
 signature, disclaimer, greeting, "Sent from my iPhone"), a fresh draw per --seeds seed.
 All in one run, it prints:
@@ -62,18 +62,18 @@ from dirty_mail import (
 )
 from sklearn.metrics import f1_score
 
-from training.cleaning import CleaningSettings, clean_text, clean_ticket, mask
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.data import TicketData
-from training.predict import Predictor
-from training.sample_data import generate_tickets
+from training.export.predict import Predictor
+from training.text.cleaning import CleaningSettings, clean_text, clean_ticket, mask
+from training.text.data import TicketData
+from training.text.sample_data import generate_tickets
 from training.train import train
 
 F1_SLACK, AGREEMENT = 0.01, 0.95
 STRUCTURED, STRUCTURED_RECALL, NAME_RECALL = ("email", "phone", "iban", "card", "ip"), 0.99, 0.90
 FALSE_MASKING, COST_SHARE = 0.01, 0.20
-SERVING_BATCH = 16  # training/archive.py: the TorchServe archive's batchSize
+SERVING_BATCH = 16  # training/export/archive.py: the TorchServe archive's batchSize
 SMOKE = {"rows": 240, "seeds": 1, "items": 25, "timed": 16}
 FALLBACK_ROWS = 2000  # generated tickets when the shared dataset is not here
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
@@ -84,7 +84,7 @@ WORST_SHOWN = 30
 
 
 def cell(value: Any) -> str:
-    """A CSV cell as training.data reads it (literal \\n from exports become newlines)."""
+    """A CSV cell as training.text.data reads it (literal \\n from exports become newlines)."""
     text = "" if value is None else str(value)
     return text.replace("\\r\\n", "\n").replace("\\n", "\n").replace("\\t", "\t").strip()
 
@@ -601,7 +601,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{name}: {len(data.frame)} tickets, {len(train_frame)} train / {len(test)} test")
     print(f"config: {config.to_dict()}")
 
-    # The product cleans every text as it reads data (training.data); cleaning a cleaned text
+    # The product cleans every text as it reads data (training.text.data); cleaning a cleaned text
     # changes nothing, and this keeps the bench right for data read without cleaning too.
     texts = [clean_text(t, settings=settings) for t in data.frame["text"]]
     frame = data.frame.assign(text=texts)

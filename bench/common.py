@@ -12,8 +12,8 @@ from sklearn.model_selection import train_test_split
 
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.data import Columns, TicketData, load_tickets, parse_tickets, split_tickets
-from training.sample_data import generate_tickets
+from training.text.data import Columns, TicketData, load_tickets, parse_tickets, split_tickets
+from training.text.sample_data import generate_tickets
 
 DEFAULT_DATA = (
     Path(__file__).resolve().parents[2]

@@ -37,7 +37,7 @@ import httpx
 import numpy as np
 from soak import TRAIN_ROWS, prepare_model, start_service
 
-from training.sample_data import QUEUES, generate_tickets
+from training.text.sample_data import QUEUES, generate_tickets
 
 # The test suite's Zammad stand-in (written from Zammad's REST API docs: Zammad itself cannot be
 # installed here) is the help desk this bench writes to; tests/ is no package, so put it on

@@ -8,7 +8,7 @@ Usage:
 Every candidate embeds the same tickets in the same run, on `--threads` CPU threads, in batches
 of 32 ordered by length (as fast-mode training does):
 
-- torch fp32: the product today (`training.embeddings.embed_texts` without a cache);
+- torch fp32: the product today (`training.encoders.embeddings.embed_texts` without a cache);
 - torch int8: PyTorch's dynamic quantisation of the encoder's Linear layers;
 - ONNX fp32: the encoder exported to ONNX, run by ONNX Runtime;
 - ONNX int8: that graph with ONNX Runtime's dynamic quantisation (int8 weights, one scale per
@@ -46,11 +46,11 @@ from sklearn.pipeline import make_union
 from sklearn.svm import LinearSVC
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
-from training.base_models import resolve_base_model
-from training.data import TicketData, load_tickets
-from training.embeddings import embed_texts
-from training.model import TicketClassifier
-from training.sample_data import write_sample_csv
+from training.encoders.base_models import resolve_base_model
+from training.encoders.embeddings import embed_texts
+from training.inference.model import TicketClassifier
+from training.text.data import TicketData, load_tickets
+from training.text.sample_data import write_sample_csv
 
 BATCH = 32
 SMOKE = {"rows": 160, "base_model": "all-MiniLM-L6-v2", "max_length": 64}

@@ -33,8 +33,8 @@ from shim.quality.drift import assess
 from shim.settings import Settings
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.data import split_tickets
-from training.model import rare_token_shares
+from training.inference.model import rare_token_shares
+from training.text.data import split_tickets
 from training.train import train
 
 CANDIDATES = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4)

@@ -6,7 +6,7 @@ does it, or a longer or shorter truncation, give better fast-mode heads? Validat
 
 For each shape (bench/robustness.py's, first seed's split) and each prefix and max length, the
 training rows are embedded by the frozen encoder and the heads cross-fitted as fast mode does
-(training.heads.select_heads); the table shows the out-of-fold macro-F1 of the best candidate
+(training.fit.heads.select_heads); the table shows the out-of-fold macro-F1 of the best candidate
 with the embedding alone and with lexical features beside it. The test rows are never used.
 """
 
@@ -22,8 +22,8 @@ from robustness import shapes
 
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.embeddings import embed_texts
-from training.heads import select_heads
+from training.encoders.embeddings import embed_texts
+from training.fit.heads import select_heads
 from training.train import fit_features, label_indices, load_base
 
 PREFIXES = ("", "query: ")

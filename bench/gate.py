@@ -7,8 +7,8 @@ DATA defaults to ../shared/data/bueck_v3_4k/dataset-tickets-multi-lang3-4k.csv, 
 README says (80/20 stratified on queue, random_state=0). Per seed, fast mode trains once on the
 80 % (the test split held out; embeddings come from the cache); both gates are chosen by the
 training code on the same out-of-fold scores (training/train.py `calibrate`) and applied by the
-model's own rule (training/model.py `gate_threshold`) to the same test predictions. The table
-gives, per head and gate, the share of tickets routed automatically and the precision reached
+model's own rule (training/inference/model.py `gate_threshold`) to the same test predictions. The
+table gives, per head and gate, the share of tickets routed automatically and the precision reached
 there, mean ± std over seeds, and for the per-class gate how many classes open.
 
 "validation" rows decide the default without the test split: the out-of-fold scores of the 80 %
@@ -39,10 +39,10 @@ from common import (
 )
 from common import tickets_with_languages as tickets
 
-from training.calibration import class_curves, precision_curve, threshold_for
 from training.config import TrainConfig
-from training.data import TicketData
-from training.model import format_predictions, probabilities
+from training.fit.calibration import class_curves, precision_curve, threshold_for
+from training.inference.model import format_predictions, probabilities
+from training.text.data import TicketData
 from training.train import train
 
 RULES = ("head", "class")

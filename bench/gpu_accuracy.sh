@@ -41,9 +41,9 @@ sys.path.insert(0, "bench")
 from common import fixed_split
 from safetensors.torch import load_file, save_file
 
-from training.base_models import bundled_minilm_path, resolve_base_model
-from training.data import load_tickets
-from training.vocab_trim import trim_vocabulary
+from training.encoders.base_models import bundled_minilm_path, resolve_base_model
+from training.text.data import load_tickets
+from training.encoders.vocab_trim import trim_vocabulary
 
 data_path, kits = Path(sys.argv[1]), Path(sys.argv[2])
 train_frame, _ = fixed_split(load_tickets(data_path))
@@ -117,7 +117,7 @@ smoke() {
   SMOKE_DIR=$(mktemp -d)  # global: the EXIT trap runs after this function has returned
   trap 'rm -rf "$SMOKE_DIR"' EXIT
   DATA=$SMOKE_DIR/tickets.csv KITS=$SMOKE_DIR/kits
-  .venv/bin/python -c 'import sys; from training.sample_data import write_sample_csv
+  .venv/bin/python -c 'import sys; from training.text.sample_data import write_sample_csv
 write_sample_csv(sys.argv[1], int(sys.argv[2]))' "$DATA" "$SMOKE_ROWS"
   prepare
   TUNE_FLAGS=(--smoke) ACCURACY_FLAGS=(--smoke) SPEED_FLAGS=(--smoke)

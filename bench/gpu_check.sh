@@ -75,7 +75,7 @@ EOF
 
   echo "== encoder config + tokenizer (no weights), labels, texts"
   local encoder
-  encoder=$($py -c 'from training.base_models import bundled_minilm_path; print(bundled_minilm_path())')
+  encoder=$($py -c 'from training.encoders.base_models import bundled_minilm_path; print(bundled_minilm_path())')
   find "$encoder" -maxdepth 1 -type f \( -name '*.json' -o -name '*.txt' \) \
     -exec cp {} "$stage/encoder/" \;
   $py - "$stage" "$model_dir" "$ROWS" <<'EOF'
@@ -87,7 +87,7 @@ stage, model_dir, rows = Path(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 if model_dir:
     labels = json.loads((Path(model_dir) / "labels.json").read_text())
 else:
-    from training.sample_data import generate_tickets
+    from training.text.sample_data import generate_tickets
     frame = generate_tickets(600, seed=1)
     labels = {h: sorted(frame[h].unique().tolist()) for h in ("queue", "priority")}
 (stage / "labels.json").write_text(json.dumps(labels))
@@ -143,7 +143,7 @@ import json, sys
 from pathlib import Path
 import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer
-from training.model import TicketClassifier
+from training.inference.model import TicketClassifier
 work = Path(sys.argv[1])
 torch.manual_seed(0)
 encoder = AutoModel.from_config(AutoConfig.from_pretrained(work / "encoder"))

@@ -6,7 +6,7 @@
 DATA defaults to ../shared/data/bueck_v3_4k/dataset-tickets-multi-lang3-4k.csv, split as the data
 README says (80/20 stratified on queue, random_state=0). Per seed, each head's label of a random
 `--flip-rate` of the training rows is replaced by another of its labels, drawn uniformly; fast
-mode trains on them (test split held out) and training/label_issues.py flags rows at its default
+mode trains on them (test split held out) and training/fit/label_issues.py flags rows at its default
 cut-off. The table gives, per head, the precision and recall of the flagged rows against the
 flipped ones, and the test macro-F1 of the model trained on every row and of one trained again
 without the flagged rows (flagged on any head), both in this run. The default cut-off was chosen
@@ -39,8 +39,8 @@ from common import (
 from common import tickets_with_languages as tickets
 
 from training.config import TrainConfig
-from training.data import TicketData
-from training.label_issues import flag_issues
+from training.fit.label_issues import flag_issues
+from training.text.data import TicketData
 from training.train import train
 
 GRID = {"mode": "fast", "linear_c": [1.0], "dense_weight": [4.0]}

@@ -47,12 +47,12 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
-from training.calibration import point_estimate_threshold
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.data import TicketData, parse_tickets
-from training.model import probabilities
-from training.sample_data import generate_tickets
+from training.fit.calibration import point_estimate_threshold
+from training.inference.model import probabilities
+from training.text.data import TicketData, parse_tickets
+from training.text.sample_data import generate_tickets
 from training.train import train
 
 MARGIN = 0.02  # ours must beat the baseline by this much, mean over seeds

@@ -43,9 +43,9 @@ import httpx
 import torch
 
 from shim.serving.torchserve import TorchServe
-from training.archive import ServingSettings, build_archive
-from training.model import TicketClassifier, predict_proba
-from training.model_cleaning import ModelCleaning
+from training.export.archive import ServingSettings, build_archive
+from training.inference.model import TicketClassifier, predict_proba
+from training.inference.model_cleaning import ModelCleaning
 
 MODEL = "ticket"
 LIST_SIZE = 32
@@ -282,7 +282,7 @@ def bench_texts(rows: int, texts_file: Path | None = None) -> list[str]:
     or the first `rows` texts of a JSON list (bench/gpu_check.sh brings one: no pandas there)."""
     if texts_file is not None:
         return json.loads(texts_file.read_text(encoding="utf-8"))[:rows]
-    from training.sample_data import generate_tickets
+    from training.text.sample_data import generate_tickets
 
     frame = generate_tickets(rows, seed=12345)
     return [
@@ -295,8 +295,8 @@ def quick_model(work: Path, smoke: bool) -> Path:
     """The product's default model (fast mode, default encoder, lexical branch) on generated
     tickets; with `smoke`, fewer tickets and the bundled MiniLM."""
     from training.config import TrainConfig
-    from training.data import load_tickets
-    from training.sample_data import write_sample_csv
+    from training.text.data import load_tickets
+    from training.text.sample_data import write_sample_csv
     from training.train import train
 
     rows, overrides = (SMOKE["train_rows"], SMOKE["config"]) if smoke else (300, {})

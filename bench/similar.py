@@ -27,11 +27,11 @@ import numpy as np
 from common import DEFAULT_DATA, fixed_split
 from usearch.index import Index
 
-from training.base_models import resolve_base_model
 from training.config import TrainConfig
-from training.data import load_tickets
-from training.embeddings import EmbeddingCache, embed_texts, encoder_fingerprint
-from training.similar_index import SimilarIndex
+from training.encoders.base_models import resolve_base_model
+from training.encoders.embeddings import EmbeddingCache, embed_texts, encoder_fingerprint
+from training.inference.similar_index import SimilarIndex
+from training.text.data import load_tickets
 
 K = 10
 SIZES = (1_000, 10_000, 100_000)

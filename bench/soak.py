@@ -31,7 +31,7 @@ import httpx
 import numpy as np
 import psutil
 
-from training.sample_data import generate_tickets
+from training.text.sample_data import generate_tickets
 
 TICKETSERVE = str(Path(sys.executable).with_name("ticketserve"))
 MAX_GROWTH = 0.05

@@ -42,10 +42,10 @@ from transformers import (
 )
 from transformers.utils import logging as hf_logging
 
-from training.base_models import resolve_base_model
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
-from training.data import TicketData
+from training.encoders.base_models import resolve_base_model
+from training.text.data import TicketData
 from training.train import train
 
 SMOKE = {"rows": 120}  # --smoke: training + test tickets

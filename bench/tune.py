@@ -30,8 +30,9 @@ from common import (
     tickets_with_languages,
 )
 
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
+from training.errors import ConfigError
 from training.train import train
 
 SMOKE = {"rows": 200, "trials": ["mode=fast", "mode=full"]}  # --smoke: generated tickets, trials

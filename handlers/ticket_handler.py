@@ -1,10 +1,10 @@
 """TorchServe handler for the ticket classifier (one head per label column).
 
-Packed into every .mar with `ticket_model.py` (a verbatim copy of training/model.py),
-`ticket_similar.py` (training/similar_index.py), `ticket_requests.py`, and the model directory's
-`ticket_cleaning.py` + `cleaning.json` (the cleaning it was trained with: every ticket is cleaned
-by it before the model reads it); it imports nothing else from the project, so an old archive
-keeps working.
+Packed into every .mar with `ticket_model.py` (a verbatim copy of training/inference/model.py),
+`ticket_similar.py` (training/inference/similar_index.py), `ticket_requests.py`, and the model
+directory's `ticket_cleaning.py` + `cleaning.json` (the cleaning it was trained with: every ticket
+is cleaned by it before the model reads it); it imports nothing else from the project, so an old
+archive keeps working.
 
 One call of `handle` serves one dynamic batch (up to the archive's batchSize requests): every
 request is parsed, the tickets of all good requests are tokenized together (padded to the longest,
@@ -15,7 +15,7 @@ looked up in the model's stored tickets; each request then gets its own answer, 
 model fails only its own request (500), never its batch neighbours.
 
 Settings come from the `handler:` section of the archive's model-config.yaml:
-    top_k               labels listed per head (training/archive.py writes the model's own)
+    top_k               labels listed per head (training/export/archive.py writes the model's own)
     forward_batch_size  most tickets per forward pass; larger batches are split (default 128)
     num_threads         CPU threads for torch; 0 keeps the worker's default (default 0)
 """
@@ -39,7 +39,7 @@ from ts.torch_handler.base_handler import BaseHandler
 logger = logging.getLogger(__name__)
 
 WARM_UP_TEXT = "warm-up"
-CLEANING_FILE = "cleaning.json"  # training/model_cleaning.py's
+CLEANING_FILE = "cleaning.json"  # training/inference/model_cleaning.py's
 
 
 class TicketHandler(BaseHandler):
@@ -187,12 +187,12 @@ class TicketHandler(BaseHandler):
 
 
 def _cleaner(model_dir: str) -> ticket_requests.Cleaner | None:
-    """The model's cleaning: the archive's copy of training/cleaning.py with the settings the
+    """The model's cleaning: the archive's copy of training/text/cleaning.py with the settings the
     model was trained with; None for an archive from before cleaning (texts read as sent)."""
     settings_file = Path(model_dir) / CLEANING_FILE
     if not settings_file.is_file():
         return None
-    import ticket_cleaning  # packed beside this file (training/model_cleaning.py)
+    import ticket_cleaning  # packed beside this file (training/inference/model_cleaning.py)
 
     settings = ticket_cleaning.CleaningSettings.from_dict(
         json.loads(settings_file.read_text(encoding="utf-8"))

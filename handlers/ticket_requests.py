@@ -27,11 +27,12 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 MAX_TICKETS_PER_REQUEST = 256
-# The text a request adds to the model's input; subject and body are joined as in training.data.
+# The text a request adds to the model's input; subject and body are joined as in
+# training.text.data.
 TEXT_KEYS = ("ticket_data", "subject", "body")
 CONTENT_TYPE_KEY = "content_type"
 PLAIN_TYPE = "text/plain"
-# A ticket body's types: training/cleaning.py's CONTENT_TYPES (a test keeps them equal).
+# A ticket body's types: training/text/cleaning.py's CONTENT_TYPES (a test keeps them equal).
 BODY_TYPES = (PLAIN_TYPE, "text/html", "application/xhtml+xml", "message/rfc822")
 # TorchServe's names for a raw request body.
 BODY_KEYS = ("body", "data")
@@ -39,11 +40,11 @@ FORM_TYPE = "application/x-www-form-urlencoded"
 # predicted_label/confidence: this head when the model has it, else the first head.
 PRIMARY_HEAD = "queue"
 SIMILAR_KEY = "similar"
-MAX_SIMILAR = 20  # training/similar_index.py's MAX_K (a test keeps them equal)
+MAX_SIMILAR = 20  # training/inference/similar_index.py's MAX_K (a test keeps them equal)
 FIELDS_KEY = "fields"
 MAX_FIELDS = 64  # fields per ticket (a help desk's scalar attributes; the model reads its own)
 MAX_FIELD_NAME_CHARS = 64
-MAX_FIELD_CHARS = 200  # training/text_rules.py's (a test keeps them equal)
+MAX_FIELD_CHARS = 200  # training/text/text_rules.py's (a test keeps them equal)
 
 
 class BadRequest(ValueError):
@@ -60,12 +61,12 @@ class Ticket(NamedTuple):
 
     @property
     def text(self) -> str:
-        """Subject and body joined, as training.data joins them (no cleaning)."""
+        """Subject and body joined, as training.text.data joins them (no cleaning)."""
         return "\n".join(p for p in (self.subject, self.body) if p)
 
 
 # (subject, body, content type) -> the text a model reads; the handler's is the archive's
-# copy of training/cleaning.py (ticket_cleaning.clean_ticket) with the model's settings.
+# copy of training/text/cleaning.py (ticket_cleaning.clean_ticket) with the model's settings.
 Cleaner = Callable[[str | None, str, str], str]
 EMPTY_AFTER_CLEANING = (
     "nothing is left after cleaning: the mail is only a quoted message, a signature or a disclaimer"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from training import cli as training_cli
-from training.config import UserError
+from training.errors import UserError
 
 if TYPE_CHECKING:
     from shim.store.backup import Summary

@@ -17,7 +17,7 @@ import math
 
 from handlers.ticket_requests import MAX_SIMILAR
 from shim.settings import Settings
-from training.archive import ServingSettings
+from training.export.archive import ServingSettings
 
 # What the API adds around each ticket it forwards (keys, quotes, separators), and around the
 # whole body. Forwarded JSON is never longer than what came in otherwise: it is written as UTF-8
@@ -27,7 +27,7 @@ FORWARD_BYTES_PER_REQUEST = 4096
 # The largest answer per ticket: every head's label, confidence, threshold and top-k list, and
 # the most similar tickets a request may ask for, each an id, up to 8 heads' names and labels
 # (200 characters, up to 4 bytes each) and an excerpt of 280 characters
-# (training/similar_index.py): at most 9 KiB.
+# (training/inference/similar_index.py): at most 9 KiB.
 ANSWER_BYTES_PER_TICKET = 64 * 1024 + MAX_SIMILAR * 9 * 1024
 # TorchServe's own floor for request and answer bodies (its default is 6.5 MB; ours is 4 MiB).
 TORCHSERVE_MIN_BODY_BYTES = 4 * 1024 * 1024

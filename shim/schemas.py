@@ -21,15 +21,15 @@ from handlers.ticket_requests import (
     MAX_SIMILAR,
 )
 from shim.settings import TICKET_CHARS_LIMIT
-from training.cleaning import (
+from training.config import MAX_NAME_CHARS, TrainConfig, default
+from training.progress import Progress
+from training.text.cleaning import (
     CONTENT_TYPES,
     PLAIN_TYPE,
 )
-from training.config import MAX_NAME_CHARS, TrainConfig, default
-from training.data import Format
-from training.head_names import MAX_HEADS
-from training.progress import Progress
-from training.text_rules import text_problem
+from training.text.data import Format
+from training.text.head_names import MAX_HEADS
+from training.text.text_rules import text_problem
 
 # Model versions count from 1; a larger number than this cannot exist (SQLite's integers and
 # TorchServe's version strings both hold it).
@@ -236,7 +236,7 @@ class TicketIn(BaseModel):
         return "\n".join(p.strip() for p in (self.subject, self.body) if p and p.strip())
 
     def parts(self) -> tuple[str | None, str]:
-        """(subject, body) for training.cleaning.clean_ticket; ticket_data is a body."""
+        """(subject, body) for training.text.cleaning.clean_ticket; ticket_data is a body."""
         if self.ticket_data is not None:
             return None, self.ticket_data
         return self.subject, self.body or ""
@@ -341,7 +341,7 @@ class TicketPredictionPublic(BaseModel):
     as `predicted_label`/`confidence`."""
 
     model_config = ConfigDict(extra="allow")
-    # The heads: each extra key is a head's name (training.head_names), never a field's.
+    # The heads: each extra key is a head's name (training.text.head_names), never a field's.
     __pydantic_extra__: dict[str, HeadPredictionPublic] = Field(init=False)
 
     prediction_id: str = Field(

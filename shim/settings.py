@@ -37,10 +37,11 @@ from pydantic_settings import (
 
 from connectors.base import Mode as ConnectorMode
 from connectors.znuny import DEFAULT_PRIORITIES as ZNUNY_PRIORITIES
-from training.base_models import CACHE_ENV
-from training.cleaning import CleaningSettings
-from training.config import ConfigError, TrainConfig
-from training.text_rules import MAX_TICKET_CHARS
+from training.config import TrainConfig
+from training.encoders.base_models import CACHE_ENV
+from training.errors import ConfigError
+from training.text.cleaning import CleaningSettings
+from training.text.text_rules import MAX_TICKET_CHARS
 
 ENV_PREFIX = "TICKETSERVE_"
 LOOPBACK_NAMES = ("localhost",)

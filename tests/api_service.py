@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from shim.serve import stop_stale_torchserve
-from training.sample_data import generate_tickets
+from training.text.sample_data import generate_tickets
 
 TICKETSERVE = str(Path(sys.executable).with_name("ticketserve"))
 # Training in these tests checks mechanics, not accuracy: keep it tiny.

@@ -16,8 +16,8 @@ from api_service import Service, tickets_csv
 from filelock import FileLock
 
 from training.config import TrainConfig
-from training.data import Columns, load_tickets
-from training.sample_data import write_sample_csv
+from training.text.data import Columns, load_tickets
+from training.text.sample_data import write_sample_csv
 from training.train import train
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

@@ -20,9 +20,9 @@ import requests
 from api_service import Background, Service, running, running_copy, tickets_csv
 from conftest import SERVICE_ROWS
 
-from training import sample_data
-from training.calibration import clears_gate, threshold_for
-from training.sample_data import generate_tickets
+from training.fit.calibration import clears_gate, threshold_for
+from training.text import sample_data
+from training.text.sample_data import generate_tickets
 
 pytestmark = pytest.mark.slow  # the real service and TorchServe
 

@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from training import archive
-from training import model as training_model
-from training.archive import ArchiveError, archived_versions, build_archive, read_manifest
 from training.cli import main
+from training.export import archive
+from training.export.archive import ArchiveError, archived_versions, build_archive, read_manifest
+from training.inference import model as training_model
 
 # What the archive's Python may import besides the standard library.
 ALLOWED_IMPORTS = {
     "numpy", "safetensors", "torch", "transformers", "ts", "ticket_model", "ticket_requests",
     "ticket_cleaning", "ticket_similar",
-    # training/cleaning.py's libraries (installed with the project, like torch)
+    # training/text/cleaning.py's libraries (installed with the project, like torch)
     "inscriptis", "lxml", "mailparser_reply", "phonenumbers", "schwifty",
 }  # fmt: skip
 
@@ -61,7 +61,7 @@ def test_archive_holds_handler_model_code_weights_tokenizer_labels_and_config(
     }  # fmt: skip
     assert expected <= names
     assert not [n for n in names if n.endswith((".png", ".md"))]
-    # the model definition is training/model.py, verbatim: parity by construction
+    # the model definition is training/inference/model.py, verbatim: parity by construction
     assert model_code == Path(training_model.__file__).read_bytes()
     assert labels == json.loads((trained_model.model_dir / "labels.json").read_text())
     assert config["batchSize"] == 16 and 0 < config["maxBatchDelay"] <= 50

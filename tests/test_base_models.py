@@ -15,16 +15,17 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from training import e5_convert
-from training.base_models import (
+from training.cli import main
+from training.config import TrainConfig
+from training.encoders import e5_convert
+from training.encoders.base_models import (
     is_prepared,
     prepare_base_model,
     resolve_base_model,
 )
-from training.cli import main
-from training.config import ConfigError, TrainConfig
-from training.sample_data import generate_tickets
-from training.vocab_trim import TrimResult, is_trimmable, trim_vocabulary
+from training.encoders.vocab_trim import TrimResult, is_trimmable, trim_vocabulary
+from training.errors import ConfigError
+from training.text.sample_data import generate_tickets
 
 NAME = "multilingual-e5-small"
 SENTENCES = [
@@ -116,7 +117,7 @@ def test_prepared_copy_is_reused_without_rewriting(
 ) -> None:
     weights = e5_dir / "model.safetensors"
     before = weights.stat()
-    with caplog.at_level(logging.INFO, logger="training.base_models"):
+    with caplog.at_level(logging.INFO, logger="training.encoders.base_models"):
         assert prepare_base_model(NAME, e5_dir) == e5_dir
     # verified by its hashes and reused: no conversion ran
     assert f"using prepared {NAME}" in caplog.text and "conversion" not in caplog.text
@@ -202,8 +203,8 @@ def test_trimmed_tokenizer_falls_back_to_pieces_then_unk(trimmed: TrimResult) ->
 def test_training_on_e5_trims_to_the_training_texts_and_reloads(
     e5_dir: Path, tmp_path: Path
 ) -> None:
-    from training.data import parse_tickets
-    from training.predict import Predictor
+    from training.export.predict import Predictor
+    from training.text.data import parse_tickets
     from training.train import train
 
     frame = generate_tickets(60, seed=11)

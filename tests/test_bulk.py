@@ -1,5 +1,5 @@
 """Bulk classification from the command line: `ticketserve predict MODEL --input --output`
-streams a file through the model in chunks and answers every row (training/bulk.py)."""
+streams a file through the model in chunks and answers every row (training/export/bulk.py)."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.bulk import classify_file
 from training.cli import main
-from training.predict import Predictor
-from training.sample_data import generate_tickets
+from training.export.bulk import classify_file
+from training.export.predict import Predictor
+from training.text.sample_data import generate_tickets
 
 
 def tickets(path: Path, rows: int = 40, seed: int = 3) -> pd.DataFrame:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.calibration import (
+from training.fit.calibration import (
     clears_gate,
     fit_temperature,
     gate_promise,
@@ -16,8 +16,8 @@ from training.calibration import (
     precision_lower_bound,
     threshold_for,
 )
-from training.evaluate import expected_calibration_error
-from training.model import probabilities
+from training.fit.evaluate import expected_calibration_error
+from training.inference.model import probabilities
 
 
 def test_temperature_undoes_overconfident_logits() -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from training.calibration import (
+from training.fit.calibration import (
     class_curves,
     class_gate,
     class_report,
@@ -16,8 +16,8 @@ from training.calibration import (
     gate_report,
     precision_curve,
 )
-from training.evaluate import head_metrics, reliability_bins, write_report
-from training.model import format_predictions, gate_threshold
+from training.fit.evaluate import head_metrics, reliability_bins, write_report
+from training.inference.model import format_predictions, gate_threshold
 
 LABELS = ["billing", "hardware", "sales"]
 
@@ -198,8 +198,8 @@ def test_a_model_trained_with_a_gate_per_class_carries_and_reports_it(tmp_path: 
     from conftest import TINY_CONFIG, TINY_ROWS
 
     from training.config import TrainConfig
-    from training.data import load_tickets
-    from training.sample_data import write_sample_csv
+    from training.text.data import load_tickets
+    from training.text.sample_data import write_sample_csv
     from training.train import train
 
     write_sample_csv(tmp_path / "tickets.csv", rows=TINY_ROWS, seed=1)

@@ -1,5 +1,5 @@
-"""training.cleaning on hand-written mails (English and German), HTML edge cases, personal data of
-each kind, and properties over any text: it never raises and cleaning twice changes nothing."""
+"""training.text.cleaning on hand-written mails (English and German), HTML edge cases, personal data
+of each kind, and properties over any text: it never raises and cleaning twice changes nothing."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training.cleaning import (
+from training.text.cleaning import (
     CONTENT_TYPES,
     CleaningSettings,
     Mail,

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from training.config import ConfigError, TrainConfig
+from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides, markdown_table
+from training.errors import ConfigError
 
 
 def test_round_trip(tmp_path):

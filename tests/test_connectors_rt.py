@@ -21,7 +21,7 @@ from api_service import Service, copy_data_dir
 from rt_server import RTServer
 
 from connectors.rt import RTClient
-from training import sample_data
+from training.text import sample_data
 
 pytestmark = pytest.mark.slow  # a real RT, the real service and TorchServe
 

@@ -26,7 +26,7 @@ from zammad_standin import (
     update_payload,
 )
 
-from training import sample_data
+from training.text import sample_data
 
 pytestmark = pytest.mark.slow  # the real service and TorchServe
 

@@ -27,7 +27,7 @@ from connectors.base import DeskError, WriteBack
 from connectors.znuny import CONFIDENCE_FIELD, ROUTES, ZnunyClient
 from shim.api.app import API_PREFIX
 from shim.api.routes.znuny import INVOKE_PATH
-from training import sample_data
+from training.text import sample_data
 
 SECRET = "invoker-secret-8b3f"
 API_KEY = "api-key-for-the-rest-4c1a"

@@ -37,7 +37,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import Select
 
-from training.sample_data import generate_tickets
+from training.text.sample_data import generate_tickets
 
 pytestmark = pytest.mark.slow  # the real service, TorchServe and a browser
 

@@ -27,7 +27,7 @@ from zammad_standin import (
     trigger,
 )
 
-from training import sample_data
+from training.text import sample_data
 
 pytestmark = pytest.mark.slow  # the real service, TorchServe and a browser
 

@@ -1,4 +1,4 @@
-"""Every data rule of training.data, with the message a user sees."""
+"""Every data rule of training.text.data, with the message a user sees."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from training.data import (
+from training.text.data import (
     Columns,
     DataError,
     load_tickets,
@@ -18,7 +18,7 @@ from training.data import (
     split_tickets,
     validate,
 )
-from training.head_names import MAX_HEADS
+from training.text.head_names import MAX_HEADS
 
 HEADER = "subject,body,queue,priority\n"
 

@@ -24,10 +24,10 @@ from transformers import AutoTokenizer
 from shim.cli import main as ticketserve
 from shim.quality.drift import assess
 from shim.settings import Settings
-from training.base_models import bundled_minilm_path
-from training.drift import distance, reference
-from training.model import rare_token_shares
-from training.sample_data import generate_tickets
+from training.encoders.base_models import bundled_minilm_path
+from training.fit.drift import distance, reference
+from training.inference.model import rare_token_shares
+from training.text.sample_data import generate_tickets
 
 API_KEY = "drift-key-0123456789abcdef"
 WINDOW = 100

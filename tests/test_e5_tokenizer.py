@@ -23,7 +23,7 @@ import pytest
 from tokenizers import normalizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from training import e5_convert
+from training.encoders import e5_convert
 
 FIXTURE = Path(__file__).parent / "data" / "e5_tokenizer_parity.json.gz"
 

@@ -11,13 +11,20 @@ import pandas as pd
 import pytest
 from conftest import FAST_CONFIG
 
-from training.calibration import threshold_for
-from training.config import ConfigError, TrainConfig
-from training.data import load_tickets
-from training.evaluate import expected_calibration_error
-from training.model import LEXICAL_FILE, MODEL_FILE, TicketClassifier, predict_logits, probabilities
-from training.predict import Predictor
-from training.sample_data import generate_tickets, write_sample_csv
+from training.config import TrainConfig
+from training.errors import ConfigError
+from training.export.predict import Predictor
+from training.fit.calibration import threshold_for
+from training.fit.evaluate import expected_calibration_error
+from training.inference.model import (
+    LEXICAL_FILE,
+    MODEL_FILE,
+    TicketClassifier,
+    predict_logits,
+    probabilities,
+)
+from training.text.data import load_tickets
+from training.text.sample_data import generate_tickets, write_sample_csv
 from training.train import train
 
 

@@ -27,7 +27,7 @@ from shim.errors import Conflict, Gone, NotFound
 from shim.settings import Settings
 from shim.store.predictions import DAY_MS, PredictionLog, new_prediction_id
 from shim.store.registry import FeedbackRecord, PredictionRecord, Store, utcnow
-from training import sample_data
+from training.text import sample_data
 
 RETENTION = 5
 ENV = {"TICKETSERVE_PREDICTION_RETENTION_COUNT": str(RETENTION)}

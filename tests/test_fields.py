@@ -1,5 +1,5 @@
 """Structured fields as inputs: read from the data, fitted as one-hot features of every head,
-carried in the model directory and applied in process (training/fields.py, FieldEncoder)."""
+carried in the model directory and applied in process (training/fit/fields.py, FieldEncoder)."""
 
 from __future__ import annotations
 
@@ -14,15 +14,16 @@ from scipy import sparse
 
 from handlers.ticket_requests import MAX_FIELD_CHARS as HANDLER_MAX_FIELD_CHARS
 from training.cli import main
-from training.config import ConfigError, TrainConfig
-from training.data import Columns, DataError, load_tickets, parse_feature_columns
-from training.fields import field_matrix, fit_fields, row_fields
-from training.heads import Candidate, Features, fit_head, install_head
-from training.lexical import fit_lexical, lexical_matrix
-from training.model import FieldEncoder, model_inputs
-from training.predict import Predictor
-from training.sample_data import generate_tickets, write_sample_csv
-from training.text_rules import MAX_FIELD_CHARS
+from training.config import TrainConfig
+from training.errors import ConfigError
+from training.export.predict import Predictor
+from training.fit.fields import field_matrix, fit_fields, row_fields
+from training.fit.heads import Candidate, Features, fit_head, install_head
+from training.fit.lexical import fit_lexical, lexical_matrix
+from training.inference.model import FieldEncoder, model_inputs
+from training.text.data import Columns, DataError, load_tickets, parse_feature_columns
+from training.text.sample_data import generate_tickets, write_sample_csv
+from training.text.text_rules import MAX_FIELD_CHARS
 from training.train import train
 
 

@@ -25,8 +25,8 @@ from schemathesis import GenerationMode
 from shim.api.app import API_PREFIX
 from shim.api.routes.connectors import ZAMMAD_WEBHOOK_PATH
 from shim.api.routes.znuny import INVOKE_PATH as ZNUNY_INVOKE_PATH
-from training.cleaning import clean_text
-from training.text_rules import text_problem
+from training.text.cleaning import clean_text
+from training.text.text_rules import text_problem
 
 pytestmark = pytest.mark.slow  # the real service and TorchServe
 

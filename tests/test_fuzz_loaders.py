@@ -12,8 +12,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from training.data import DELIMITERS, DataError, parse_tickets
-from training.text_rules import label_problem, text_problem
+from training.text.data import DELIMITERS, DataError, parse_tickets
+from training.text.text_rules import label_problem, text_problem
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 

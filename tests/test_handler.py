@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 import yaml
 
-from training.archive import build_archive
-from training.data import load_tickets
-from training.predict import Predictor
-from training.similar_index import excerpt
+from training.export.archive import build_archive
+from training.export.predict import Predictor
+from training.inference.similar_index import excerpt
+from training.text.data import load_tickets
 
 
 @dataclass

@@ -11,8 +11,8 @@ from conftest import FAST_CONFIG
 from scipy import sparse
 
 from training.config import TrainConfig
-from training.data import load_tickets
-from training.heads import (
+from training.export.predict import Predictor
+from training.fit.heads import (
     BASELINE_C,
     Candidate,
     Features,
@@ -25,10 +25,10 @@ from training.heads import (
     paired_standard_error,
     select_heads,
 )
-from training.lexical import lexical_matrix
-from training.model import model_inputs
-from training.predict import Predictor
-from training.sample_data import generate_tickets
+from training.fit.lexical import lexical_matrix
+from training.inference.model import model_inputs
+from training.text.data import load_tickets
+from training.text.sample_data import generate_tickets
 from training.train import train
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from api_service import Service, running, tickets_csv
 
-from training import sample_data
+from training.text import sample_data
 
 pytestmark = pytest.mark.slow  # the real service and TorchServe
 

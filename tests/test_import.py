@@ -23,7 +23,7 @@ import pytest
 from api_service import TICKETSERVE, Service, running
 from zammad_standin import PRIORITY_MAP, ZammadStandIn, closed_ticket, service_env
 
-from training import sample_data
+from training.text import sample_data
 
 pytestmark = pytest.mark.slow  # the real service and TorchServe
 

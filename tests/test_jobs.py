@@ -16,8 +16,8 @@ from shim.settings import Settings
 from shim.store.datasets import UploadOptions, ingest
 from shim.store.job_record import INTERRUPTED, Job, JobStatus, PublishResult
 from shim.store.registry import Store
-from training.evaluate import selection_score, summarize
-from training.sample_data import generate_tickets
+from training.fit.evaluate import selection_score, summarize
+from training.text.sample_data import generate_tickets
 
 
 def never_publish(job: Job, model_dir: Path, metrics: dict) -> PublishResult:

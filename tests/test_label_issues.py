@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training import label_issues
+from training.fit import label_issues
 from training.job import load_job_data
 
 

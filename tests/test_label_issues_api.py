@@ -14,7 +14,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support.ui import Select
 from test_console import API_KEY, browser, open_page, sign_in, wait_for  # noqa: F401
 
-from training.sample_data import generate_tickets
+from training.text.sample_data import generate_tickets
 
 pytestmark = pytest.mark.slow  # the real service, TorchServe, training and a browser
 

@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from training.lexical import BLOCKS, fit_lexical, lexical_matrix
-from training.model import LexicalFeaturizer
-from training.sample_data import generate_tickets
+from training.fit.lexical import BLOCKS, fit_lexical, lexical_matrix
+from training.inference.model import LexicalFeaturizer
+from training.text.sample_data import generate_tickets
 
 TRAIN_TEXTS = [
     *generate_tickets(200, seed=3)["subject"],

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from api_service import Service, running_copy
 
-from training.predict import Predictor
+from training.export.predict import Predictor
 
 pytestmark = pytest.mark.slow  # the real service and TorchServe
 

@@ -24,8 +24,8 @@ from shim.quality.monitoring import Monitoring
 from shim.settings import Settings
 from shim.store.predictions import new_prediction_id
 from shim.store.registry import MIGRATIONS, FeedbackRecord, PredictionRecord, Store, VersionRecord
-from training import sample_data
-from training.calibration import precision_interval
+from training.fit.calibration import precision_interval
+from training.text import sample_data
 
 pytestmark = pytest.mark.slow  # the real service and TorchServe
 

@@ -1,4 +1,4 @@
-"""Tests for the synthetic ticket generator in training.sample_data."""
+"""Tests for the synthetic ticket generator in training.text.sample_data."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
-from training.sample_data import TEMPLATES, generate_tickets, write_sample_csv
+from training.text.sample_data import TEMPLATES, generate_tickets, write_sample_csv
 
 QUEUES = {
     "Technical Support",

@@ -1,5 +1,5 @@
-"""Similar tickets: the index a model directory keeps (training/similar_index.py), as training
-writes it for both modes."""
+"""Similar tickets: the index a model directory keeps (training/inference/similar_index.py), as
+training writes it for both modes."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 from transformers import AutoTokenizer
 
 from handlers.ticket_requests import MAX_SIMILAR
-from training.data import load_tickets
-from training.model import TicketClassifier, forward_texts, predict_logits
-from training.similar_index import (
+from training.inference.model import TicketClassifier, forward_texts, predict_logits
+from training.inference.similar_index import (
     EXCERPT_CHARS,
     MAX_K,
     TICKETS_FILE,
@@ -23,6 +22,7 @@ from training.similar_index import (
     excerpt,
     write_index,
 )
+from training.text.data import load_tickets
 
 
 def tickets(n: int) -> list[dict]:

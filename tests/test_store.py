@@ -12,7 +12,7 @@ from shim.errors import BadRequest, Conflict, NotFound, Unprocessable, Unsupport
 from shim.store.datasets import UploadOptions, ingest, summary, upload_format
 from shim.store.job_record import Job, JobStatus
 from shim.store.registry import Store, VersionRecord
-from training.sample_data import generate_tickets
+from training.text.sample_data import generate_tickets
 
 
 def csv_bytes(rows: int = 30, seed: int = 0) -> bytes:

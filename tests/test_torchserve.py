@@ -19,8 +19,8 @@ import pytest
 
 from shim.serving.torchserve import TorchServe
 from shim.serving.torchserve_client import TorchServeClient, TorchServeError
-from training.archive import ServingSettings, build_archive
-from training.predict import Predictor
+from training.export.archive import ServingSettings, build_archive
+from training.export.predict import Predictor
 
 pytestmark = pytest.mark.slow  # the real TorchServe
 

@@ -9,15 +9,15 @@ import sys
 import pytest
 import torch
 
-from training.base_models import resolve_base_model
 from training.config import TrainConfig
-from training.data import load_tickets, parse_tickets
-from training.evaluate import evaluate_heads, expected_calibration_error
-from training.export import ExportError, export_model
-from training.fine_tune import build_optimizer, length_grouped_batches
-from training.model import TicketClassifier
-from training.predict import Predictor
-from training.sample_data import generate_tickets, write_sample_csv
+from training.encoders.base_models import resolve_base_model
+from training.export.export import ExportError, export_model
+from training.export.predict import Predictor
+from training.fit.evaluate import evaluate_heads, expected_calibration_error
+from training.fit.fine_tune import build_optimizer, length_grouped_batches
+from training.inference.model import TicketClassifier
+from training.text.data import load_tickets, parse_tickets
+from training.text.sample_data import generate_tickets, write_sample_csv
 from training.train import train
 
 

@@ -23,9 +23,9 @@ from conftest import PROBE_TEXTS, TrainedModel
 
 from shim.store.backup import backup
 from shim.store.registry import MIGRATIONS, SCHEMA_VERSION, RegistryError, Store, migrate
-from training.archive import build_archive
-from training.evaluate import selection_score
-from training.sample_data import generate_tickets
+from training.export.archive import build_archive
+from training.fit.evaluate import selection_score
+from training.text.sample_data import generate_tickets
 
 # shim/store/registry.py's SCHEMA of the first release (executescript'ed at every start), verbatim.
 FIRST_RELEASE_SCHEMA = """

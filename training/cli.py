@@ -14,13 +14,15 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from training.base_models import PREPARED_MODELS
-from training.cleaning import CONTENT_TYPES, HTML_TYPES, MAIL_TYPE, CleaningSettings
-from training.config import DEFAULT_MIN_CLASS_EXAMPLES, ConfigError, TrainConfig, UserError
+from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
+from training.encoders.base_models import PREPARED_MODELS
+from training.errors import ConfigError, UserError
+from training.text.cleaning import CONTENT_TYPES, HTML_TYPES, MAIL_TYPE, CleaningSettings
+from training.text.data import DEFAULT_MIN_CLASS_EXAMPLES
 
 if TYPE_CHECKING:
-    from training.data import DataReport, TicketData
+    from training.text.data import DataReport, TicketData
 
 # Only light modules above: torch and transformers load inside the commands that need them, so
 # `--help` and argument errors answer at once.
@@ -180,7 +182,7 @@ def _load(
 ) -> TicketData:
     """The data file of `args`; its heads are `label_columns`, else `--label-columns`, else
     queue and priority (those the file has); `feature_columns` are read as each row's fields."""
-    from training.data import Columns, DataError, load_tickets, parse_label_columns
+    from training.text.data import Columns, DataError, load_tickets, parse_label_columns
 
     labels = tuple(label_columns) if label_columns is not None else None
     if labels is None and getattr(args, "label_columns", None) is not None:
@@ -219,7 +221,7 @@ def print_report(report: DataReport, limit: int = 10) -> None:
 
 
 def cmd_sample_data(args: argparse.Namespace) -> None:
-    from training.sample_data import write_sample_csv
+    from training.text.sample_data import write_sample_csv
 
     if args.out.suffix.lower() != ".csv":
         raise ConfigError(f"sample data is written as CSV; use a .csv file name, not {args.out}")
@@ -230,8 +232,8 @@ def cmd_sample_data(args: argparse.Namespace) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from training.base_models import check_base_model
-    from training.export import check_output_dir
+    from training.encoders.base_models import check_base_model
+    from training.export.export import check_output_dir
     from training.train import train
 
     config = TrainConfig.from_dict(config_overrides(args))
@@ -266,9 +268,9 @@ def _duration(seconds: float) -> str:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> None:
-    from training.evaluate import evaluate_heads
-    from training.fields import row_fields
-    from training.predict import Predictor
+    from training.export.predict import Predictor
+    from training.fit.evaluate import evaluate_heads
+    from training.fit.fields import row_fields
 
     predictor = Predictor.load(args.model_dir)
     data = _load(
@@ -342,9 +344,9 @@ def print_metrics(metrics: dict[str, dict[str, Any]], title: str, per_class: boo
 
 
 def cmd_label_issues(args: argparse.Namespace) -> None:
-    from training import label_issues
-    from training.export import is_model_dir
-    from training.model_cleaning import ModelCleaning
+    from training.export.export import is_model_dir
+    from training.fit import label_issues
+    from training.inference.model_cleaning import ModelCleaning
 
     if not 1 <= args.limit <= label_issues.MAX_STORED:
         raise UserError(f"--limit must be between 1 and {label_issues.MAX_STORED}")
@@ -397,7 +399,7 @@ def _field(value: str) -> tuple[str, str]:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from training.predict import Predictor
+    from training.export.predict import Predictor
 
     if (args.input is None) != (args.output is None):
         raise UserError("--input and --output go together")
@@ -408,7 +410,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
     if not 1 <= args.batch_size <= 1024:
         raise UserError(f"--batch-size must be between 1 and 1024, got {args.batch_size}")
     if args.input is not None:
-        from training.bulk import classify_file, file_format
+        from training.export.bulk import classify_file, file_format
 
         file_format(args.input, "--input")
         file_format(args.output, "--output")
@@ -450,8 +452,8 @@ MAX_CLEAN_BYTES = 50_000_000
 
 
 def cmd_clean(args: argparse.Namespace) -> None:
-    from training.cleaning import read_mbox
-    from training.model_cleaning import ModelCleaning
+    from training.inference.model_cleaning import ModelCleaning
+    from training.text.cleaning import read_mbox
 
     if args.model is not None and not (args.model / "training_config.json").is_file():
         raise UserError(f"--model {args.model}: not a trained model directory")
@@ -478,7 +480,7 @@ def _read_input(path: Path) -> bytes:
 
 
 def cmd_base_model_prepare(args: argparse.Namespace) -> None:
-    from training.base_models import prepare_base_model
+    from training.encoders.base_models import prepare_base_model
 
     path = prepare_base_model(args.name, args.out)
     print(f"{args.name} ready (dequantised 4-bit copy, see its README.md):", file=sys.stderr)
@@ -486,7 +488,7 @@ def cmd_base_model_prepare(args: argparse.Namespace) -> None:
 
 
 def cmd_archive(args: argparse.Namespace) -> None:
-    from training.archive import build_archive
+    from training.export.archive import build_archive
 
     path = build_archive(args.model_dir, args.store, version=args.version)
     print(path)

@@ -24,14 +24,16 @@ from pydantic import (
 )
 from pydantic.fields import FieldInfo
 
-from training.cleaning import (
+from training.errors import ConfigError
+from training.text.cleaning import (
     MASK_NAME,
     MAX_MASK_PATTERNS,
     MAX_PATTERN_CHARS,
     CleaningSettings,
     patterns_problem,
 )
-from training.head_names import (
+from training.text.data import DEFAULT_MIN_CLASS_EXAMPLES
+from training.text.head_names import (
     HEAD_NAME,
     HEAD_NAME_RULE,
     MAX_FEATURE_COLUMNS,
@@ -41,28 +43,16 @@ from training.head_names import (
 )
 
 BUNDLED_BASE_MODEL = "bundled:all-MiniLM-L6-v2"
-# Built offline on first use (training/base_models.py). On the multilingual benchmark it beats
-# both MiniLM and the TF-IDF baseline; the bundled MiniLM trains about twice as fast.
+# Built offline on first use (training/encoders/base_models.py). On the multilingual benchmark it
+# beats both MiniLM and the TF-IDF baseline; the bundled MiniLM trains about twice as fast.
 DEFAULT_BASE_MODEL = "multilingual-e5-small"
 DEFAULT_TOP_K = 3  # labels listed per head in an answer
-DEFAULT_MIN_CLASS_EXAMPLES = 5  # rarer labels are reported: they will be learned poorly
 Mode = Literal["auto", "fast", "full"]
 GateRule = Literal["head", "class"]
 MAX_GRID = 8  # most values in one of the fast mode's candidate lists (and heads weighted)
 # The encoders' position limit: longer inputs would not fit their position embeddings.
 MAX_POSITIONS = 512
 MAX_NAME_CHARS = 200  # longest base_model name
-
-
-class UserError(ValueError):
-    """Input a user can fix (file, flag, setting); the message alone says what and where.
-
-    The command line prints it as one line without a traceback.
-    """
-
-
-class ConfigError(UserError):
-    """A configuration value is unusable; the message names the field and the value."""
 
 
 def _between(low: float, high: float, low_open: bool = False, high_open: bool = False) -> Any:
@@ -234,7 +224,7 @@ class TrainConfig(BaseModel):
     trim_vocabulary: bool = Field(
         True,
         description="full mode: shrink a SentencePiece encoder's vocabulary to the pieces of "
-        "the training texts (training/vocab_trim.py); WordPiece encoders are kept whole",
+        "the training texts (training/encoders/vocab_trim.py); WordPiece encoders are kept whole",
     )
     head_weights: HeadWeights = Field(
         {}, description="full mode: loss weight per head (1 unless given)"

@@ -1,7 +1,9 @@
-"""Writing files so that a reader sees the old content or the whole new one, never half."""
+"""Writing files so that a reader sees the old content or the whole new one, never half; and
+where a module's source lies."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import uuid
 from pathlib import Path
@@ -36,3 +38,12 @@ def fsync_dir(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def module_file(name: str) -> Path:
+    """The source file of module `name`, found without importing the module itself (the
+    archive copies some that import torch)."""
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(name)
+    return Path(spec.origin)

@@ -6,7 +6,7 @@ The spec is a JSON object `{"data_files": [...], "config": {...TrainConfig...}, 
 `"feedback_ids"`: the correction id of each line of the feedback file). Every data file holds
 normalised tickets as JSON Lines (`text` plus one column per head); they are concatenated and
 validated again, so label spellings from different uploads are unified. Each row keeps an id a
-user can find it by (training/label_issues.py): `<dataset id>:<line>` for a stored upload,
+user can find it by (training/fit/label_issues.py): `<dataset id>:<line>` for a stored upload,
 `feedback:<correction id>` for a correction.
 
 The process talks back through stdout, one JSON event per line:
@@ -36,9 +36,10 @@ from typing import IO, Any
 
 import pandas as pd
 
-from training.cleaning import CleaningSettings
-from training.config import ConfigError, TrainConfig, UserError
-from training.data import FIELDS_COLUMN, Columns, DataError, TicketData, read_table, validate
+from training.config import TrainConfig
+from training.errors import ConfigError, UserError
+from training.text.cleaning import CleaningSettings
+from training.text.data import FIELDS_COLUMN, Columns, DataError, TicketData, read_table, validate
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ Phases run in a fixed, visible order (seed -> split -> labels -> encoder -> mode
 frozen encoder (cached) -> lexical vocabulary -> heads chosen by cross-fitting and refitted ->
 [full: fine-tune] -> calibrate and gate -> evaluate -> [fast: the heads refitted on every row]
 -> export); each is a function. The full mode's fine-tuning loop, and the projection of its
-duration that the mode choice weighs, live in training.fine_tune.
+duration that the mode choice weighs, live in training.fit.fine_tune.
 """
 
 from __future__ import annotations
@@ -23,9 +23,15 @@ import pandas as pd
 import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from training import label_issues, similar_index
-from training.base_models import resolve_base_model
-from training.calibration import (
+from training.config import TrainConfig
+from training.encoders.base_models import resolve_base_model
+from training.encoders.embeddings import EmbeddingCache, embed_texts, encoder_fingerprint
+from training.encoders.vocab_trim import is_trimmable, trim_vocabulary
+from training.errors import ConfigError
+from training.export.export import export_model
+from training.export.predict import Predictor
+from training.fit import label_issues
+from training.fit.calibration import (
     class_curves,
     class_gate,
     class_report,
@@ -34,19 +40,15 @@ from training.calibration import (
     gate_report,
     precision_curve,
 )
-from training.config import ConfigError, TrainConfig
-from training.data import TicketData, split_tickets
-from training.drift import reference as drift_reference
-from training.embeddings import EmbeddingCache, embed_texts, encoder_fingerprint
-from training.evaluate import (
+from training.fit.drift import reference as drift_reference
+from training.fit.evaluate import (
     evaluate_heads,
     expected_calibration_error,
     reliability_bins,
 )
-from training.export import export_model
-from training.fields import field_matrix, fit_fields, row_fields
-from training.fine_tune import encode_split, fit, project_fine_tune
-from training.heads import (
+from training.fit.fields import field_matrix, fit_fields, row_fields
+from training.fit.fine_tune import encode_split, fit, project_fine_tune
+from training.fit.heads import (
     Features,
     HeadSelection,
     LinearHead,
@@ -55,8 +57,9 @@ from training.heads import (
     install_head,
     select_heads,
 )
-from training.lexical import fit_lexical, lexical_matrix
-from training.model import (
+from training.fit.lexical import fit_lexical, lexical_matrix
+from training.inference import similar_index
+from training.inference.model import (
     TicketClassifier,
     TicketFields,
     gate_threshold,
@@ -64,11 +67,10 @@ from training.model import (
     probabilities,
     rare_token_shares,
 )
-from training.model_cleaning import ModelCleaning
+from training.inference.model_cleaning import ModelCleaning
 from training.modes import choose_mode
-from training.predict import Predictor
 from training.progress import PlanCallback, ProgressCallback, Reporter
-from training.vocab_trim import is_trimmable, trim_vocabulary
+from training.text.data import TicketData, split_tickets
 
 logger = logging.getLogger(__name__)
 
@@ -305,7 +307,7 @@ def held_out_probabilities(
     fast: bool,
 ) -> HeldOut:
     """The rows the shipped model learned that a model which never learned them scored, with
-    calibrated probabilities: what confident learning ranks (training/label_issues.py)."""
+    calibrated probabilities: what confident learning ranks (training/fit/label_issues.py)."""
     oof = {head: s.out_of_fold for head, s in selections.items()}
     if not fast:
         # The linear heads the fine-tune started from, on the train split; their scale is not
@@ -334,8 +336,8 @@ def similar_tickets(
     dense: np.ndarray | None,
     labels: dict[str, list[str]],
 ) -> tuple[np.ndarray, list[dict[str, Any]]]:
-    """The similar-ticket index of every uploaded row (training/similar_index.py): the shipped
-    encoder's embeddings (fast mode's frozen ones, `dense`, in split order; full mode's
+    """The similar-ticket index of every uploaded row (training/inference/similar_index.py): the
+    shipped encoder's embeddings (fast mode's frozen ones, `dense`, in split order; full mode's
     fine-tuned encoder embeds them again), ids, labels and excerpts."""
     frame = pd.concat([splits[name] for name in ("train", "validation", "test")])
     texts = frame["text"].tolist()

@@ -19,7 +19,7 @@ from connectors.writeback import SIMILAR_LINES
 from shim.api.deps import Services
 from shim.errors import ApiError
 from shim.schemas import ClassifyRequest, FeedbackRequest
-from training.labels import label_key
+from training.text.labels import label_key
 
 logger = logging.getLogger(__name__)
 

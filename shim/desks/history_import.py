@@ -3,8 +3,8 @@ training data (docs/connectors.md#history-import).
 
 An import runs in a thread, one per connector at a time. It asks the help desk for one page at a
 time (`HelpDesk.history`), maps the help desk's names to model labels (`LabelMap.source`),
-validates and cleans the rows exactly as an upload's (`training.data.validate`), and stores each
-page's rows as a dataset in the same transaction as the page's ticket ids and the cursor of the
+validates and cleans the rows exactly as an upload's (`training.text.data.validate`), and stores
+each page's rows as a dataset in the same transaction as the page's ticket ids and the cursor of the
 next page. So a ticket is stored once (by connector and help-desk id, while its dataset is kept),
 and an interrupted import (a failed call, a stop) goes on at its cursor: when it is started again
 with the same `since`, or by itself when the service starts again.
@@ -27,8 +27,7 @@ from connectors.label_map import LabelMap
 from shim.errors import Conflict, NotFound
 from shim.settings import Settings
 from shim.store.registry import DatasetRecord, Store, utcnow
-from training.config import DEFAULT_MIN_CLASS_EXAMPLES
-from training.data import Columns, DataError, TicketData, validate
+from training.text.data import DEFAULT_MIN_CLASS_EXAMPLES, Columns, DataError, TicketData, validate
 
 logger = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from typing import Any, TextIO
 import httpx
 from tqdm import tqdm
 
-from training.config import UserError
+from training.errors import UserError
 
 POLL_S = 0.5
 CALL_TIMEOUT_S = 60.0

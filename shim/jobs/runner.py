@@ -30,10 +30,11 @@ from shim.settings import Settings
 from shim.store.feedback import FEEDBACK_FILE, superseded_rows, training_file, usable
 from shim.store.job_record import INTERRUPTED, Job, JobStatus, PublishResult, Trigger
 from shim.store.registry import Store
-from training.base_models import BUNDLED_ALIASES, PREPARED_MODELS
-from training.config import ConfigError, TrainConfig
-from training.evaluate import summarize
+from training.config import TrainConfig
+from training.encoders.base_models import BUNDLED_ALIASES, PREPARED_MODELS
+from training.errors import ConfigError
 from training.files import PRIVATE_FILE, write_atomic
+from training.fit.evaluate import summarize
 
 logger = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """The drift watch: do a version's live tickets still look like the data it was trained on?
 
 Over the version's newest `drift_window` logged answers (within retention) it compares, with
-the Jensen-Shannon distance (`training.drift.distance`, 0 = the same, 1 = disjoint):
+the Jensen-Shannon distance (`training.fit.drift.distance`, 0 = the same, 1 = disjoint):
 - per head, the predicted labels with the labels of the data the model learned from;
 - per head, the confidence histogram with the model's own on validation;
 - the per-ticket share of rare word pieces with the training texts' (one for both heads).
@@ -30,7 +30,7 @@ from shim.metrics import ApiMetrics
 from shim.schemas import DriftPublic, DriftSignalPublic, HeadDriftPublic
 from shim.settings import Settings
 from shim.store.registry import PredictionRecord, Store, utcnow
-from training.drift import distance, histogram, label_vector
+from training.fit.drift import distance, histogram, label_vector
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,5 @@
-"""A model version's suspected label errors, as training stored them (training/label_issues.py)."""
+"""A model version's suspected label errors, as training stored them
+(training/fit/label_issues.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from shim.errors import NotFound
 from shim.schemas import LabelIssuePublic, LabelIssuesPublic
 from shim.store.registry import Store
-from training import label_issues
+from training.fit import label_issues
 
 NOT_KEPT = (
     "this version was trained before suspected label errors were kept: train again to rank them"

@@ -32,7 +32,7 @@ from shim.schemas import (
 )
 from shim.settings import Settings
 from shim.store.registry import Store, utcnow
-from training.calibration import precision_interval
+from training.fit.calibration import precision_interval
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ from shim.settings import Settings
 from shim.store.predictions import PredictionLog, new_prediction_id
 from shim.store.registry import Store
 from shim.store.ticket_texts import cleaned_texts
-from training.calibration import clears_gate, threshold_for
+from training.fit.calibration import clears_gate, threshold_for
 
 logger = logging.getLogger(__name__)
 

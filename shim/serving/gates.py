@@ -13,12 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 from shim.settings import Settings
-from training.calibration import class_gate, gate_promise, point_at
+from training.fit.calibration import class_gate, gate_promise, point_at
 
 
 def head_gates(metrics: dict[str, Any], settings: Settings) -> dict[str, dict[str, Any]]:
     """Per head of a version's metrics: its gate's status, threshold, expected coverage and
-    precision lower bound (`training.calibration.gate_promise`), and where it was set."""
+    precision lower bound (`training.fit.calibration.gate_promise`), and where it was set."""
     out = {}
     for head, calibration in (metrics.get("calibration") or {}).items():
         if not isinstance(calibration, dict):

@@ -30,8 +30,8 @@ from shim.serving.torchserve_client import TorchServeClient, TorchServeError
 from shim.settings import Settings
 from shim.store.job_record import Job, PublishResult
 from shim.store.registry import Store, VersionRecord
-from training.archive import build_archive
-from training.evaluate import selection_score, summarize
+from training.export.archive import build_archive
+from training.fit.evaluate import selection_score, summarize
 
 logger = logging.getLogger(__name__)
 

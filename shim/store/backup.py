@@ -37,7 +37,7 @@ from typing import Any, BinaryIO
 
 from shim.store.job_record import Job, JobStatus
 from shim.store.registry import PRIVATE_DIR, SCHEMA_VERSION, RegistryError, migrate, schema_version
-from training.config import UserError
+from training.errors import UserError
 from training.files import PRIVATE_FILE, fsync_dir
 
 FORMAT = "ticketserve-backup"

@@ -1,4 +1,4 @@
-"""Uploads of labelled tickets: decode, validate with `training.data`, store normalised rows.
+"""Uploads of labelled tickets: decode, validate with `training.text.data`, store normalised rows.
 
 Validation is exactly the training package's (same columns, aliases, per-row reasons), so a file
 that uploads cleanly also trains, and `ticketserve train FILE` reports the same rows.
@@ -14,9 +14,10 @@ from dataclasses import dataclass, field
 from shim.errors import BadRequest, Conflict, Unprocessable, UnsupportedMediaType
 from shim.schemas import DatasetPublic, TrainDataSummaryPublic, TrainDataUploadPublic
 from shim.store.registry import DatasetRecord, Store, utcnow
-from training.cleaning import CleaningSettings
-from training.config import DEFAULT_MIN_CLASS_EXAMPLES, MAX_NAME_CHARS
-from training.data import (
+from training.config import MAX_NAME_CHARS
+from training.text.cleaning import CleaningSettings
+from training.text.data import (
+    DEFAULT_MIN_CLASS_EXAMPLES,
     DELIMITERS,
     FIELDS_COLUMN,
     MAIL_FORMATS,
@@ -29,9 +30,9 @@ from training.data import (
     read_table,
     validate,
 )
-from training.head_names import MAX_HEADS, heads_problem
-from training.labels import label_key
-from training.text_rules import MAX_TICKET_CHARS, label_problem
+from training.text.head_names import MAX_HEADS, heads_problem
+from training.text.labels import label_key
+from training.text.text_rules import MAX_TICKET_CHARS, label_problem
 
 MEDIA_TYPES: dict[str, Format] = {
     "text/csv": "csv",
@@ -57,7 +58,9 @@ class UploadOptions:
     text_column: str | None = None
     queue_column: str | None = None
     priority_column: str | None = None
-    label_columns: str | None = None  # "queue,priority,type": training.data.parse_label_columns
+    label_columns: str | None = (
+        None  # "queue,priority,type": training.text.data.parse_label_columns
+    )
     feature_columns: str | None = None  # "type,channel": kept as each row's fields
     delimiter: str = ","
     min_class_examples: int = DEFAULT_MIN_CLASS_EXAMPLES

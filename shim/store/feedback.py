@@ -27,8 +27,8 @@ from shim.store.predictions import PredictionLog, text_sha256
 from shim.store.registry import FeedbackRecord, PredictionRecord, Store, utcnow
 from shim.store.ticket_texts import cleaned_texts
 from training.job import FEEDBACK_FILE as JOB_FEEDBACK_FILE
-from training.labels import label_key
-from training.text_rules import label_problem
+from training.text.labels import label_key
+from training.text.text_rules import label_problem
 
 FEEDBACK_FILE = JOB_FEEDBACK_FILE  # the job reads its row ids by this name
 MAX_KNOWN_SHOWN = 50  # labels listed in an unknown label's error

@@ -35,10 +35,10 @@ from typing import Any
 
 from shim.errors import Conflict, NotFound
 from shim.store.job_record import Job, JobStatus
-from training.config import UserError
-from training.data import Format
+from training.errors import UserError
 from training.files import PRIVATE_FILE, write_atomic
-from training.labels import label_key
+from training.text.data import Format
+from training.text.labels import label_key
 
 # The tables of the first release (schema version 1), exactly as it created them. Never edit a
 # shipped step: a change to the schema is a new step at the end of MIGRATIONS.
@@ -770,7 +770,7 @@ class Store:
 
         Returns (per version and UTC day: feedback, agreed on every head) and (per version, day,
         head and predicted label: labels, agreed). A label agrees when its key equals the
-        prediction's (`training.labels.label_key`, as the feedback use case compares them).
+        prediction's (`training.text.labels.label_key`, as the feedback use case compares them).
         """
         if not versions:
             return [], []

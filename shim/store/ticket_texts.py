@@ -1,6 +1,6 @@
-"""The text the service classifies, logs and stores of a ticket: cleaned by training/cleaning.py
-with the service's cleaning settings (its training defaults), so raw mail, quoted threads and
-personal data never reach the store, the predictions log or TorchServe.
+"""The text the service classifies, logs and stores of a ticket: cleaned by
+training/text/cleaning.py with the service's cleaning settings (its training defaults), so raw mail,
+quoted threads and personal data never reach the store, the predictions log or TorchServe.
 
 A model cleans again what it receives (its own copy and settings); cleaning a cleaned text
 changes nothing, so both agree whenever their settings do.
@@ -12,8 +12,8 @@ from handlers.ticket_requests import EMPTY_AFTER_CLEANING
 from shim.errors import Unprocessable
 from shim.schemas import TicketIn
 from shim.settings import Settings
-from training.cleaning import clean_ticket
-from training.text_rules import MARKUP_FACTOR
+from training.text.cleaning import clean_ticket
+from training.text.text_rules import MARKUP_FACTOR
 
 
 def cleaned_texts(tickets: list[TicketIn], settings: Settings) -> list[str]:

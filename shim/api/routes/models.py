@@ -20,13 +20,13 @@ from shim.schemas import (
     ModelVersionListPublic,
     ModelVersionPublic,
 )
-from training.head_names import HEAD_NAME
+from training.text.head_names import HEAD_NAME
 
 router = APIRouter(prefix="/models", tags=["model versions"])
 
 VersionPath = Annotated[int, Path(ge=1, le=MAX_VERSION, description="model version")]
 NOT_FOUND = {404: {"model": ErrorPublic, "description": "unknown version"}}
-# The pictures training writes into a model directory (training.evaluate.write_report).
+# The pictures training writes into a model directory (training.fit.evaluate.write_report).
 FIGURE = r"^(confusion|reliability)_[A-Za-z0-9_]{1,64}\.png$"
 FigurePath = Annotated[
     str,

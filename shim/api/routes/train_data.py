@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from shim.api.deps import SettingsDep, StoreDep
 from shim.schemas import ErrorPublic, TrainDataSummaryPublic, TrainDataUploadPublic
 from shim.store import datasets
-from training.config import DEFAULT_MIN_CLASS_EXAMPLES
+from training.text.data import DEFAULT_MIN_CLASS_EXAMPLES
 
 router = APIRouter(prefix="/train-data", tags=["training data"])
 
@@ -89,7 +89,7 @@ async def upload_train_data(
         Header(max_length=200, description="a retry with the same key adds nothing"),
     ] = None,
 ) -> TrainDataUploadPublic:
-    """Validate the body as `training.data` does and store its rows (appended by default)."""
+    """Validate the body as `training.text.data` does and store its rows (appended by default)."""
     content_type = request.headers.get("content-type")
     # 415 / 422 before reading a byte of the body.
     datasets.upload_format(content_type)

@@ -22,9 +22,9 @@ from sklearn.utils.class_weight import compute_class_weight
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from training.config import TrainConfig
-from training.evaluate import evaluate_heads, mean_macro_f1
-from training.fields import row_fields
-from training.model import TicketClassifier, TicketFields, predict_proba
+from training.fit.evaluate import evaluate_heads, mean_macro_f1
+from training.fit.fields import row_fields
+from training.inference.model import TicketClassifier, TicketFields, predict_proba
 from training.progress import Progress, Reporter
 
 logger = logging.getLogger(__name__)

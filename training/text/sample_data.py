@@ -59,7 +59,7 @@ class Templates(NamedTuple):
 
 def _load_tables() -> dict[str, Any]:
     """Read the data file; its lists become tuples so the shared tables stay immutable."""
-    text = resources.files("training").joinpath(DATA_FILE).read_text(encoding="utf-8")
+    text = resources.files("training.text").joinpath(DATA_FILE).read_text(encoding="utf-8")
     return json.loads(
         text,
         object_hook=lambda obj: {k: tuple(v) if isinstance(v, list) else v for k, v in obj.items()},

@@ -149,7 +149,8 @@ def _assured(point: list[float]) -> float:
 def clears_gate(confidence: float, threshold: float | None) -> bool:
     """Whether a confidence may be routed automatically; None: no threshold reached the target.
 
-    training/model.py applies the same rule inside archives, which cannot import this module.
+    training/inference/model.py applies the same rule inside archives, which cannot import this
+    module.
     """
     return threshold is not None and confidence >= threshold
 

@@ -3,8 +3,8 @@ one-hot features for scikit-learn.
 
 A ticket's fields (channel, customer tier, product, ticket type: the columns a model is trained
 with as `feature_columns`) travel with it as a dict in the data frame's `fields` column. The
-fitted values become a `FieldEncoder` (training/model.py), which computes the same features
-wherever the model runs.
+fitted values become a `FieldEncoder` (training/inference/model.py), which computes the same
+features wherever the model runs.
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from training.data import FIELDS_COLUMN
-from training.model import FieldEncoder, TicketFields, field_value_key
+from training.inference.model import FieldEncoder, TicketFields, field_value_key
+from training.text.data import FIELDS_COLUMN
 
 # Most values kept per column (the most frequent): an identifier-like column (a customer id)
 # would otherwise grow the model by one feature per ticket.

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from training.base_models import make_readable
-from training.config import ConfigError
+from training.encoders.base_models import make_readable
+from training.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -162,7 +162,7 @@ def write_report(directory: str | Path, metrics: dict[str, Any], title: str) -> 
 
 
 def label_issue_lines(issues: dict[str, Any] | None) -> list[str]:
-    """The card's section on suspected label errors (training/label_issues.py): per head, the
+    """The card's section on suspected label errors (training/fit/label_issues.py): per head, the
     rows flagged per given label; the rows themselves are in label_issues.json."""
     if not issues:
         return []
@@ -197,7 +197,7 @@ def cleaning_sentence(cleaning: dict[str, Any]) -> str:
         done.append("personal data masked")
     if patterns := cleaning.get("mask_patterns"):
         done.append("also masked: " + ", ".join(f"[{name}]" for name in patterns))
-    return f"{'; '.join(done)} (training/cleaning.py version {cleaning.get('version')})"
+    return f"{'; '.join(done)} (training/text/cleaning.py version {cleaning.get('version')})"
 
 
 def choice_sentence(choice: dict[str, Any]) -> str:
@@ -214,7 +214,8 @@ def choice_sentence(choice: dict[str, Any]) -> str:
 
 
 def gate_sentence(promise: dict[str, Any]) -> str:
-    """What a head's auto-routing gate promises (training.calibration.gate_promise), in words."""
+    """What a head's auto-routing gate promises (training.fit.calibration.gate_promise), in
+    words."""
     if "status" not in promise:  # a model from before the bound was kept
         threshold = promise.get("threshold")
         return "no gate." if threshold is None else f"gate at confidence >= {threshold:.3f}."

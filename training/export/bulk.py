@@ -24,11 +24,11 @@ from typing import IO, Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from training.config import UserError
-from training.data import CONTENT_TYPE_COLUMN, DELIMITERS, Columns, DataError, cell, text_parts
-from training.model import format_predictions, predict_proba
-from training.predict import Predictor
-from training.text_rules import MARKUP_FACTOR, MAX_TICKET_CHARS, text_problem
+from training.errors import UserError
+from training.export.predict import Predictor
+from training.inference.model import format_predictions, predict_proba
+from training.text.data import CONTENT_TYPE_COLUMN, DELIMITERS, Columns, DataError, cell, text_parts
+from training.text.text_rules import MARKUP_FACTOR, MAX_TICKET_CHARS, text_problem
 
 CHUNK_ROWS = 1000  # rows read, cleaned and classified at a time
 FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}

@@ -3,7 +3,7 @@
 Training keeps three references in the model's metrics (`drift_reference`): the label counts of
 the data it learned from, per head; the histogram of its calibrated confidence on validation, per
 head; and the histogram of the per-ticket share of rare word pieces
-(`training.model.rare_token_shares`). The service (`shim.quality.drift`) builds the same
+(`training.inference.model.rare_token_shares`). The service (`shim.quality.drift`) builds the same
 histograms from its predictions log and compares them with `distance`. Each reference keeps
 its bin edges, so a model keeps its reference if the defaults here change.
 """

@@ -10,12 +10,14 @@ from typing import Any
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
-from training import label_issues, similar_index
-from training.base_models import make_readable
-from training.config import TrainConfig, UserError
-from training.evaluate import write_report
-from training.model import LABELS_FILE, WEIGHTS_FILE, TicketClassifier
-from training.model_cleaning import write_cleaning
+from training.config import TrainConfig
+from training.encoders.base_models import make_readable
+from training.errors import UserError
+from training.fit import label_issues
+from training.fit.evaluate import write_report
+from training.inference import similar_index
+from training.inference.model import LABELS_FILE, WEIGHTS_FILE, TicketClassifier
+from training.inference.model_cleaning import write_cleaning
 
 CONFIG_FILE = "training_config.json"
 
@@ -39,8 +41,8 @@ def export_model(
     similar: tuple[np.ndarray, list[dict[str, Any]]] | None = None,
 ) -> Path:
     """Save weights, tokenizer, labels, config, metrics and report into `out_dir`, and when
-    given the ranked suspected label errors (`issues`, training/label_issues.py) and the
-    similar-ticket index (`similar`: vectors and tickets, training/similar_index.py).
+    given the ranked suspected label errors (`issues`, training/fit/label_issues.py) and the
+    similar-ticket index (`similar`: vectors and tickets, training/inference/similar_index.py).
 
     Everything is written into a sibling temporary directory that then replaces `out_dir`, which
     may only be missing, empty, or an earlier model directory.

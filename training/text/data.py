@@ -16,7 +16,8 @@ from typing import Any, Literal
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
-from training.cleaning import (
+from training.errors import UserError
+from training.text.cleaning import (
     CONTENT_TYPES,
     PLAIN_TYPE,
     CleaningSettings,
@@ -24,10 +25,9 @@ from training.cleaning import (
     read_mail,
     read_mbox,
 )
-from training.config import DEFAULT_MIN_CLASS_EXAMPLES, UserError
-from training.head_names import feature_columns_problem, heads_problem
-from training.labels import display_forms, label_key
-from training.text_rules import (
+from training.text.head_names import feature_columns_problem, heads_problem
+from training.text.labels import display_forms, label_key
+from training.text.text_rules import (
     MARKUP_FACTOR,
     MAX_TICKET_CHARS,
     field_problem,
@@ -65,6 +65,9 @@ DELIMITERS = (",", ";", "\t", "|", ":")
 OTHER_DELIMITERS = (";", "\t", "|")
 # json.loads recurses per nesting level; no ticket needs more than a few.
 MAX_JSON_DEPTH_ERROR = "the JSON is nested too deeply"
+
+
+DEFAULT_MIN_CLASS_EXAMPLES = 5  # rarer labels are reported: they will be learned poorly
 
 
 class DataError(UserError):
@@ -319,7 +322,7 @@ def validate(
 
     A head needs `min_labels` labels (a mail upload, a mailbox folder of one queue, has one).
 
-    Each text is cleaned by training.cleaning with `cleaning` (the defaults when None): what is
+    Each text is cleaned by training.text.cleaning with `cleaning` (the defaults when None): what is
     stored and trained on is what a model reads."""
     cleaning = cleaning or CleaningSettings()
     parts = text_parts(table, source, columns)

@@ -12,7 +12,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from training.config import BUNDLED_BASE_MODEL, ConfigError
+from training.config import BUNDLED_BASE_MODEL
+from training.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ def prepare_base_model(name: str, out: Path | None = None) -> Path:
     from the installed package versions, is reused as it is. Otherwise the copy is written into
     a temporary sibling directory and renamed into place, so `out` never holds half a model.
     """
-    from training import e5_convert
+    from training.encoders import e5_convert
 
     if name not in PREPARED_MODELS:
         raise ConfigError(f"unknown base model {name!r}; known: {', '.join(PREPARED_MODELS)}")
@@ -100,7 +101,7 @@ def prepare_base_model(name: str, out: Path | None = None) -> Path:
 
 def is_prepared(directory: Path, name: str, versions: dict[str, str]) -> bool:
     """Whether `directory` holds a complete, hash-verified copy matching these sources."""
-    from training.e5_convert import CONVERTER_VERSION, PROVENANCE_FILE, sha256_file
+    from training.encoders.e5_convert import CONVERTER_VERSION, PROVENANCE_FILE, sha256_file
 
     try:
         provenance = json.loads((directory / PROVENANCE_FILE).read_text(encoding="utf-8"))
@@ -121,7 +122,7 @@ def is_prepared(directory: Path, name: str, versions: dict[str, str]) -> bool:
 
 
 def _ours_or_empty(directory: Path) -> bool:
-    from training.e5_convert import PROVENANCE_FILE
+    from training.encoders.e5_convert import PROVENANCE_FILE
 
     return directory.is_dir() and (
         not any(directory.iterdir()) or (directory / PROVENANCE_FILE).is_file()

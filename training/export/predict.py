@@ -9,15 +9,20 @@ import torch
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
 from training.config import DEFAULT_TOP_K
-from training.export import is_model_dir
-from training.model import TicketClassifier, TicketFields, format_predictions, predict_proba
-from training.model_cleaning import ModelCleaning
+from training.export.export import is_model_dir
+from training.inference.model import (
+    TicketClassifier,
+    TicketFields,
+    format_predictions,
+    predict_proba,
+)
+from training.inference.model_cleaning import ModelCleaning
 
 
 class Predictor:
     """Classify texts with a trained model: one dict per text, head -> label/confidence/top_k.
 
-    Texts are cleaned as the model directory says (training/model_cleaning.py) first."""
+    Texts are cleaned as the model directory says (training/inference/model_cleaning.py) first."""
 
     def __init__(
         self,

@@ -4,13 +4,13 @@ The only module that knows the archive layout. An archive holds, flat at its roo
 
     ticket_handler.py    the handler (handlers/ticket_handler.py)
     ticket_requests.py   request parsing / answer formatting (handlers/ticket_requests.py)
-    ticket_model.py      the model definition: a verbatim copy of training/model.py
-    ticket_similar.py    similar-ticket lookups: a verbatim copy of training/similar_index.py
-    model-config.yaml    batching, workers and timeouts for TorchServe, `handler:` settings
-    model.safetensors, config.json, tokenizer files, labels.json, ticket_model.json,
-    training_config.json, metrics.json, ticket_cleaning.py + cleaning.json (the cleaning the
-    model was trained with, training/model_cleaning.py)   (the model directory, without its
-    report pictures)
+    ticket_model.py      the model definition: a verbatim copy of training/inference/model.py
+    ticket_similar.py    similar-ticket lookups: a verbatim copy of
+    training/inference/similar_index.py model-config.yaml    batching, workers and timeouts for
+    TorchServe, `handler:` settings model.safetensors, config.json, tokenizer files, labels.json,
+    ticket_model.json, training_config.json, metrics.json, ticket_cleaning.py + cleaning.json (the
+    cleaning the model was trained with, training/inference/model_cleaning.py)   (the model
+    directory, without its report pictures)
     MAR-INF/MANIFEST.json  model name and version (TorchServe takes the version from here)
 
 It imports nothing from `training/`, so an archive keeps working after the project changes.
@@ -36,17 +36,21 @@ from typing import Any
 
 import yaml
 
-from training.config import DEFAULT_TOP_K, UserError
+from training.config import DEFAULT_TOP_K
+from training.errors import UserError
+from training.files import module_file
 
-HANDLERS_DIR = Path(__file__).resolve().parent.parent / "handlers"
-MODEL_SOURCE = Path(__file__).resolve().parent / "model.py"
-SIMILAR_SOURCE = Path(__file__).resolve().parent / "similar_index.py"
+HANDLERS_DIR = Path(__file__).resolve().parents[2] / "handlers"
+# The files every archive carries, found without importing them (they import torch).
+MODEL_SOURCE = module_file("training.inference.model")
+SIMILAR_SOURCE = module_file("training.inference.similar_index")
 SIMILAR_MODULE_FILE = "ticket_similar.py"
 HANDLER_FILE = "ticket_handler.py"
 HELPER_FILES = ("ticket_requests.py",)
 MODEL_MODULE_FILE = "ticket_model.py"
 CONFIG_FILE = "model-config.yaml"
-# training.model's WEIGHTS_FILE and LABELS_FILE, named here so this module needs no torch import.
+# training.inference.model's WEIGHTS_FILE and LABELS_FILE, named here so this module needs no torch
+# import.
 WEIGHTS_FILE = "model.safetensors"
 LABELS_FILE = "labels.json"
 # Files of a model directory that serve no purpose in a served archive.
@@ -203,8 +207,8 @@ def _run_archiver(
             raise FileNotFoundError(f"handler file {HANDLERS_DIR / file_name} is missing")
         shutil.copy2(HANDLERS_DIR / file_name, source / file_name)
     (source / CONFIG_FILE).write_text(
-        "# Written by training/archive.py: batching, workers and timeouts; handler settings\n"
-        + yaml.safe_dump(settings.model_config(_top_k(model_dir)), sort_keys=False),
+        "# Written by training/export/archive.py: batching, workers and timeouts; handler "
+        "settings\n" + yaml.safe_dump(settings.model_config(_top_k(model_dir)), sort_keys=False),
         encoding="utf-8",
     )
     extra = [

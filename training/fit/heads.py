@@ -4,7 +4,7 @@ Candidates per head: the lexical TF-IDF features alone (among them the classical
 recipe, C 0.5 without class weights), the frozen encoder's embedding alone, and both side by
 side, the embedding scaled by each `dense_weight`; each at every C of `linear_c`, with and
 without balanced class weights. A model trained with feature columns has their one-hot
-features beside every candidate's (training/fields.py). Every candidate is cross-fitted on
+features beside every candidate's (training/fit/fields.py). Every candidate is cross-fitted on
 `folds` stratified folds: an SVM trained on the other folds scores each fold.
 
 The choice is the one-standard-error rule in favour of the simplest candidate, the baseline
@@ -45,7 +45,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.svm import LinearSVC
 
 from training.config import TrainConfig
-from training.model import TicketClassifier
+from training.inference.model import TicketClassifier
 
 logger = logging.getLogger(__name__)
 
@@ -403,7 +403,7 @@ def install_head(model: TicketClassifier, head: str, fitted: LinearHead) -> None
         layer.weight.copy_(torch.from_numpy(fitted.dense_coef))
         layer.bias.copy_(torch.from_numpy(fitted.bias))
         if model.lexical_weights is not None:
-            # The table's rows: the n-gram features, then the fields' (training/model.py).
+            # The table's rows: the n-gram features, then the fields' (training/inference/model.py).
             start = model.label_offset(head)
             columns = slice(start, start + len(model.labels[head]))
             table = model.lexical_weights.weight

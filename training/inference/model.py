@@ -49,7 +49,7 @@ class LexicalFeaturizer:
     `TfidfVectorizer(lowercase=True, sublinear_tf=True, norm="l2")` does for the `word` (token
     pattern `\\b\\w\\w+\\b`) and `char_wb` analyzers; blocks are concatenated (a FeatureUnion).
 
-    Fitting lives in training/lexical.py; this class only applies a fitted vocabulary.
+    Fitting lives in training/fit/lexical.py; this class only applies a fitted vocabulary.
     """
 
     WORD_PATTERN = re.compile(r"(?u)\b\w\w+\b")
@@ -110,7 +110,7 @@ class FieldEncoder:
     never seen, an empty one or a column not sent is "unknown": no feature, never an error.
     Columns match by name without regard to case; values as labels do (case and spacing aside).
 
-    Fitting lives in training/fields.py; this class only applies the known values.
+    Fitting lives in training/fit/fields.py; this class only applies the known values.
     """
 
     def __init__(self, columns: dict[str, list[str]]) -> None:
@@ -520,7 +520,7 @@ def format_predictions(
             top = [[names[j], round(float(matrix[row, j]), 6)] for j in best]
             answer: dict[str, Any] = {"label": top[0][0], "confidence": top[0][1], "top_k": top}
             if head_gate is not None:
-                # training.calibration.clears_gate's rule (an archive cannot import it).
+                # training.fit.calibration.clears_gate's rule (an archive cannot import it).
                 threshold = gate_threshold(head_gate, top[0][0])
                 answer["auto_route"] = threshold is not None and top[0][1] >= threshold
             results[row][head] = answer

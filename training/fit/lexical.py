@@ -1,7 +1,8 @@
 """Fit the lexical branch: word and character n-gram TF-IDF vocabularies with scikit-learn.
 
-The fitted vocabulary and idf become a `LexicalFeaturizer` (training/model.py), which computes
-the same features without scikit-learn wherever the model runs (a test holds the two equal).
+The fitted vocabulary and idf become a `LexicalFeaturizer` (training/inference/model.py), which
+computes the same features without scikit-learn wherever the model runs (a test holds the two
+equal).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import numpy as np
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from training.model import LexicalFeaturizer
+from training.inference.model import LexicalFeaturizer
 
 # The blocks of the baseline every help desk could run: word 1-2-grams and char_wb 2-5-grams.
 BLOCKS = (("word", (1, 2)), ("char_wb", (2, 5)))

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
-from training.base_models import cache_dir
-from training.model import TicketClassifier, encode
+from training.encoders.base_models import cache_dir
+from training.inference.model import TicketClassifier, encode
 
 CACHE_FILE = "embeddings.sqlite"
 # Files of an encoder directory that decide its embeddings.

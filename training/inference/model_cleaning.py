@@ -1,6 +1,7 @@
-"""The cleaning a model directory carries: its own copy of training/cleaning.py and its settings.
+"""The cleaning a model directory carries: its own copy of training/text/cleaning.py and its
+settings.
 
-    ticket_cleaning.py   training/cleaning.py as it was when the model was trained
+    ticket_cleaning.py   training/text/cleaning.py as it was when the model was trained
     cleaning.json        CleaningSettings.to_dict(): version, clean_mail, mask_personal_data, ...
 
 Serving (the TorchServe handler, `Predictor`) cleans with these two files, never with the
@@ -19,9 +20,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from training.cleaning import CleaningSettings
+from training.files import module_file
+from training.text.cleaning import CleaningSettings
 
-CLEANING_SOURCE = Path(__file__).resolve().parent / "cleaning.py"
+CLEANING_SOURCE = module_file("training.text.cleaning")
 CLEANING_MODULE_FILE = "ticket_cleaning.py"
 CLEANING_FILE = "cleaning.json"
 
@@ -46,7 +48,7 @@ class ModelCleaning:
     @classmethod
     def current(cls, settings: CleaningSettings | None = None) -> ModelCleaning:
         """The project's cleaning with `settings` (the defaults), as a new model would clean."""
-        from training import cleaning
+        from training.text import cleaning
 
         return cls(cleaning, (settings or CleaningSettings()).to_dict())
 
