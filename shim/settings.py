@@ -477,8 +477,17 @@ def _problem(error: Any, origins: dict[str, str]) -> str:
     return f"{where}: {reason}"
 
 
-class _Environment(EnvSettingsSource):
-    """`TICKETSERVE_*` variables of a mapping; lists and mappings in this service's syntax."""
+class _ServiceSyntax:
+    """Lists as JSON or `a,b`, mappings as JSON or `key=value,key=value` (see `_parse_env`)."""
+
+    def prepare_field_value(
+        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
+    ) -> Any:
+        return None if value is None else _parse_env(field_name, value)
+
+
+class _Environment(_ServiceSyntax, EnvSettingsSource):
+    """`TICKETSERVE_*` variables of a mapping."""
 
     def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
         self._env = env
@@ -489,13 +498,8 @@ class _Environment(EnvSettingsSource):
         # value is "not set".
         return {name.lower(): value for name, value in self._env.items() if value != ""}
 
-    def prepare_field_value(
-        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
-    ) -> Any:
-        return None if value is None else _parse_env(field_name, value)
 
-
-class _EnvFile(DotEnvSettingsSource):
+class _EnvFile(_ServiceSyntax, DotEnvSettingsSource):
     """An environment file's `TICKETSERVE_*=value` lines (comments and blanks allowed); a line
     naming no setting is an error, so a misspelt name is not silently ignored."""
 
@@ -510,11 +514,6 @@ class _EnvFile(DotEnvSettingsSource):
             for name, value in super()._load_env_vars().items()
             if name.startswith(prefix) and name != other
         }
-
-    def prepare_field_value(
-        self, field_name: str, field: FieldInfo, value: Any, value_is_complex: bool
-    ) -> Any:
-        return None if value is None else _parse_env(field_name, value)
 
 
 def _parse_env(name: str, raw: str) -> Any:
