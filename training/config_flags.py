@@ -50,15 +50,13 @@ def config_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _help(name: str) -> str:
-    value = default(name)
+    info = TrainConfig.model_fields[name]
+    base, _ = kind(info)
     # A switch or a choice shows what it takes already.
-    plain = (
-        kind(TrainConfig.model_fields[name])[0] is bool
-        or get_origin(kind(TrainConfig.model_fields[name])[0]) is Literal
-    )
-    shown = f"default {_shown(value)}" + ("" if plain else f"; {expected(name)}")
+    plain = base is bool or get_origin(base) is Literal
+    shown = f"default {_shown(default(name))}" + ("" if plain else f"; {expected(name)}")
     # argparse formats help with %, so a literal one is doubled.
-    return f"{TrainConfig.model_fields[name].description} ({shown})".replace("%", "%%")
+    return f"{info.description} ({shown})".replace("%", "%%")
 
 
 def markdown_table() -> str:
