@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from shim.errors import BadRequest, Conflict, NotFound, Unprocessable, UnsupportedMediaType
+from shim.schemas import DatasetPublic
 from shim.store.datasets import UploadOptions, ingest, summary, upload_format
 from shim.store.job_record import Job, JobStatus
-from shim.store.registry import Store, VersionRecord
+from shim.store.registry import DatasetRecord, Store, VersionRecord
 from training.text.sample_data import generate_tickets
 
 
@@ -165,3 +167,10 @@ def test_version_numbers_are_never_reused(tmp_path: Path) -> None:
     assert [v.version for v in store.versions()] == [1]
     with pytest.raises(NotFound):
         store.get_version(2)
+
+
+def test_the_public_dataset_is_the_stored_record_less_its_file() -> None:
+    """schemas.DatasetPublic is written out (the shared schemas import no room): it must keep
+    every field of the record but where the file lies."""
+    stored = {f.name for f in fields(DatasetRecord)}
+    assert set(DatasetPublic.model_fields) == stored - {"file"}
