@@ -219,3 +219,25 @@ def test_the_gate_of_a_head(tmp_path: Path, settings, raw, auto_route, label) ->
     ticket = classifier.ticket(raw)
     assert ticket.auto_route is auto_route and ticket.queue is not None
     assert ticket.queue.label == label and ticket.queue.model_label == "Hardware"
+
+
+def test_the_admin_commands_read_the_environment_file(tmp_path: Path, capsys, monkeypatch) -> None:
+    """`--env-file` reaches the commands: backup finds the data directory the file names, and a
+    bad line stops serve before anything starts."""
+    from shim.cli import main
+
+    def status(argv: list[str]) -> int:
+        try:
+            return main(argv)
+        except SystemExit as exit_:  # serve exits with its status; a UserError returns it
+            return int(exit_.code or 0)
+
+    monkeypatch.delenv("TICKETSERVE_DATA_DIR", raising=False)
+    env_file = tmp_path / "ticketserve.env"
+    env_file.write_text(f"TICKETSERVE_DATA_DIR={tmp_path / 'from-file'}\n")
+    assert status(["backup", str(tmp_path / "b.tar.gz"), "--env-file", str(env_file)]) == 1
+    assert f"no registry at {tmp_path / 'from-file'}" in capsys.readouterr().err
+    env_file.write_text("TICKETSERVE_PORT=eighty\n")
+    assert status(["serve", "--env-file", str(env_file), "--data-dir", str(tmp_path / "var")]) == 1
+    assert f"TICKETSERVE_PORT (port) in {env_file}" in capsys.readouterr().err
+    assert not (tmp_path / "var").exists()
