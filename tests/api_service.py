@@ -244,6 +244,16 @@ class Background:
         self._stop.set()
         self._thread.join(timeout=600)
 
+    def calls(self) -> int:
+        return len(self.answered) + len(self.failures)
+
+    def wait_for(self, calls: int, timeout: float = 60.0) -> None:
+        """Until `calls` calls have ended, or `timeout` passed: the block then surely overlaps
+        that many calls, however slow the machine (a dead thread ends no more)."""
+        deadline = time.monotonic() + timeout
+        while self.calls() < calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+
     def check(self, minimum: int = 1) -> None:
         assert not self.failures, self.failures
         assert len(self.answered) >= minimum, f"only {len(self.answered)} calls during the block"

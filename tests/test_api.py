@@ -305,6 +305,7 @@ def test_versions_train_activate_roll_back_and_delete_while_classify_answers(
             assert r.json()["is_default"] is True
             answer = service.post("/api/v1/classify", json={"ticket_data": "Refund my order"})
             assert answer.json()["model_version"] == version
+            traffic.wait_for(traffic.calls() + 1)  # one more background call with this default
     traffic.check(minimum=3)
 
     # Roll back to 1; an explicit version still reaches 2.

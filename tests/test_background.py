@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import requests
 from api_service import Background
-
-
-def wait_for_calls(traffic: Background, calls: int, timeout: float = 10.0) -> None:
-    """Until `calls` answers are in, or `timeout` passed (a dead thread answers no more)."""
-    deadline = time.monotonic() + timeout
-    while len(traffic.answered) + len(traffic.failures) < calls and time.monotonic() < deadline:
-        time.sleep(0.01)
 
 
 def answer(status: int) -> requests.Response:
@@ -29,14 +20,14 @@ def test_a_request_that_raises_fails_the_check() -> None:
         return answer(200)
 
     with Background(request, pause_s=0.01) as traffic:
-        wait_for_calls(traffic, 5)
+        traffic.wait_for(5, timeout=10)
     with pytest.raises(AssertionError, match="call 2: ConnectionError: connection reset"):
         traffic.check()
 
 
 def test_an_unexpected_status_fails_the_check_and_silence_too() -> None:
     with Background(lambda call: answer(503 if call == 1 else 201), expected=201) as traffic:
-        wait_for_calls(traffic, 3)
+        traffic.wait_for(3, timeout=10)
     with pytest.raises(AssertionError, match="call 1: 503"):
         traffic.check()
     with Background(lambda call: answer(200), pause_s=10) as idle:
@@ -44,5 +35,5 @@ def test_an_unexpected_status_fails_the_check_and_silence_too() -> None:
     with pytest.raises(AssertionError, match=r"only [01] calls during the block"):
         idle.check(minimum=2)
     with Background(lambda call: answer(200)) as busy:
-        wait_for_calls(busy, 3)
+        busy.wait_for(3, timeout=10)
     busy.check(minimum=3)
