@@ -1,5 +1,6 @@
 """The `ticketserve` console script: the training commands plus `serve` (the /api/v1 service),
-`backup` / `restore` of its data directory, and `retrain` (a client of the running service).
+`backup` / `restore` of its data directory, `db upgrade` of its registry, and `retrain` (a client
+of the running service).
 
 It lives on the shim side so that `training` never imports `shim`: the training CLI's parser is
 reused and gains these subcommands.
@@ -62,6 +63,17 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
     _add_data_dir(restore, "data directory to fill: empty or new")
     _add_env_file(restore)
     restore.set_defaults(handler=cmd_restore)
+
+    database = commands.add_parser(
+        "db",
+        help="the registry's database: `db upgrade` brings it to this release's schema",
+        description="The service upgrades its registry when it starts; `db upgrade` does it "
+        "beforehand, e.g. before several replicas start on one database.",
+    )
+    database.add_argument("action", choices=["upgrade"], help="what to do")
+    _add_data_dir(database, "data directory whose registry to upgrade")
+    _add_env_file(database)
+    database.set_defaults(handler=cmd_db)
 
     retrain = commands.add_parser(
         "retrain",
@@ -191,6 +203,28 @@ def cmd_restore(args: argparse.Namespace) -> None:
         f"restored {args.archive} into {summary.path}: {_contents(summary)}; start the service "
         f"with --data-dir {summary.path}"
     )
+
+
+def cmd_db(args: argparse.Namespace) -> None:
+    """Upgrade the registry's schema in place (nothing else in the data directory changes)."""
+    from shim.store.registry import SCHEMA_VERSION
+    from shim.store.registry.database import SQLITE_FILE, Database, sqlite_url
+
+    root = _data_dir(args).resolve()
+    registry = root / SQLITE_FILE
+    if not registry.is_file():
+        raise UserError(f"no registry at {registry}: is {root} a ticketserve data directory?")
+    database = Database(sqlite_url(registry), root)
+    try:
+        old = database.upgrade()
+    except OSError as exc:  # e.g. run as a user who may not write the data directory
+        _fail(exc, args.command)
+    finally:
+        database.close()
+    if old == SCHEMA_VERSION:
+        print(f"the registry {registry} has schema version {SCHEMA_VERSION}, this release's")
+    else:
+        print(f"upgraded the registry {registry}: schema version {old} -> {SCHEMA_VERSION}")
 
 
 def cmd_retrain(args: argparse.Namespace) -> None:

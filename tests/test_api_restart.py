@@ -110,7 +110,7 @@ def test_kill_during_training_then_restart_tells_the_truth(service: Service) -> 
     # The orphaned training process notices its parent is gone and exits by itself.
     wait_gone(children)
     # Until the restart, the registry still says "running": nobody was left to record the end.
-    assert Store(service.data_dir).get_job(job_id).status == "running"
+    assert Store(service.data_dir).jobs.get(job_id).status == "running"
 
     service.start()
     job = service.get(f"/api/v1/train/{job_id}").json()
@@ -143,5 +143,5 @@ def test_sigterm_during_training_stops_everything_cleanly(service: Service) -> N
     assert service.stop(signal.SIGTERM) == 0
     assert time.monotonic() - started < 90
     wait_gone(children + torchserve, timeout=5)
-    job = Store(service.data_dir).get_job(job_id)
+    job = Store(service.data_dir).jobs.get(job_id)
     assert job.status == "failed" and job.error == INTERRUPTED

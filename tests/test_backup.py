@@ -116,7 +116,7 @@ def test_backup_while_serving_restores_a_service_with_the_same_answers(run, tmp_
         assert f"into {restored.data_dir}: " in result.stdout
         assert (restored.data_dir.stat().st_mode & 0o777) == 0o700
         assert not [p for p in restored.data_dir.iterdir() if p.name.startswith(".")]
-        record = Store(restored.data_dir).get_job(job_id)
+        record = Store(restored.data_dir).jobs.get(job_id)
         assert record.status == JobStatus.FAILED and record.pid is None
         assert record.error == BACKUP_INTERRUPTED
 
@@ -209,7 +209,7 @@ def test_the_small_backup_restores(small: Small, tmp_path: Path) -> None:
     assert summary.files == 2 and summary.dataset_rows == 30
     assert sorted(p.name for p in summary.path.iterdir()) == ["datasets", "registry.sqlite3"]
     store = Store(summary.path)
-    (dataset,) = store.datasets()
+    (dataset,) = store.datasets.all()
     assert dataset.file.read_bytes() == next(small.data_dir.glob("datasets/*.jsonl")).read_bytes()
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -168,7 +168,7 @@ def test_the_service_s_target_keeps_a_per_class_gate_and_a_raw_threshold_overrid
     record = VersionRecord(
         2, None, datetime.now(UTC), tmp_path / "m", tmp_path / "a.mar", metrics, 0.5, 600
     )
-    store.add_version(record, make_default=True)
+    store.versions.add(record, make_default=True)
 
     def routed(settings: Settings, label: str) -> bool:
         raw = {"label": label, "confidence": 0.65, "top_k": [[label, 0.65]], "auto_route": False}

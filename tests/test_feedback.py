@@ -351,9 +351,9 @@ def test_the_log_prunes_by_age_and_count_as_it_writes(tmp_path: Path) -> None:
         return PredictionRecord(new_prediction_id(ms), ms, 1, "text", "sha", {})
 
     stale = record(cutoff - 1)
-    store.add_predictions([stale], 3, cutoff)  # written and pruned in the same transaction
+    store.predictions.add([stale], 3, cutoff)  # written and pruned in the same transaction
     fresh = [record(now + i) for i in range(5)]
-    store.add_predictions(fresh, 3, cutoff)
+    store.predictions.add(fresh, 3, cutoff)
     db = sqlite3.connect(store.db_path)
     try:
         kept = [r[0] for r in db.execute("SELECT id FROM predictions ORDER BY seq")]
@@ -377,13 +377,13 @@ def test_the_feedback_store_has_a_bound_and_replacing_still_works(tmp_path: Path
             uuid.uuid4().hex[:16], prediction_id, utcnow(), 1, "text", {"queue": label}, None
         )
 
-    store.put_feedback(correction("a" * 24, "Hardware"), max_rows=2)
-    store.put_feedback(correction(None, "Hardware"), max_rows=2)
+    store.feedback.put(correction("a" * 24, "Hardware"), max_rows=2)
+    store.feedback.put(correction(None, "Hardware"), max_rows=2)
     with pytest.raises(Conflict) as refused:
-        store.put_feedback(correction("b" * 24, "Hardware"), max_rows=2)
+        store.feedback.put(correction("b" * 24, "Hardware"), max_rows=2)
     assert refused.value.code == "feedback_full" and "TICKETSERVE_MAX_FEEDBACK_ROWS" in str(
         refused.value
     )
-    _, replaced = store.put_feedback(correction("a" * 24, "Billing"), max_rows=2)
+    _, replaced = store.feedback.put(correction("a" * 24, "Billing"), max_rows=2)
     assert replaced
-    assert [r.labels["queue"] for r in store.feedback()] == ["Billing", "Hardware"]
+    assert [r.labels["queue"] for r in store.feedback.page()] == ["Billing", "Hardware"]

@@ -88,16 +88,16 @@ def test_recover_fails_unfinished_jobs_and_stops_their_process(tmp_path: Path) -
     alive.start(pid=orphan.pid)
     done.fail("boom")
     for job in (gone, alive, done):
-        store.save_job(job)
+        store.jobs.save(job)
 
     recovered = runner_on(tmp_path).recover()
     assert {j.id for j in recovered} == {gone.id, alive.id}
     assert orphan.wait(timeout=30) != 0
     for job_id in (gone.id, alive.id):
-        job = store.get_job(job_id)
+        job = store.jobs.get(job_id)
         assert job.status == JobStatus.FAILED and job.error == INTERRUPTED
-    assert store.get_job(done.id).error == "boom"
-    assert store.unfinished_jobs() == []
+    assert store.jobs.get(done.id).error == "boom"
+    assert store.jobs.unfinished() == []
 
 
 def test_submit_needs_data(tmp_path: Path) -> None:
@@ -151,11 +151,11 @@ def test_a_new_job_expects_the_last_jobs_seconds_per_ticket(tmp_path: Path) -> N
     earlier.data_loaded(120)
     earlier.trained({"train_seconds": 60.0})
     earlier.succeed(version=1, is_default=True, note="first")
-    runner.store.save_job(earlier)
+    runner.store.jobs.save(earlier)
     body = generate_tickets(30, seed=5).to_csv(index=False).encode()
     ingest(runner.store, body, "text/csv", UploadOptions())
     job = runner.submit({})
-    rows = runner.store.datasets()[0].rows
+    rows = runner.store.datasets.all()[0].rows
     assert job.expected_duration_s == pytest.approx(60.0 / 120 * rows)
     deadline = time.monotonic() + 180
     while runner.is_busy() and time.monotonic() < deadline:

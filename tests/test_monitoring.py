@@ -23,7 +23,7 @@ from shim.metrics import ApiMetrics
 from shim.quality.monitoring import Monitoring
 from shim.settings import Settings
 from shim.store.predictions import new_prediction_id
-from shim.store.registry import MIGRATIONS, FeedbackRecord, PredictionRecord, Store, VersionRecord
+from shim.store.registry import FeedbackRecord, PredictionRecord, Store, VersionRecord, legacy
 from training.fit.calibration import precision_interval
 from training.text import sample_data
 
@@ -95,14 +95,14 @@ def test_answers_logged_without_the_gate_count_as_unknown(tmp_path: Path) -> Non
         )
         for gate in (None, True, False, True)
     ]
-    store.add_predictions(records, keep_count=100, cutoff_ms=0)
+    store.predictions.add(records, keep_count=100, cutoff_ms=0)
     [quality] = Monitoring(Settings(data_dir=tmp_path), store, ApiMetrics()).report(1, 2).versions
     route = quality.auto_route["queue"]
     assert (route.answers, route.cleared, route.unknown, route.share) == (4, 2, 1, 2 / 3)
     # The steps since the feedback tables are idempotent: they may meet a registry that has
     # their indexes and columns.
     with sqlite3.connect(store.db_path) as db:
-        for _, step in MIGRATIONS[3:]:
+        for _, step in legacy.MIGRATIONS[3:]:
             step(db, tmp_path)
 
 
@@ -111,7 +111,7 @@ def test_live_precision_of_auto_routed_answers_and_its_warning(tmp_path: Path, c
     whose upper end is below the target warns (report, gauge, one log line per crossing)."""
     store = Store(tmp_path)
     calibration = {"queue": {"target_precision": 0.9}, "priority": {"target_precision": 0.8}}
-    store.add_version(
+    store.versions.add(
         VersionRecord(
             3,
             None,
@@ -141,11 +141,11 @@ def test_live_precision_of_auto_routed_answers_and_its_warning(tmp_path: Path, c
         )
         for i in range(40)
     ]
-    store.add_predictions(records, keep_count=100, cutoff_ms=0)
+    store.predictions.add(records, keep_count=100, cutoff_ms=0)
     # Feedback on every answer: auto-routed ones right 18 times in 30, the others never.
     for i, record in enumerate(records):
         queue = "Billing" if i < 18 else "Hardware"
-        store.put_feedback(
+        store.feedback.put(
             FeedbackRecord(
                 f"f{i}",
                 record.id,

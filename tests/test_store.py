@@ -41,7 +41,7 @@ def test_upload_is_stored_as_normalised_rows_and_survives_a_new_store(tmp_path: 
     assert report.rows_accepted == 30 and report.stored_rows == 30
 
     reopened = Store(tmp_path)  # e.g. after a restart
-    (dataset,) = reopened.datasets()
+    (dataset,) = reopened.datasets.all()
     assert dataset.id == report.dataset_id and dataset.rows == 30 and dataset.format == "csv"
     rows = [json.loads(line) for line in dataset.file.read_text(encoding="utf-8").splitlines()]
     assert len(rows) == 30
@@ -54,12 +54,12 @@ def test_append_by_default_and_replace_on_request(tmp_path: Path) -> None:
     first = ingest(store, csv_bytes(30, seed=1), "text/csv", UploadOptions())
     ingest(store, csv_bytes(20, seed=2), "text/csv", UploadOptions())
     assert summary(store).rows == 50
-    old_files = [d.file for d in store.datasets()]
+    old_files = [d.file for d in store.datasets.all()]
 
     replaced = ingest(store, csv_bytes(25, seed=3), "text/csv", UploadOptions(replace=True))
     assert replaced.replaced and replaced.stored_rows == 25 and replaced.stored_datasets == 1
     assert not any(path.exists() for path in old_files)
-    assert first.dataset_id not in {d.id for d in store.datasets()}
+    assert first.dataset_id not in {d.id for d in store.datasets.all()}
 
 
 def test_summary_merges_label_spellings_across_uploads(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_upload_with_other_label_columns_than_stored_is_a_conflict(tmp_path: Pat
     body = queue_only.to_csv(index=False).encode()
     with pytest.raises(Conflict, match="replace the stored data"):
         ingest(store, body, "text/csv", UploadOptions())
-    assert len(store.datasets()) == 1
+    assert len(store.datasets.all()) == 1
     assert ingest(store, body, "text/csv", UploadOptions(replace=True)).stored_rows == 20
 
 
@@ -89,7 +89,7 @@ def test_unreadable_and_unusable_bodies_are_told_apart(tmp_path: Path) -> None:
         ingest(store, "text,queue\nGröße,a\n".encode("latin-1"), "text/csv", UploadOptions())
     with pytest.raises(Unprocessable, match="no label column"):
         ingest(store, b"text,colour\nhello,red\n", "text/csv", UploadOptions())
-    assert store.datasets() == []
+    assert store.datasets.all() == []
     assert list(store.datasets_dir.iterdir()) == []
 
 
@@ -127,7 +127,7 @@ def test_orphan_dataset_files_are_removed(tmp_path: Path) -> None:
     (store.datasets_dir / "0123abcd.jsonl").write_text("{}\n")
     (store.datasets_dir / ".half.jsonl.1234.tmp").write_text("{")
     # ... and a crash while publishing version 2 next to a published version 1:
-    store.add_version(version_record(1, store.models_dir), make_default=True)
+    store.versions.add(version_record(1, store.models_dir), make_default=True)
     for name in ("v1", "v2"):
         (store.models_dir / name).mkdir()
     for name in ("ticket-v1.mar", "ticket-v2.mar"):
@@ -141,32 +141,32 @@ def test_orphan_dataset_files_are_removed(tmp_path: Path) -> None:
 def test_jobs_round_trip_and_the_latest_wins(tmp_path: Path) -> None:
     store = Store(tmp_path)
     first, second = Job.new({"epochs": 1}), Job.new({"epochs": 2})
-    store.save_job(first)
-    store.save_job(second)
+    store.jobs.save(first)
+    store.jobs.save(second)
     second.start(pid=123)
-    store.save_job(second)
-    assert store.latest_job().id == second.id
-    loaded = store.get_job(second.id)
+    store.jobs.save(second)
+    assert store.jobs.latest().id == second.id
+    loaded = store.jobs.get(second.id)
     assert loaded.status == JobStatus.RUNNING and loaded.pid == 123
     assert loaded.started_at == second.started_at
-    assert [j.id for j in store.unfinished_jobs()] == [first.id, second.id]
+    assert [j.id for j in store.jobs.unfinished()] == [first.id, second.id]
     with pytest.raises(NotFound):
-        store.get_job("nope")
+        store.jobs.get("nope")
 
 
 def test_version_numbers_are_never_reused(tmp_path: Path) -> None:
     store = Store(tmp_path)
-    assert store.default_version() is None
-    one = store.next_version()
-    store.add_version(version_record(one, tmp_path), make_default=True)
-    two = store.next_version()
-    store.add_version(version_record(two, tmp_path), make_default=False)
-    assert (one, two) == (1, 2) and store.default_version() == 1
-    store.delete_version(two)
-    assert Store(tmp_path).next_version() == 3
-    assert [v.version for v in store.versions()] == [1]
+    assert store.versions.default() is None
+    one = store.versions.reserve()
+    store.versions.add(version_record(one, tmp_path), make_default=True)
+    two = store.versions.reserve()
+    store.versions.add(version_record(two, tmp_path), make_default=False)
+    assert (one, two) == (1, 2) and store.versions.default() == 1
+    store.versions.delete(two)
+    assert Store(tmp_path).versions.reserve() == 3
+    assert [v.version for v in store.versions.all()] == [1]
     with pytest.raises(NotFound):
-        store.get_version(2)
+        store.versions.get(2)
 
 
 def test_the_public_dataset_is_the_stored_record_less_its_file() -> None:

@@ -22,7 +22,7 @@ from api_service import TICKETSERVE, Service, free_port
 from conftest import PROBE_TEXTS, TrainedModel
 
 from shim.store.backup import backup
-from shim.store.registry import MIGRATIONS, SCHEMA_VERSION, RegistryError, Store, migrate
+from shim.store.registry import SCHEMA_VERSION, RegistryError, Store, legacy
 from training.export.archive import build_archive
 from training.fit.evaluate import selection_score
 from training.text.sample_data import generate_tickets
@@ -219,7 +219,7 @@ def test_the_new_service_serves_a_data_directory_of_the_first_release(
     assert (old.model_dir / "model.safetensors").is_file()
     # Relative paths: the directory can move now.
     moved = old.root.rename(tmp_path / "moved")
-    record = Store(moved).get_version(1)
+    record = Store(moved).versions.get(1)
     assert record.archive == moved / "model_store" / "ticket-v1.mar" and record.archive.is_file()
     assert record.model_dir == moved / "models" / "v1" and record.model_dir.is_dir()
 
@@ -245,6 +245,7 @@ def test_the_first_migration_step_is_the_first_releases_schema(tmp_path: Path) -
         "connector_cursors",
         "connector_imports",
         "connector_imported",
+        "alembic_version",  # Alembic's, from the baseline on
     }
     assert dump(new)["user_version"] == SCHEMA_VERSION
 
@@ -276,7 +277,7 @@ def test_migration_is_idempotent(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     for table in ("datasets", "jobs", "meta", "upload_keys"):
         assert migrated[table] == before[table]
     assert migrated["predictions"] == migrated["feedback"] == []  # new, empty tables
-    assert [v.archive for v in store.versions()] == [old.archive, outside / "ticket-v2.mar"]
+    assert [v.archive for v in store.versions.all()] == [old.archive, outside / "ticket-v2.mar"]
 
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="shim.store.registry"):
@@ -285,10 +286,10 @@ def test_migration_is_idempotent(tmp_path: Path, caplog: pytest.LogCaptureFixtur
     assert dump(old.registry) == migrated
     db = sqlite3.connect(old.registry, isolation_level=None)
     try:
-        assert migrate(db, old.root, old.registry) == SCHEMA_VERSION
+        assert legacy.upgrade(db, old.root) == SCHEMA_VERSION
         db.execute("PRAGMA user_version = 0")  # as if a step had not been recorded
-        assert migrate(db, old.root, old.registry) == 0
-        for _, step in MIGRATIONS:  # and every step once more, outside migrate()
+        assert legacy.upgrade(db, old.root) == 0
+        for _, step in legacy.MIGRATIONS:  # and every step once more, outside upgrade()
             step(db, old.root)
     finally:
         db.close()
@@ -327,4 +328,44 @@ def test_a_registry_of_a_newer_release_is_refused(tmp_path: Path) -> None:
     with pytest.raises(RegistryError, match=f"has schema version {newer}, newer than"):
         backup(data_dir, tmp_path / "backup.tar.gz")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["var"]
+    # Nor upgraded by hand.
+    result = ticketserve_db(data_dir)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [f"ticketserve db: error: {error.value}"]
     assert dump(registry) == before
+
+
+def ticketserve_db(data_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [TICKETSERVE, "db", "upgrade", "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_db_upgrade_brings_a_first_release_registry_to_this_releases_schema(
+    tmp_path: Path,
+) -> None:
+    """`ticketserve db upgrade`: the registry alone, in place; again, nothing to do."""
+    old = write_first_release_data_dir(tmp_path / "var", None)
+    before = dump(old.registry)
+    result = ticketserve_db(old.root)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == (
+        f"upgraded the registry {old.registry}: schema version 0 -> {SCHEMA_VERSION}\n"
+    )
+    upgraded = dump(old.registry)
+    assert upgraded["user_version"] == SCHEMA_VERSION
+    for table in ("datasets", "jobs", "meta", "upload_keys"):
+        assert upgraded[table] == before[table]
+    assert ticketserve_db(old.root).stdout == (
+        f"the registry {old.registry} has schema version {SCHEMA_VERSION}, this release's\n"
+    )
+    missing = tmp_path / "empty"
+    result = ticketserve_db(missing)
+    assert result.returncode == 1 and not missing.exists()
+    assert result.stderr == (
+        f"ticketserve db: error: no registry at {missing / 'registry.sqlite3'}: is {missing} a "
+        "ticketserve data directory?\n"
+    )

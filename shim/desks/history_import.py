@@ -14,28 +14,27 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
+from sqlalchemy import Connection, delete, select, update
 
 from connectors.base import DESK_HEADS, DeskError, HelpDesk, HistoryPage, HistoryTicket
 from connectors.label_map import LabelMap
 from shim.errors import Conflict, NotFound
 from shim.settings import Settings
 from shim.store.registry import DatasetRecord, Store, utcnow
+from shim.store.registry.tables import connector_imported, connector_imports, datasets
 from training.text.data import DEFAULT_MIN_CLASS_EXAMPLES, Columns, DataError, TicketData, validate
+
+imports = connector_imports.c  # its columns, as the queries below name them
 
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 500
-STATE_COLUMNS = (
-    "connector, since, status, cursor, page_size, pages, imported, duplicates, skipped, "
-    "resumed, error, started_at, updated_at, finished_at"
-)
 
 
 class ImportProblem(Exception):
@@ -130,12 +129,14 @@ class HistoryImports:
         """The running import of `connector`, else its latest; 404 when there is none."""
         if connector not in self.desks:
             raise NotFound(f"the {connector} connector is not configured", code="connector_off")
-        with self.store.reading() as db:
-            row = db.execute(
-                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE connector = ? "
-                "ORDER BY status = 'running' DESC, updated_at DESC LIMIT 1",
-                (connector,),
-            ).fetchone()
+        query = (
+            select(connector_imports)
+            .where(imports.connector == connector)
+            .order_by((imports.status == "running").desc(), imports.updated_at.desc())
+            .limit(1)
+        )
+        with self.store.reading() as conn:
+            row = conn.execute(query).first()
         if row is None:
             raise NotFound(f"no import of {connector} yet", code="no_import")
         return ImportState.from_row(row)
@@ -144,11 +145,13 @@ class HistoryImports:
 
     def resume(self) -> None:
         """Go on with the imports a stopped service left running, each at its cursor."""
-        with self.store.reading() as db:
-            rows = db.execute(
-                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE status = 'running' "
-                "ORDER BY updated_at DESC"
-            ).fetchall()
+        query = (
+            select(connector_imports)
+            .where(imports.status == "running")
+            .order_by(imports.updated_at.desc())
+        )
+        with self.store.reading() as conn:
+            rows = conn.execute(query).all()
         for state in map(ImportState.from_row, rows):
             desk = self.desks.get(state.connector)
             if state.connector in self._threads:  # its newest was resumed, the others failed
@@ -175,50 +178,67 @@ class HistoryImports:
         thread = self._threads.get(connector)
         if thread is None or not thread.is_alive():
             return None
-        with self.store.reading() as db:
-            row = db.execute(
-                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE connector = ? "
-                "AND status = 'running'",
-                (connector,),
-            ).fetchone()
+        query = select(connector_imports).where(
+            imports.connector == connector, imports.status == "running"
+        )
+        with self.store.reading() as conn:
+            row = conn.execute(query).first()
         return None if row is None else ImportState.from_row(row)
 
     def _begin(self, connector: str, since: str, page_size: int) -> ImportState:
         """Mark the import running: at its cursor when one was interrupted, else afresh (a
         finished one starts again from the first page, its tickets count as duplicates)."""
         now = utcnow().isoformat()
-        with self.store.transaction() as db:
+        this = (imports.connector == connector) & (imports.since == since)
+        with self.store.transaction() as conn:
             # One import per connector runs: another one left running is over.
-            db.execute(
-                "UPDATE connector_imports SET status = 'failed', error = ?, updated_at = ?, "
-                "finished_at = ? WHERE connector = ? AND since != ? AND status = 'running'",
-                ("interrupted: another import of this connector started", now, now, connector,
-                 since),
-            )  # fmt: skip
-            row = db.execute(
-                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE connector = ? AND since = ?",
-                (connector, since),
-            ).fetchone()
+            conn.execute(
+                update(connector_imports)
+                .where(
+                    imports.connector == connector,
+                    imports.since != since,
+                    imports.status == "running",
+                )
+                .values(
+                    status="failed",
+                    error="interrupted: another import of this connector started",
+                    updated_at=now,
+                    finished_at=now,
+                )
+            )
+            row = conn.execute(select(connector_imports).where(this)).first()
             earlier = None if row is None else ImportState.from_row(row)
             if earlier is not None and earlier.status != "done" and earlier.cursor is not None:
-                db.execute(
-                    "UPDATE connector_imports SET status = 'running', page_size = ?, resumed = 1, "
-                    "error = NULL, updated_at = ?, finished_at = NULL "
-                    "WHERE connector = ? AND since = ?",
-                    (page_size, now, connector, since),
+                conn.execute(
+                    update(connector_imports)
+                    .where(this)
+                    .values(
+                        status="running",
+                        page_size=page_size,
+                        resumed=1,
+                        error=None,
+                        updated_at=now,
+                        finished_at=None,
+                    )
                 )
             else:
-                db.execute(
-                    "INSERT OR REPLACE INTO connector_imports (connector, since, status, cursor, "
-                    "page_size, pages, imported, duplicates, skipped, resumed, error, started_at, "
-                    "updated_at, finished_at) VALUES (?, ?, 'running', NULL, ?, 0, 0, 0, 0, 0, "
-                    "NULL, ?, ?, NULL)",
-                    (connector, since, page_size, now, now),
+                conn.execute(delete(connector_imports).where(this))
+                conn.execute(
+                    connector_imports.insert().values(
+                        connector=connector,
+                        since=since,
+                        status="running",
+                        page_size=page_size,
+                        pages=0,
+                        imported=0,
+                        duplicates=0,
+                        skipped=0,
+                        resumed=0,
+                        started_at=now,
+                        updated_at=now,
+                    )
                 )
-            row = db.execute(
-                f"SELECT {STATE_COLUMNS} FROM connector_imports WHERE connector = ? AND since = ?",
-                (connector, since),
-            ).fetchone()
+            row = conn.execute(select(connector_imports).where(this)).one()
         return ImportState.from_row(row)
 
     def _launch(self, desk: HelpDesk, state: ImportState) -> None:
@@ -257,33 +277,51 @@ class HistoryImports:
         rows = self._rows(state.connector, page.tickets, heads)
         done = page.cursor is None
 
-        def record(db: sqlite3.Connection, dataset_id: str | None = None) -> None:
-            if dataset_id is not None:
-                db.executemany(
-                    "INSERT OR REPLACE INTO connector_imported (connector, ticket_id, dataset_id) "
-                    "VALUES (?, ?, ?)",
-                    [(state.connector, ticket_id, dataset_id) for ticket_id in rows.ticket_ids],
+        def record(conn: Connection, dataset_id: str | None = None) -> None:
+            if dataset_id is not None and rows.ticket_ids:
+                # Imported before into a dataset since replaced: now in this one.
+                conn.execute(
+                    delete(connector_imported).where(
+                        connector_imported.c.connector == state.connector,
+                        connector_imported.c.ticket_id.in_(rows.ticket_ids),
+                    )
+                )
+                conn.execute(
+                    connector_imported.insert(),
+                    [
+                        {"connector": state.connector, "ticket_id": t, "dataset_id": dataset_id}
+                        for t in rows.ticket_ids
+                    ],
                 )
             now = utcnow().isoformat()
-            db.execute(
-                "UPDATE connector_imports SET cursor = ?, pages = pages + 1, "
-                "imported = imported + ?, duplicates = duplicates + ?, skipped = skipped + ?, "
-                "status = ?, updated_at = ?, finished_at = ? WHERE connector = ? AND since = ?",
-                (page.cursor, len(rows.ticket_ids), rows.duplicates, rows.skipped,
-                 "done" if done else "running", now, now if done else None, state.connector,
-                 state.since.isoformat()),
-            )  # fmt: skip
+            conn.execute(
+                update(connector_imports)
+                .where(
+                    imports.connector == state.connector,
+                    imports.since == state.since.isoformat(),
+                )
+                .values(
+                    cursor=page.cursor,
+                    pages=imports.pages + 1,
+                    imported=imports.imported + len(rows.ticket_ids),
+                    duplicates=imports.duplicates + rows.duplicates,
+                    skipped=imports.skipped + rows.skipped,
+                    status="done" if done else "running",
+                    updated_at=now,
+                    finished_at=now if done else None,
+                )
+            )
 
         if rows.data is None:
-            with self.store.transaction() as db:
-                record(db)
+            with self.store.transaction() as conn:
+                record(conn)
             return
         frame = rows.data.frame[["text", *heads]]
         content = "".join(
             json.dumps(r, ensure_ascii=False) + "\n" for r in frame.to_dict("records")
         ).encode("utf-8")
         prefix = f"import-{state.connector}-{state.since.strftime('%Y%m%d')}-"
-        dataset_id, path = self.store.write_dataset_file(content, prefix)
+        dataset_id, path = self.store.datasets.write_file(content, prefix)
         dataset = DatasetRecord(
             id=dataset_id,
             file=path,
@@ -298,7 +336,7 @@ class HistoryImports:
             with self.store.upload_lock:
                 if self._heads() != heads:  # an upload replaced the data meanwhile
                     raise ImportProblem("the stored data's label columns changed: start again")
-                self.store.add_dataset(
+                self.store.datasets.add(
                     dataset, replace=False, also=lambda db: record(db, dataset_id)
                 )
         except BaseException:
@@ -308,7 +346,7 @@ class HistoryImports:
     def _heads(self) -> list[str]:
         """The stored data's label columns (queue and priority when none is stored): an import
         brings a help desk's queue and priority, so the stored data may have no other."""
-        stored = self.store.datasets()
+        stored = self.store.datasets.all()
         heads = stored[0].heads if stored else list(DESK_HEADS)
         if not set(heads) <= set(DESK_HEADS):
             raise ImportProblem(
@@ -358,21 +396,26 @@ class HistoryImports:
         """Those of `ticket_ids` stored before, in a dataset still kept."""
         if not ticket_ids:
             return set()
-        marks = ",".join("?" * len(ticket_ids))
-        with self.store.reading() as db:
-            rows = db.execute(
-                "SELECT ticket_id FROM connector_imported WHERE connector = ? "
-                f"AND ticket_id IN ({marks}) AND dataset_id IN (SELECT id FROM datasets)",
-                (connector, *ticket_ids),
-            ).fetchall()
-        return {row[0] for row in rows}
+        i = connector_imported.c
+        query = select(i.ticket_id).where(
+            i.connector == connector,
+            i.ticket_id.in_(ticket_ids),
+            i.dataset_id.in_(select(datasets.c.id)),
+        )
+        with self.store.reading() as conn:
+            return set(conn.execute(query).scalars())
 
     def _fail(self, state: ImportState, error: str) -> None:
         logger.warning("%s import since %s failed: %s", state.connector, state.since, error)
         now = utcnow().isoformat()
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE connector_imports SET status = 'failed', error = ?, updated_at = ?, "
-                "finished_at = ? WHERE connector = ? AND since = ?",
-                (error[:MAX_ERROR_CHARS], now, now, state.connector, state.since.isoformat()),
+        with self.store.transaction() as conn:
+            conn.execute(
+                update(connector_imports)
+                .where(
+                    imports.connector == state.connector,
+                    imports.since == state.since.isoformat(),
+                )
+                .values(
+                    status="failed", error=error[:MAX_ERROR_CHARS], updated_at=now, finished_at=now
+                )
             )

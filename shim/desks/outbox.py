@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
+
+from sqlalchemy import Connection, func, select, update
 
 from connectors.base import DeskError, HelpDesk, Mode
 from connectors.label_map import LabelMap
@@ -24,6 +25,13 @@ from connectors.writeback import plan_write
 from shim.metrics import ApiMetrics
 from shim.settings import Settings
 from shim.store.registry import Store
+from shim.store.registry.database import insert
+from shim.store.registry.tables import (
+    connector_cursors,
+    connector_deliveries,
+    connector_tickets,
+    outbox,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +76,10 @@ class Outbox:
     # -- the webhook side ---------------------------------------------------------------------
 
     def seen(self, connector: str, delivery_id: str) -> bool:
-        with self.store.reading() as db:
-            row = db.execute(
-                "SELECT 1 FROM connector_deliveries WHERE connector = ? AND delivery_id = ?",
-                (connector, delivery_id),
-            ).fetchone()
-        return row is not None
+        d = connector_deliveries.c
+        query = select(d.created_ms).where(d.connector == connector, d.delivery_id == delivery_id)
+        with self.store.reading() as conn:
+            return conn.execute(query).first() is not None
 
     def accept(
         self, connector: str, delivery_id: str, ticket_id: str, mode: Mode, answer: dict[str, Any]
@@ -81,13 +87,20 @@ class Outbox:
         """Record a delivery, its ticket's prediction and its write, in one transaction; False
         (and nothing stored) when this delivery was accepted before."""
         now = _now_ms()
-        with self.store.transaction() as db:
-            if not _link(db, connector, delivery_id, ticket_id, answer["prediction_id"], now):
+        with self.store.transaction() as conn:
+            if not _link(conn, connector, delivery_id, ticket_id, answer["prediction_id"], now):
                 return False
-            db.execute(
-                "INSERT INTO outbox (connector, ticket_id, mode, answer, status, attempts, "
-                "next_ms, created_ms) VALUES (?, ?, ?, ?, 'pending', 0, ?, ?)",
-                (connector, ticket_id, mode, json.dumps(answer), now, now),
+            conn.execute(
+                outbox.insert().values(
+                    connector=connector,
+                    ticket_id=ticket_id,
+                    mode=mode,
+                    answer=json.dumps(answer),
+                    status="pending",
+                    attempts=0,
+                    next_ms=now,
+                    created_ms=now,
+                )
             )
         self._wake.set()
         return True
@@ -95,43 +108,34 @@ class Outbox:
     def link(self, connector: str, delivery_id: str, ticket_id: str, prediction_id: str) -> bool:
         """Record a delivery and its ticket's prediction, with no write: the help desk applies
         the answer itself (Znuny's invoker); False (and nothing stored) when seen before."""
-        with self.store.transaction() as db:
-            return _link(db, connector, delivery_id, ticket_id, prediction_id, _now_ms())
+        with self.store.transaction() as conn:
+            return _link(conn, connector, delivery_id, ticket_id, prediction_id, _now_ms())
 
     def record_delivery(self, connector: str, delivery_id: str) -> bool:
         """Remember a delivery that asks for no write (an agent's article); False if seen."""
-        with self.store.transaction() as db:
-            return bool(
-                db.execute(
-                    "INSERT OR IGNORE INTO connector_deliveries (connector, delivery_id, "
-                    "created_ms) VALUES (?, ?, ?)",
-                    (connector, delivery_id, _now_ms()),
-                ).rowcount
-            )
+        with self.store.transaction() as conn:
+            return _record_delivery(conn, connector, delivery_id, _now_ms())
 
     def prediction_for(self, connector: str, ticket_id: str) -> str | None:
-        with self.store.reading() as db:
-            row = db.execute(
-                "SELECT prediction_id FROM connector_tickets WHERE connector = ? AND ticket_id = ?",
-                (connector, ticket_id),
-            ).fetchone()
-        return None if row is None else str(row[0])
+        t = connector_tickets.c
+        query = select(t.prediction_id).where(t.connector == connector, t.ticket_id == ticket_id)
+        with self.store.reading() as conn:
+            return conn.execute(query).scalar()
 
     def cursor(self, connector: str, name: str) -> str | None:
         """Where polling `connector` for `name` (tickets, changes) goes on from."""
-        with self.store.reading() as db:
-            row = db.execute(
-                "SELECT value FROM connector_cursors WHERE connector = ? AND name = ?",
-                (connector, name),
-            ).fetchone()
-        return None if row is None else str(row[0])
+        c = connector_cursors.c
+        query = select(c.value).where(c.connector == connector, c.name == name)
+        with self.store.reading() as conn:
+            return conn.execute(query).scalar()
 
     def set_cursor(self, connector: str, name: str, value: str) -> None:
-        with self.store.transaction() as db:
-            db.execute(
-                "INSERT OR REPLACE INTO connector_cursors (connector, name, value, updated_ms) "
-                "VALUES (?, ?, ?, ?)",
-                (connector, name, value, _now_ms()),
+        values = {"value": value, "updated_ms": _now_ms()}
+        with self.store.transaction() as conn:
+            conn.execute(
+                insert(conn, connector_cursors)
+                .values(connector=connector, name=name, **values)
+                .on_conflict_do_update(index_elements=["connector", "name"], set_=values)
             )
 
     # -- the worker side ----------------------------------------------------------------------
@@ -171,12 +175,15 @@ class Outbox:
     def deliver_due(self, now_ms: int | None = None) -> int:
         """Try every due write once (up to BATCH); returns how many were tried."""
         now = _now_ms() if now_ms is None else now_ms
-        with self.store.reading() as db:
-            rows = db.execute(
-                "SELECT seq, connector, ticket_id, mode, answer, attempts FROM outbox "
-                "WHERE status = 'pending' AND next_ms <= ? ORDER BY seq LIMIT ?",
-                (now, BATCH),
-            ).fetchall()
+        o = outbox.c
+        query = (
+            select(o.seq, o.connector, o.ticket_id, o.mode, o.answer, o.attempts)
+            .where(o.status == "pending", o.next_ms <= now)
+            .order_by(o.seq)
+            .limit(BATCH)
+        )
+        with self.store.reading() as conn:
+            rows = conn.execute(query).all()
         for seq, connector, ticket_id, mode, answer, attempts in rows:
             if self._stop.is_set():
                 break
@@ -200,23 +207,28 @@ class Outbox:
         self.problems[connector] = None
         for unmapped in action.unmapped:
             self.metrics.connector_unmapped.labels(connector, unmapped.split("=")[0]).inc()
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET status = 'done', attempts = ?, done_ms = ? WHERE seq = ?",
-                (attempts + 1, _now_ms(), seq),
+        with self.store.transaction() as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.seq == seq)
+                .values(status="done", attempts=attempts + 1, done_ms=_now_ms())
             )
         self.metrics.connector_writes.labels(connector, "done").inc()
 
     def _failed(self, seq: int, connector: str, attempts: int, error: str, permanent: bool) -> None:
         give_up = permanent or attempts >= self.settings.outbox_max_attempts
         backoff = min(self.settings.outbox_max_backoff_s, FIRST_BACKOFF_S * 2 ** (attempts - 1))
-        with self.store.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET status = ?, attempts = ?, next_ms = ?, last_error = ? "
-                "WHERE seq = ?",
-                ("failed" if give_up else "pending", attempts,
-                 _now_ms() + int(backoff * 1000), error[:500], seq),
-            )  # fmt: skip
+        with self.store.transaction() as conn:
+            conn.execute(
+                update(outbox)
+                .where(outbox.c.seq == seq)
+                .values(
+                    status="failed" if give_up else "pending",
+                    attempts=attempts,
+                    next_ms=_now_ms() + int(backoff * 1000),
+                    last_error=error[:500],
+                )
+            )
         self.metrics.connector_writes.labels(connector, "failed" if give_up else "retry").inc()
         logger.warning(
             "%s write-back %d %s (try %d): %s",
@@ -232,33 +244,46 @@ class Outbox:
         return names
 
     def stats(self, connector: str) -> ConnectorStats:
-        with self.store.reading() as db:
-            counts = dict(
-                db.execute(
-                    "SELECT status, COUNT(*) FROM outbox WHERE connector = ? GROUP BY status",
-                    (connector,),
-                ).fetchall()
-            )
-            error = db.execute(
-                "SELECT last_error FROM outbox WHERE connector = ? AND last_error IS NOT NULL "
-                "ORDER BY seq DESC LIMIT 1",
-                (connector,),
-            ).fetchone()
-            last = db.execute(
-                "SELECT MAX(created_ms) FROM connector_deliveries WHERE connector = ?",
-                (connector,),
-            ).fetchone()
+        o, d = outbox.c, connector_deliveries.c
+        with self.store.reading() as conn:
+            counts = {
+                status: count
+                for status, count in conn.execute(
+                    select(o.status, func.count())
+                    .where(o.connector == connector)
+                    .group_by(o.status)
+                )
+            }
+            error = conn.execute(
+                select(o.last_error)
+                .where(o.connector == connector, o.last_error.is_not(None))
+                .order_by(o.seq.desc())
+                .limit(1)
+            ).scalar()
+            last = conn.execute(
+                select(func.max(d.created_ms)).where(d.connector == connector)
+            ).scalar()
         return ConnectorStats(
             pending=counts.get("pending", 0),
             done=counts.get("done", 0),
             failed=counts.get("failed", 0),
-            last_error=error[0] if error else None,
-            last_delivery_ms=last[0] if last else None,
+            last_error=error,
+            last_delivery_ms=last,
         )
 
 
+def _record_delivery(conn: Connection, connector: str, delivery_id: str, now: int) -> bool:
+    """Insert a delivery; False when it was seen."""
+    inserted = conn.execute(
+        insert(conn, connector_deliveries)
+        .values(connector=connector, delivery_id=delivery_id, created_ms=now)
+        .on_conflict_do_nothing()
+    )
+    return bool(inserted.rowcount)
+
+
 def _link(
-    db: sqlite3.Connection,
+    conn: Connection,
     connector: str,
     delivery_id: str,
     ticket_id: str,
@@ -266,18 +291,15 @@ def _link(
     now: int,
 ) -> bool:
     """Insert a delivery and its ticket's prediction; False when the delivery was seen."""
-    inserted = db.execute(
-        "INSERT OR IGNORE INTO connector_deliveries (connector, delivery_id, created_ms) "
-        "VALUES (?, ?, ?)",
-        (connector, delivery_id, now),
-    ).rowcount
-    if inserted:
-        db.execute(
-            "INSERT OR REPLACE INTO connector_tickets (connector, ticket_id, prediction_id, "
-            "created_ms) VALUES (?, ?, ?, ?)",
-            (connector, ticket_id, prediction_id, now),
-        )
-    return bool(inserted)
+    if not _record_delivery(conn, connector, delivery_id, now):
+        return False
+    values = {"prediction_id": prediction_id, "created_ms": now}
+    conn.execute(
+        insert(conn, connector_tickets)
+        .values(connector=connector, ticket_id=ticket_id, **values)
+        .on_conflict_do_update(index_elements=["connector", "ticket_id"], set_=values)
+    )
+    return True
 
 
 def _now_ms() -> int:

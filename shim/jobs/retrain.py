@@ -63,12 +63,12 @@ class RetrainPolicy:
         self.runner = runner
 
     def new_data(self) -> NewData:
-        latest = self.store.latest_job()
+        latest = self.store.jobs.latest()
         if latest is None:
-            return NewData(None, len(self.store.datasets()), self.store.feedback_since(None))
+            return NewData(None, len(self.store.datasets.all()), self.store.feedback.since(None))
         since = latest.created_at
-        uploads = sum(1 for d in self.store.datasets() if d.created_at > since)
-        return NewData(since, uploads, self.store.feedback_since(since))
+        uploads = sum(1 for d in self.store.datasets.all() if d.created_at > since)
+        return NewData(since, uploads, self.store.feedback.since(since))
 
     def retrain(self, trigger: Trigger, if_new_data: bool) -> RetrainOutcome:
         """Start a job with the latest successful job's settings; with `if_new_data`, only when
@@ -77,7 +77,7 @@ class RetrainPolicy:
         data = self.new_data()
         if if_new_data and not data.any:
             return RetrainOutcome(False, f"no new labelled data: {data.describe()}", data)
-        previous = self.store.latest_job(JobStatus.SUCCEEDED)
+        previous = self.store.jobs.latest(JobStatus.SUCCEEDED)
         job = self.runner.submit(dict(previous.params) if previous else {}, trigger)
         recipe = f"the settings of job {previous.id}" if previous else "the service's defaults"
         logger.info(
@@ -97,7 +97,7 @@ class RetrainPolicy:
 
     def on_drift(self, version: int, heads: list[str]) -> None:
         """A head of `version` started drifting: retrain when it serves and data is new."""
-        if not self.settings.retrain_when_drift or version != self.store.default_version():
+        if not self.settings.retrain_when_drift or version != self.store.versions.default():
             return
         if not self.new_data().any:
             logger.warning(

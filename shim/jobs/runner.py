@@ -90,12 +90,12 @@ class JobRunner:
     def recover(self) -> list[Job]:
         """Fail the jobs a previous service left unfinished; stop their process if it lives."""
         recovered = []
-        for job in self.store.unfinished_jobs():
+        for job in self.store.jobs.unfinished():
             if job.pid is not None and is_job_process(job.pid, job.id):
                 logger.warning("stopping orphaned training process %d of job %s", job.pid, job.id)
                 terminate(job.pid)
             job.fail(INTERRUPTED)
-            self.store.save_job(job)
+            self.store.jobs.save(job)
             recovered.append(job)
         return recovered
 
@@ -106,7 +106,7 @@ class JobRunner:
             job, process = self._active, self._process
             if job is not None and not job.status.is_terminal:
                 job.fail(INTERRUPTED)
-                self.store.save_job(job)
+                self.store.jobs.save(job)
         if process is not None and process.poll() is None:
             terminate(process.pid, timeout_s)
         if self._thread is not None:
@@ -130,7 +130,7 @@ class JobRunner:
             # Under the upload lock, a concurrent `?replace=true` cannot delete a file between
             # listing the datasets and linking them into the job.
             with self.store.upload_lock:
-                datasets = self.store.datasets()
+                datasets = self.store.datasets.all()
                 if not datasets:
                     raise BadRequest(
                         "no training data stored; upload tickets to POST /api/v1/train-data first",
@@ -147,7 +147,7 @@ class JobRunner:
                     )
                 # Agents' corrections join as one more file (none without uploads: alone
                 # they are too few to train on).
-                corrections = self.store.feedback()
+                corrections = self.store.feedback.page()
                 feedback, feedback_rows = training_file(corrections, heads)
                 rows = {
                     "superseded": superseded_rows(corrections, [d.id for d in datasets]),
@@ -159,7 +159,7 @@ class JobRunner:
                     sum(d.rows for d in datasets) + feedback_rows
                 )
                 spec = self._write_spec(job, [d.file for d in datasets], feedback, rows)
-            self.store.save_job(job)
+            self.store.jobs.save(job)
             self._active = job
             # In a copy of this request's context: the job's log lines carry its request id.
             self._thread = threading.Thread(
@@ -174,7 +174,7 @@ class JobRunner:
     def _expected_duration(self, rows: int) -> float | None:
         """Until the new job measures itself: the last successful job's measured seconds per
         ticket on this machine, times the tickets stored now."""
-        previous = self.store.latest_job(JobStatus.SUCCEEDED)
+        previous = self.store.jobs.latest(JobStatus.SUCCEEDED)
         if previous is None or not previous.metrics or not previous.data_rows:
             return None
         seconds = previous.metrics.get("train_seconds")
@@ -184,7 +184,7 @@ class JobRunner:
 
     def cancel(self, job_id: str) -> Job:
         """Stop a queued or training job: it ends `cancelled`, its process is gone on return."""
-        job = self.store.get_job(job_id)  # 404 for an unknown id
+        job = self.store.jobs.get(job_id)  # 404 for an unknown id
         with self._lock:
             active, process, thread = self._active, self._process, self._thread
             if active is None or active.id != job_id or active.status.is_terminal:
@@ -200,7 +200,7 @@ class JobRunner:
                     code="job_publishing",
                 )
             active.cancel()
-            self.store.save_job(active)
+            self.store.jobs.save(active)
         if process is not None and process.poll() is None:
             terminate(process.pid)
         if thread is not None:
@@ -209,10 +209,10 @@ class JobRunner:
         return Job.from_dict(active.to_dict())
 
     def get(self, job_id: str) -> Job:
-        return self.store.get_job(job_id)
+        return self.store.jobs.get(job_id)
 
     def latest(self) -> Job | None:
-        return self.store.latest_job()
+        return self.store.jobs.latest()
 
     def is_busy(self) -> bool:
         return self._active is not None
@@ -336,7 +336,7 @@ class JobRunner:
             if job.status.is_terminal:
                 return False
             method(*args)
-            self.store.save_job(job)
+            self.store.jobs.save(job)
             return True
 
 

@@ -152,7 +152,7 @@ class DriftWatch:
     def report(self, version: int) -> DriftPublic:
         """Assess `version` now (blocking); logs and tells the listeners of a new crossing."""
         since = utcnow() - timedelta(days=self.settings.prediction_retention_days)
-        window = self.store.recent_predictions(
+        window = self.store.predictions.recent(
             version, int(since.timestamp() * 1000), self.settings.drift_window
         )
         drift = assess(self._reference(version), window, self.settings)
@@ -211,7 +211,7 @@ class DriftWatch:
     def _reference(self, version: int) -> dict[str, Any] | None:
         if version not in self._references:  # a version's metrics never change
             try:
-                metrics = self.store.get_version(version).metrics
+                metrics = self.store.versions.get(version).metrics
             except NotFound:
                 return None
             self._references[version] = metrics.get("drift_reference")

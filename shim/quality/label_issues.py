@@ -21,7 +21,7 @@ def page(
 ) -> LabelIssuesPublic:
     """`limit` issues of `head` (default: the version's first head) from `offset`, the most
     suspect first; 404 for an unknown version or head."""
-    record = store.get_version(version)  # 404 for an unknown version
+    record = store.versions.get(version)  # 404 for an unknown version
     heads = record.heads
     head = head or (heads[0] if heads else None)
     if head is None or head not in heads:

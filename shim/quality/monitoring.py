@@ -142,7 +142,7 @@ class Monitoring:
         """Per version and head, the live precision of the auto-routed answers."""
         counts = {
             (v, head): (total, agreed)
-            for v, head, total, agreed in self.store.routed_agreement(versions, since)
+            for v, head, total, agreed in self.store.quality.routed_agreement(versions, since)
         }
         out: dict[int, dict[str, RoutedPrecisionPublic]] = {}
         for v in versions:
@@ -192,7 +192,7 @@ class Monitoring:
         target_precision, else the one the model was trained with (none for a head with a
         configured raw threshold)."""
         try:
-            calibration = self.store.get_version(version).metrics.get("calibration") or {}
+            calibration = self.store.versions.get(version).metrics.get("calibration") or {}
         except NotFound:
             calibration = {}
         targets = {
@@ -208,13 +208,13 @@ class Monitoring:
     def _heads(self, version: int) -> list[str]:
         """The version's heads; for a version not stored, those of the stored training data."""
         try:
-            return self.store.get_version(version).heads
+            return self.store.versions.get(version).heads
         except NotFound:
-            datasets = self.store.datasets()
+            datasets = self.store.datasets.all()
             return list(datasets[0].heads) if datasets else []
 
     def _versions(self) -> list[int]:
-        return sorted(record.version for record in self.store.versions())
+        return sorted(record.version for record in self.store.versions.all())
 
     def _since(self) -> datetime:
         return utcnow() - timedelta(days=self.settings.prediction_retention_days)
@@ -224,9 +224,9 @@ class Monitoring:
     ) -> dict[tuple[int, Any], _Counts]:
         """(version, day or None) -> counts, from the store's per-day rows."""
         counts: dict[tuple[int, Any], _Counts] = defaultdict(_Counts)
-        overall, per_label = self.store.agreement(versions, since)
+        overall, per_label = self.store.quality.agreement(versions, since)
         since_ms = int(since.timestamp() * 1000)
-        routes = self.store.auto_routing(versions, since_ms)
+        routes = self.store.quality.auto_routing(versions, since_ms)
         for v, day, total, agreed in overall:
             c = counts[v, day if by_day else None]
             c.feedback[0] += total

@@ -119,7 +119,7 @@ class Classifier:
     async def _ensure_model(self, version: int | None) -> None:
         if version is not None:
             await run_in_threadpool(self.versions.ensure_loaded, version)
-        elif self.store.default_version() is None:
+        elif self.store.versions.default() is None:
             raise self._unavailable(
                 "no model version is trained yet: upload data and POST /api/v1/train",
                 "no_model",
@@ -127,7 +127,7 @@ class Classifier:
 
     async def probe(self) -> tuple[bool, int | None, str | None]:
         """(answers, version, why not): the default model classifies a probe ticket."""
-        if self.store.default_version() is None:
+        if self.store.versions.default() is None:
             return False, None, "no model version is trained yet"
         try:
             answer = await self._predict(PROBE, None)
@@ -150,7 +150,7 @@ class Classifier:
                 "TorchServe does not answer; try again shortly", "torchserve_unavailable"
             ) from exc
         if response.status_code == 200:
-            self.versions.touch(version or self.store.default_version() or 0)
+            self.versions.touch(version or self.store.versions.default() or 0)
             return response.json()
         message = _message(response)
         if response.status_code == 400:
@@ -231,7 +231,7 @@ class Classifier:
             return None
         if version not in self._curves:
             try:
-                calibration = self.store.get_version(version).metrics.get("calibration") or {}
+                calibration = self.store.versions.get(version).metrics.get("calibration") or {}
             except NotFound:
                 calibration = {}
             self._curves[version] = {

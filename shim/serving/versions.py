@@ -85,7 +85,7 @@ class ModelVersions:
     def publish(self, job: Job, model_dir: Path, metrics: dict[str, Any]) -> PublishResult:
         """Archive a trained model as the next version, load it, and promote it if not worse."""
         client = self._require_client()
-        version = self.store.next_version()
+        version = self.store.versions.reserve()
         final_dir = self.store.models_dir / f"v{version}"
         archive: Path | None = None
         try:
@@ -114,7 +114,7 @@ class ModelVersions:
                     score=score,
                     data_rows=job.data_rows or 0,
                 )
-                self.store.add_version(record, make_default=promote)
+                self.store.versions.add(record, make_default=promote)
                 self._evict(client)
         except BaseException:
             self._discard(client, version, final_dir, archive)
@@ -123,8 +123,8 @@ class ModelVersions:
         return PublishResult(version, promote, note)
 
     def _decide(self, version: int, score: float) -> tuple[bool, str]:
-        current = self.store.default_version()
-        best = self.store.get_version(current).score if current is not None else None
+        current = self.store.versions.default()
+        best = self.store.versions.get(current).score if current is not None else None
         return promotion_decision(self.settings.promotion, version, score, current, best)
 
     def _discard(
@@ -146,10 +146,10 @@ class ModelVersions:
         """Load the default version (or, if none is recorded, the newest) into TorchServe."""
         self.starting = True
         try:
-            versions = self.store.versions()
+            versions = self.store.versions.all()
             if not versions or self.client is None:
                 return
-            default = self.store.default_version() or versions[-1].version
+            default = self.store.versions.default() or versions[-1].version
             self.activate(default)
             logger.info("loaded model version %d at start", default)
         except Exception as exc:
@@ -162,8 +162,8 @@ class ModelVersions:
         """After a TorchServe restart: register the default again, then the others that were."""
         client = self._require_client()
         with self._lock:
-            default = self.store.default_version()
-            known = {record.version: record for record in self.store.versions()}
+            default = self.store.versions.default()
+            known = {record.version: record for record in self.store.versions.all()}
             wanted = sorted(self._registered & known.keys(), key=lambda v: v != default)
             if default in known and default not in wanted:
                 wanted.insert(0, default)
@@ -176,7 +176,7 @@ class ModelVersions:
 
     def ensure_loaded(self, version: int) -> None:
         """Register `version` with TorchServe unless it is loaded; 404 for an unknown one."""
-        record = self.store.get_version(version)
+        record = self.store.versions.get(version)
         client = self._require_client()
         with self._lock:
             if version not in self.loaded_versions():
@@ -218,7 +218,7 @@ class ModelVersions:
 
     def _evict(self, client: TorchServeClient, keep: int | None = None) -> None:
         """Unregister the least recently used versions beyond `max_loaded` (never the default)."""
-        default = self.store.default_version()
+        default = self.store.versions.default()
         loaded = self.loaded_versions()
         spare = sorted(
             (v for v in loaded if v not in (default, keep)),
@@ -240,21 +240,21 @@ class ModelVersions:
 
     def activate(self, version: int) -> VersionRecord:
         """Make `version` the default: load it, switch TorchServe's default, record it."""
-        record = self.store.get_version(version)
+        record = self.store.versions.get(version)
         client = self._require_client()
         with self._lock:
             self.ensure_loaded(version)
             client.set_default(self.name, str(version))
-            self.store.set_default_version(version)
+            self.store.versions.set_default(version)
             self._evict(client)
         return record
 
     def delete(self, version: int) -> int | None:
         """Remove a version (not the default while others exist); returns the default after."""
-        record = self.store.get_version(version)
+        record = self.store.versions.get(version)
         with self._lock:
-            default = self.store.default_version()
-            others = [v.version for v in self.store.versions() if v.version != version]
+            default = self.store.versions.default()
+            others = [v.version for v in self.store.versions.all() if v.version != version]
             if version == default and others:
                 raise Conflict(
                     f"version {version} is the default; activate another version first",
@@ -265,12 +265,12 @@ class ModelVersions:
                 self.client.unregister(self.name, str(version))
             self._registered.discard(version)
             if version == default:
-                self.store.set_default_version(None)
-            self.store.delete_version(version)
+                self.store.versions.set_default(None)
+            self.store.versions.delete(version)
             self._last_used.pop(version, None)
         record.archive.unlink(missing_ok=True)
         shutil.rmtree(record.model_dir, ignore_errors=True)
-        return self.store.default_version()
+        return self.store.versions.default()
 
     def public(self, record: VersionRecord, default: int | None, loaded: set[int]) -> dict:
         """The API view of one version."""

@@ -35,8 +35,15 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
+from sqlalchemy import Connection, select, update
+
 from shim.store.job_record import Job, JobStatus
-from shim.store.registry import PRIVATE_DIR, SCHEMA_VERSION, RegistryError, migrate, schema_version
+from shim.store.registry import PRIVATE_DIR, SCHEMA_VERSION, RegistryError
+from shim.store.registry.database import Database, sqlite_url
+from shim.store.registry.legacy import schema_version
+from shim.store.registry.meta import get_meta
+from shim.store.registry.tables import datasets, jobs, versions
+from shim.store.registry.versions import DEFAULT as DEFAULT_VERSION
 from training.errors import UserError
 from training.files import PRIVATE_FILE, fsync_dir
 
@@ -112,26 +119,30 @@ def _snapshot(registry: Path, snapshot: Path, root: Path) -> None:
             source.close()
     except sqlite3.Error as exc:
         raise BackupError(f"cannot copy the registry {registry}: {exc}") from None
-    copy = sqlite3.connect(snapshot, isolation_level=None)
+    copy = Database(sqlite_url(snapshot), root, name=registry)
     try:
-        copy.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
-        migrate(copy, root, registry)
-        _end_unfinished_jobs(copy)
+        copy.upgrade()
+        with copy.transaction() as conn:
+            _end_unfinished_jobs(conn)
     finally:
         copy.close()
+    db = sqlite3.connect(snapshot, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=DELETE")  # one self-contained file, no -wal beside it
+    finally:
+        db.close()
 
 
-def _end_unfinished_jobs(db: sqlite3.Connection) -> None:
+def _end_unfinished_jobs(conn: Connection) -> None:
     # A restored registry must not claim a running job: the service restored from it would try
     # to stop that job's process, which may be the live training of the original service.
-    rows = db.execute("SELECT id, record FROM jobs").fetchall()
-    for job_id, record in rows:
+    for job_id, record in conn.execute(select(jobs.c.id, jobs.c.record)).all():
         job = Job.from_dict(json.loads(record))
         if job.status in (JobStatus.QUEUED, JobStatus.RUNNING):
             job.fail(BACKUP_INTERRUPTED)
             job.pid = None
-            db.execute(
-                "UPDATE jobs SET record = ? WHERE id = ?", (json.dumps(job.to_dict()), job_id)
+            conn.execute(
+                update(jobs).where(jobs.c.id == job_id).values(record=json.dumps(job.to_dict()))
             )
 
 
@@ -188,17 +199,20 @@ class _Contents:
 
 def _referenced(snapshot: Path, root: Path) -> _Contents:
     """The files the snapshot's registry names, all inside the data directory."""
-    db = sqlite3.connect(snapshot)
+    db = Database(sqlite_url(snapshot), root)
     try:
-        datasets = db.execute("SELECT file, rows FROM datasets ORDER BY file").fetchall()
-        versions = db.execute(
-            "SELECT version, model_dir, archive FROM versions ORDER BY version"
-        ).fetchall()
-        default = db.execute("SELECT value FROM meta WHERE key = 'default_version'").fetchone()
+        with db.reading() as conn:
+            uploads = conn.execute(select(datasets.c.file, datasets.c.rows).order_by("file")).all()
+            models = conn.execute(
+                select(versions.c.version, versions.c.model_dir, versions.c.archive).order_by(
+                    "version"
+                )
+            ).all()
+            default = get_meta(conn, DEFAULT_VERSION)
     finally:
         db.close()
-    files = [_inside(root, f"datasets/{name}", "a dataset file") for name, _ in datasets]
-    for version, model_dir, archive in versions:
+    files = [_inside(root, f"datasets/{name}", "a dataset file") for name, _ in uploads]
+    for version, model_dir, archive in models:
         directory = _inside(root, model_dir, f"the model directory of version {version}")
         if not directory.is_dir():
             raise FileNotFoundError(2, "no such directory", str(directory))
@@ -206,9 +220,9 @@ def _referenced(snapshot: Path, root: Path) -> _Contents:
         files.append(_inside(root, archive, f"the archive of version {version}"))
     return _Contents(
         files=files,
-        versions=[v for v, _, _ in versions],
-        default_version=int(default[0]) if default else None,
-        dataset_rows=sum(rows for _, rows in datasets),
+        versions=[v for v, _, _ in models],
+        default_version=int(default) if default is not None else None,
+        dataset_rows=sum(rows for _, rows in uploads),
     )
 
 

@@ -246,11 +246,11 @@ def _store_upload(
     size: int,
     upload_key: str,
 ) -> TrainDataUploadPublic:
-    earlier = store.dataset_for_key(upload_key)
+    earlier = store.datasets.for_key(upload_key)
     if earlier is not None:
         return _upload_public(store, earlier, data, options, duplicate=True)
     heads = list(data.heads)
-    stored = store.datasets()
+    stored = store.datasets.all()
     stored_heads = stored[0].heads if stored else heads
     if not options.replace and stored_heads != heads:
         raise Conflict(
@@ -264,7 +264,7 @@ def _store_upload(
     content = "".join(
         json.dumps(record, ensure_ascii=False) + "\n" for record in frame.to_dict("records")
     ).encode("utf-8")
-    dataset_id, path = store.write_dataset_file(content)
+    dataset_id, path = store.datasets.write_file(content)
     record = DatasetRecord(
         id=dataset_id,
         file=path,
@@ -276,7 +276,7 @@ def _store_upload(
         created_at=utcnow(),
     )
     try:
-        store.add_dataset(record, replace=options.replace, upload_key=upload_key)
+        store.datasets.add(record, replace=options.replace, upload_key=upload_key)
     except BaseException:
         path.unlink(missing_ok=True)
         raise
@@ -287,7 +287,7 @@ def _upload_public(
     store: Store, dataset_id: str, data: TicketData, options: UploadOptions, duplicate: bool
 ) -> TrainDataUploadPublic:
     report = data.report.to_dict()
-    datasets = store.datasets()
+    datasets = store.datasets.all()
     return TrainDataUploadPublic(
         dataset_id=dataset_id,
         replaced=options.replace and not duplicate,
@@ -312,7 +312,7 @@ _REPORT_FIELDS = (
 
 def summary(store: Store) -> TrainDataSummaryPublic:
     """Rows and label distribution over every stored dataset (label spellings merged)."""
-    datasets = store.datasets()
+    datasets = store.datasets.all()
     counts: dict[str, dict[str, int]] = {}
     names: dict[tuple[str, str], str] = {}
     for dataset in datasets:

@@ -94,7 +94,7 @@ class Feedback:
             head: self._label(head, str(label), known[head], request.allow_new_labels)
             for head, label in labels.items()
         }
-        record, replaced = self.store.put_feedback(
+        record, replaced = self.store.feedback.put(
             FeedbackRecord(
                 id=uuid.uuid4().hex[:16],
                 prediction_id=request.prediction_id,
@@ -117,22 +117,22 @@ class Feedback:
 
     def page(self, offset: int, limit: int) -> FeedbackListPublic:
         """A page of corrections, and label counts over all of them."""
-        total, counts = self.store.feedback_counts()
+        total, counts = self.store.feedback.counts()
         return FeedbackListPublic(
             total=total,
             offset=offset,
             limit=limit,
             label_counts=counts,
-            feedback=[public(r) for r in self.store.feedback(offset, limit)],
+            feedback=[public(r) for r in self.store.feedback.page(offset, limit)],
         )
 
     def delete(self, feedback_id: str) -> FeedbackDeletedPublic:
-        self.store.delete_feedback(feedback_id)  # 404 for an unknown id
+        self.store.feedback.delete(feedback_id)  # 404 for an unknown id
         return FeedbackDeletedPublic(feedback_id=feedback_id)
 
     def known_labels(self) -> dict[str, dict[str, str]]:
         """Head -> label key -> spelling, over every stored upload (the first spelling wins)."""
-        datasets = self.store.datasets()
+        datasets = self.store.datasets.all()
         if not datasets:
             raise Unprocessable(
                 "no training data stored: feedback is checked against it; upload tickets to "
@@ -149,7 +149,7 @@ class Feedback:
     def _stored_row(self, row_id: str) -> tuple[str, dict[str, str]]:
         """The text and labels of a stored training row; 404 when its upload is gone."""
         dataset_id, _, line = row_id.rpartition(":")
-        dataset = next((d for d in self.store.datasets() if d.id == dataset_id), None)
+        dataset = next((d for d in self.store.datasets.all() if d.id == dataset_id), None)
         if dataset is None:
             raise NotFound(
                 f"no stored upload {dataset_id!r}: it was replaced or never existed",

@@ -68,7 +68,7 @@ class PredictionLog:
             )
             for text, answer in zip(texts, answers, strict=True)
         ]
-        self.store.add_predictions(
+        self.store.predictions.add(
             records, self.settings.prediction_retention_count, self._cutoff_ms(now)
         )
         for listener in self.listeners:
@@ -79,14 +79,14 @@ class PredictionLog:
         created = _created_ms(prediction_id)
         if created is None:
             raise NotFound(f"no prediction {prediction_id[:64]!r}", code="prediction_not_found")
-        record = self.store.get_prediction(prediction_id)
+        record = self.store.predictions.get(prediction_id)
         cutoff = self._cutoff_ms(_now_ms())
         if record is not None and record.created_ms >= cutoff:
             return record
         if (
             record is not None
             or created < cutoff
-            or created <= self.store.predictions_pruned_until()
+            or created <= self.store.predictions.pruned_until()
         ):
             raise Gone(
                 f"prediction {prediction_id} is past the retention "

@@ -42,11 +42,11 @@ FigurePath = Annotated[
 async def list_versions(store: StoreDep, versions: VersionsDep) -> ModelVersionListPublic:
     """Every version with its metrics, data size, creation time and whether it is default."""
     loaded = await run_in_threadpool(versions.loaded_versions)
-    default = store.default_version()
+    default = store.versions.default()
     return ModelVersionListPublic(
         default_version=default,
         versions=[
-            ModelVersionPublic(**versions.public(r, default, loaded)) for r in store.versions()
+            ModelVersionPublic(**versions.public(r, default, loaded)) for r in store.versions.all()
         ],
     )
 
@@ -63,7 +63,7 @@ def activate_version(
     """Load the version if needed and switch TorchServe's default to it (also a rollback)."""
     record = versions.activate(version)
     return ModelVersionPublic(
-        **versions.public(record, store.default_version(), versions.loaded_versions())
+        **versions.public(record, store.versions.default(), versions.loaded_versions())
     )
 
 
@@ -91,7 +91,7 @@ def delete_version(version: VersionPath, versions: VersionsDep) -> ModelDeletedP
 def get_figure(version: VersionPath, name: FigurePath, store: StoreDep) -> FileResponse:
     """The PNG that training drew on the test split, per head: `confusion_queue.png`,
     `reliability_priority.png`, ... (a model too small for a test split drew them on validation)."""
-    path = store.get_version(version).model_dir / name
+    path = store.versions.get(version).model_dir / name
     if not path.is_file():
         raise NotFound(f"version {version} has no picture {name!r}", code="figure_not_found")
     return FileResponse(path, media_type="image/png")

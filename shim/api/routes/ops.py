@@ -71,7 +71,7 @@ async def readyz(services: ServicesDep, response: Response) -> ReadyPublic:
 def metrics(services: ServicesDep) -> Response:
     """Prometheus text format: request counts and latencies of this API, and live quality."""
     services.metrics.training_active.set(1 if services.runner.is_busy() else 0)
-    services.metrics.default_version.set(services.store.default_version() or 0)
+    services.metrics.default_version.set(services.store.versions.default() or 0)
     services.monitoring.refresh_gauges()
     return Response(generate_latest(services.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
