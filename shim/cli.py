@@ -19,6 +19,7 @@ from training import cli as training_cli
 from training.errors import UserError
 
 if TYPE_CHECKING:
+    from shim.settings import Settings
     from shim.store.backup import Summary
 
 
@@ -181,8 +182,14 @@ def cmd_backup(args: argparse.Namespace) -> None:
     """Write a backup of the data directory; an error is one line and exit status 1."""
     from shim.store.backup import backup
 
+    settings = _settings(args)
+    if settings.database_url is not None and not settings.database_url.startswith("sqlite"):
+        raise UserError(
+            "backup copies a SQLite registry; this service's is TICKETSERVE_DATABASE_URL: back "
+            "it up with its database's tools (pg_dump), beside the data directory's files"
+        )
     try:
-        summary = backup(_data_dir(args), args.out)
+        summary = backup(settings.data_dir, args.out)
     except OSError as exc:  # e.g. run as a user who may not read the data directory
         _fail(exc, args.command)
     print(
@@ -210,21 +217,26 @@ def cmd_db(args: argparse.Namespace) -> None:
     from shim.store.registry import SCHEMA_VERSION
     from shim.store.registry.database import SQLITE_FILE, Database, sqlite_url
 
-    root = _data_dir(args).resolve()
-    registry = root / SQLITE_FILE
-    if not registry.is_file():
-        raise UserError(f"no registry at {registry}: is {root} a ticketserve data directory?")
-    database = Database(sqlite_url(registry), root)
+    settings = _settings(args)
+    root = settings.data_dir.resolve()
+    url = settings.database_url
+    if url is None:
+        registry = root / SQLITE_FILE
+        if not registry.is_file():
+            raise UserError(f"no registry at {registry}: is {root} a ticketserve data directory?")
+        url = sqlite_url(registry)
+    database = Database(url, root)
     try:
         old = database.upgrade()
     except OSError as exc:  # e.g. run as a user who may not write the data directory
         _fail(exc, args.command)
     finally:
         database.close()
+    where = database.where()
     if old == SCHEMA_VERSION:
-        print(f"the registry {registry} has schema version {SCHEMA_VERSION}, this release's")
+        print(f"the registry {where} has schema version {SCHEMA_VERSION}, this release's")
     else:
-        print(f"upgraded the registry {registry}: schema version {old} -> {SCHEMA_VERSION}")
+        print(f"upgraded the registry {where}: schema version {old} -> {SCHEMA_VERSION}")
 
 
 def cmd_retrain(args: argparse.Namespace) -> None:
@@ -294,14 +306,19 @@ def _service_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def _data_dir(args: argparse.Namespace) -> Path:
-    """--data-dir, else the service's own setting (TICKETSERVE_DATA_DIR, else var/)."""
+def _settings(args: argparse.Namespace) -> Settings:
+    """The service's settings (--env-file, the environment), with --data-dir."""
     from shim.settings import Settings, SettingsError
 
     try:
-        return Settings.from_env(env_file=args.env_file, data_dir=args.data_dir).data_dir
+        return Settings.from_env(env_file=args.env_file, data_dir=args.data_dir)
     except SettingsError as exc:
         _fail(exc, args.command)
+
+
+def _data_dir(args: argparse.Namespace) -> Path:
+    """--data-dir, else the service's own setting (TICKETSERVE_DATA_DIR, else var/)."""
+    return _settings(args).data_dir
 
 
 def _contents(summary: Summary) -> str:

@@ -34,6 +34,8 @@ from pydantic_settings import (
     PydanticBaseSettingsSource,
     SettingsConfigDict,
 )
+from sqlalchemy import make_url
+from sqlalchemy.exc import ArgumentError
 
 from connectors.base import Mode as ConnectorMode
 from connectors.znuny import DEFAULT_PRIORITIES as ZNUNY_PRIORITIES
@@ -52,6 +54,10 @@ DeskName = Annotated[str, StringConstraints(min_length=1, max_length=200)]  # a 
 LogFormat = Literal["text", "json"]
 
 
+# The databases the registry is tested on (a URL's backend name).
+DATABASES = ("sqlite", "postgresql")
+
+
 class SettingsError(ValueError):
     """A setting is missing or unusable; the message names it."""
 
@@ -64,6 +70,13 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="address the API listens on")
     port: int = Field(8000, ge=0, le=65535, description="API port (0: any free port)")
     data_dir: Path = Field(Path("var"), description="registry, datasets, models and archives")
+    database_url: str | None = Field(
+        None,
+        max_length=2000,
+        description="the registry's database, a SQLAlchemy URL such as "
+        "postgresql+psycopg://ticketserve@db.example.com/ticketserve (None: SQLite in the data "
+        "directory)",
+    )
     api_key: str | None = Field(None, description="Bearer key for /api/v1 (None: no auth)")
     api_key_file: Path | None = Field(None, description="file holding the API key")
     max_upload_bytes: int = Field(
@@ -176,6 +189,23 @@ class Settings(BaseSettings):
     def _strip_key(cls, value: str | None) -> str | None:
         """Surrounding whitespace is no part of a key; a blank key is no key."""
         return value.strip() or None if value is not None else None
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            raise ValueError(
+                "not a database URL, e.g. postgresql+psycopg://user@host/name"
+            ) from None
+        if url.get_backend_name() not in DATABASES:
+            raise ValueError(
+                f"the registry is kept in {' or '.join(DATABASES)}, not {url.get_backend_name()!r}"
+            )
+        return value
 
     @field_validator("confidence_thresholds")
     @classmethod

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from api_service import Service, tickets_csv
 from filelock import FileLock
+from postgres_server import PostgresServer
 
 from training.config import TrainConfig
 from training.text.data import Columns, load_tickets
@@ -173,3 +174,20 @@ def build_once(
             work.mkdir(exist_ok=True)
             record.write_text(json.dumps(build(work)))
     return json.loads(record.read_text())
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the session (each xdist worker its own)."""
+    server = PostgresServer()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str | None:
+    """The registry's database, once each: None (SQLite in the data directory) and a new
+    PostgreSQL database."""
+    if request.param == "sqlite":
+        return None
+    return request.getfixturevalue("postgres").database()

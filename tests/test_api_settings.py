@@ -60,11 +60,17 @@ def test_settings_come_from_the_environment(tmp_path: Path) -> None:
         ({"TICKETSERVE_RT_QUEUES": "[General"}, "invalid JSON"),
         ({"TICKETSERVE_RT_POLL_S": "0"}, "rt_poll_s"),
         ({"TICKETSERVE_RT_URL": "ftp://rt.example.com"}, "rt_url"),
+        ({"TICKETSERVE_DATABASE_URL": "db.example.com"}, "DATABASE_URL .* not a database URL"),
+        (
+            {"TICKETSERVE_DATABASE_URL": "mysql://u:hunter2@db/tickets"},
+            "kept in sqlite or postgresql, not 'mysql'",
+        ),
     ],
 )
 def test_bad_settings_name_the_setting(env: dict[str, str], message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
+    with pytest.raises(SettingsError, match=message) as error:
         Settings.from_env(env)
+    assert "hunter2" not in str(error.value)  # a password in a URL is never repeated
 
 
 def test_an_environment_file_is_read_under_the_environment_and_flags(tmp_path: Path) -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import sqlite3
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,11 +21,13 @@ from pathlib import Path
 import pytest
 import requests
 from api_service import Service, running, running_copy, tickets_csv
+from sqlalchemy import select
 
 from shim.errors import Conflict, Gone, NotFound
 from shim.settings import Settings
 from shim.store.predictions import DAY_MS, PredictionLog, new_prediction_id
 from shim.store.registry import FeedbackRecord, PredictionRecord, Store, utcnow
+from shim.store.registry.tables import predictions
 from training.text import sample_data
 
 RETENTION = 5
@@ -340,9 +341,11 @@ def test_without_stored_texts_only_the_hash_is_kept(hash_only_service: Service) 
     assert answer.json()["text"] == secret  # a training row needs it
 
 
-def test_the_log_prunes_by_age_and_count_as_it_writes(tmp_path: Path) -> None:
+def test_the_log_prunes_by_age_and_count_as_it_writes(
+    tmp_path: Path, database_url: str | None
+) -> None:
     settings = Settings(data_dir=tmp_path, prediction_retention_count=3)
-    store = Store(tmp_path)
+    store = Store(tmp_path, database_url)
     log = PredictionLog(settings, store)
     now = time.time_ns() // 1_000_000
     cutoff = now - settings.prediction_retention_days * DAY_MS
@@ -354,11 +357,8 @@ def test_the_log_prunes_by_age_and_count_as_it_writes(tmp_path: Path) -> None:
     store.predictions.add([stale], 3, cutoff)  # written and pruned in the same transaction
     fresh = [record(now + i) for i in range(5)]
     store.predictions.add(fresh, 3, cutoff)
-    db = sqlite3.connect(store.db_path)
-    try:
-        kept = [r[0] for r in db.execute("SELECT id FROM predictions ORDER BY seq")]
-    finally:
-        db.close()
+    with store.reading() as conn:
+        kept = list(conn.execute(select(predictions.c.id).order_by(predictions.c.seq)).scalars())
     assert kept == [r.id for r in fresh[2:]]
     assert log.get(fresh[-1].id) == fresh[-1]
     for gone in (stale.id, fresh[0].id, new_prediction_id(cutoff - DAY_MS)):
@@ -369,8 +369,10 @@ def test_the_log_prunes_by_age_and_count_as_it_writes(tmp_path: Path) -> None:
             log.get(never)
 
 
-def test_the_feedback_store_has_a_bound_and_replacing_still_works(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_the_feedback_store_has_a_bound_and_replacing_still_works(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    store = Store(tmp_path, database_url)
 
     def correction(prediction_id: str | None, label: str) -> FeedbackRecord:
         return FeedbackRecord(

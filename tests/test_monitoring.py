@@ -81,8 +81,10 @@ def zero_routes() -> dict:
     return {head: {"answers": 0, "cleared": 0, "unknown": 0, "share": None} for head in HEADS}
 
 
-def test_answers_logged_without_the_gate_count_as_unknown(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_answers_logged_without_the_gate_count_as_unknown(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    store = Store(tmp_path, database_url)
     head = {"label": "Billing", "confidence": 0.9}
     records = [
         PredictionRecord(
@@ -99,17 +101,20 @@ def test_answers_logged_without_the_gate_count_as_unknown(tmp_path: Path) -> Non
     [quality] = Monitoring(Settings(data_dir=tmp_path), store, ApiMetrics()).report(1, 2).versions
     route = quality.auto_route["queue"]
     assert (route.answers, route.cleared, route.unknown, route.share) == (4, 2, 1, 2 / 3)
-    # The steps since the feedback tables are idempotent: they may meet a registry that has
-    # their indexes and columns.
-    with sqlite3.connect(store.db_path) as db:
-        for _, step in legacy.MIGRATIONS[3:]:
-            step(db, tmp_path)
+    if database_url is None:
+        # The SQLite steps since the feedback tables are idempotent: they may meet a registry
+        # that has their indexes and columns.
+        with sqlite3.connect(store.db_path) as db:
+            for _, step in legacy.MIGRATIONS[3:]:
+                step(db, tmp_path)
 
 
-def test_live_precision_of_auto_routed_answers_and_its_warning(tmp_path: Path, caplog) -> None:
+def test_live_precision_of_auto_routed_answers_and_its_warning(
+    tmp_path: Path, database_url: str | None, caplog
+) -> None:
     """Feedback on answers that cleared the gate measures the gate's live precision; an interval
     whose upper end is below the target warns (report, gauge, one log line per crossing)."""
-    store = Store(tmp_path)
+    store = Store(tmp_path, database_url)
     calibration = {"queue": {"target_precision": 0.9}, "priority": {"target_precision": 0.8}}
     store.versions.add(
         VersionRecord(

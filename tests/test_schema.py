@@ -4,12 +4,16 @@ Alembic revisions from nothing) must end exactly there, or autogenerate would se
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from api_service import TICKETSERVE
+from postgres_server import PostgresServer
 from sqlalchemy import create_engine
 from test_upgrade import FIRST_RELEASE_SCHEMA
 
@@ -61,3 +65,32 @@ def test_the_alembic_revisions_from_nothing_match_the_tables(tmp_path: Path) -> 
         command.upgrade(_alembic_config(conn), "head")
     engine.dispose()
     assert differences(sqlite_url(tmp_path / "alembic.sqlite3")) == []
+
+
+def test_a_postgresql_registry_matches_the_tables(tmp_path: Path, postgres: PostgresServer) -> None:
+    """PostgreSQL gets its tables from the Alembic revisions, from nothing."""
+    url = postgres.database()
+    store = Store(tmp_path, url)
+    assert differences(url) == []
+    with store.reading() as conn:
+        assert MigrationContext.configure(conn).get_current_revision() == str(SCHEMA_VERSION)
+    store.close()
+    assert Store(tmp_path, url).versions.all() == []  # the next start: nothing to do
+
+
+def test_db_upgrade_creates_a_postgresql_registry_and_backup_sends_to_pg_dump(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    url = postgres.database()
+    env = {**os.environ, "TICKETSERVE_DATABASE_URL": url}
+    command = [TICKETSERVE, "db", "upgrade", "--data-dir", str(tmp_path)]
+    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert first.stdout == f"upgraded the registry {url}: schema version 0 -> {SCHEMA_VERSION}\n"
+    assert differences(url) == []
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    assert again.stdout.endswith(f"has schema version {SCHEMA_VERSION}, this release's\n")
+    backup = [TICKETSERVE, "backup", str(tmp_path / "b.tar.gz"), "--data-dir", str(tmp_path)]
+    refused = subprocess.run(backup, env=env, capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 1 and "pg_dump" in refused.stderr
+    assert not (tmp_path / "b.tar.gz").exists()

@@ -35,12 +35,14 @@ def version_record(version: int, models: Path, score: float = 0.5) -> VersionRec
     )
 
 
-def test_upload_is_stored_as_normalised_rows_and_survives_a_new_store(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_upload_is_stored_as_normalised_rows_and_survives_a_new_store(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    store = Store(tmp_path, database_url)
     report = ingest(store, csv_bytes(30), "text/csv; charset=utf-8", UploadOptions())
     assert report.rows_accepted == 30 and report.stored_rows == 30
 
-    reopened = Store(tmp_path)  # e.g. after a restart
+    reopened = Store(tmp_path, database_url)  # e.g. after a restart
     (dataset,) = reopened.datasets.all()
     assert dataset.id == report.dataset_id and dataset.rows == 30 and dataset.format == "csv"
     rows = [json.loads(line) for line in dataset.file.read_text(encoding="utf-8").splitlines()]
@@ -49,8 +51,8 @@ def test_upload_is_stored_as_normalised_rows_and_survives_a_new_store(tmp_path: 
     assert not [p for p in store.datasets_dir.iterdir() if p.name.startswith(".")]
 
 
-def test_append_by_default_and_replace_on_request(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_append_by_default_and_replace_on_request(tmp_path: Path, database_url: str | None) -> None:
+    store = Store(tmp_path, database_url)
     first = ingest(store, csv_bytes(30, seed=1), "text/csv", UploadOptions())
     ingest(store, csv_bytes(20, seed=2), "text/csv", UploadOptions())
     assert summary(store).rows == 50
@@ -62,8 +64,10 @@ def test_append_by_default_and_replace_on_request(tmp_path: Path) -> None:
     assert first.dataset_id not in {d.id for d in store.datasets.all()}
 
 
-def test_summary_merges_label_spellings_across_uploads(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_summary_merges_label_spellings_across_uploads(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    store = Store(tmp_path, database_url)
     for label in ("Hardware", "hardware "):
         lines = [{"text": f"{label} {i}", "queue": label} for i in range(3)]
         lines += [{"text": f"other {label} {i}", "queue": "Billing"} for i in range(3)]
@@ -72,8 +76,10 @@ def test_summary_merges_label_spellings_across_uploads(tmp_path: Path) -> None:
     assert summary(store).label_counts == {"queue": {"Hardware": 6, "Billing": 6}}
 
 
-def test_upload_with_other_label_columns_than_stored_is_a_conflict(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_upload_with_other_label_columns_than_stored_is_a_conflict(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    store = Store(tmp_path, database_url)
     ingest(store, csv_bytes(30), "text/csv", UploadOptions())
     queue_only = generate_tickets(20, seed=4)[["subject", "body", "queue"]]
     body = queue_only.to_csv(index=False).encode()
@@ -120,8 +126,8 @@ def test_other_content_types_are_415(header: str | None) -> None:
         upload_format(header)
 
 
-def test_orphan_dataset_files_are_removed(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_orphan_dataset_files_are_removed(tmp_path: Path, database_url: str | None) -> None:
+    store = Store(tmp_path, database_url)
     ingest(store, csv_bytes(30), "text/csv", UploadOptions())
     # What a crash between writing the file and committing its row would leave behind:
     (store.datasets_dir / "0123abcd.jsonl").write_text("{}\n")
@@ -138,8 +144,8 @@ def test_orphan_dataset_files_are_removed(tmp_path: Path) -> None:
     assert [p.name for p in store.models_dir.iterdir()] == ["v1"]
 
 
-def test_jobs_round_trip_and_the_latest_wins(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_jobs_round_trip_and_the_latest_wins(tmp_path: Path, database_url: str | None) -> None:
+    store = Store(tmp_path, database_url)
     first, second = Job.new({"epochs": 1}), Job.new({"epochs": 2})
     store.jobs.save(first)
     store.jobs.save(second)
@@ -154,8 +160,8 @@ def test_jobs_round_trip_and_the_latest_wins(tmp_path: Path) -> None:
         store.jobs.get("nope")
 
 
-def test_version_numbers_are_never_reused(tmp_path: Path) -> None:
-    store = Store(tmp_path)
+def test_version_numbers_are_never_reused(tmp_path: Path, database_url: str | None) -> None:
+    store = Store(tmp_path, database_url)
     assert store.versions.default() is None
     one = store.versions.reserve()
     store.versions.add(version_record(one, tmp_path), make_default=True)
@@ -163,7 +169,7 @@ def test_version_numbers_are_never_reused(tmp_path: Path) -> None:
     store.versions.add(version_record(two, tmp_path), make_default=False)
     assert (one, two) == (1, 2) and store.versions.default() == 1
     store.versions.delete(two)
-    assert Store(tmp_path).versions.reserve() == 3
+    assert Store(tmp_path, database_url).versions.reserve() == 3
     assert [v.version for v in store.versions.all()] == [1]
     with pytest.raises(NotFound):
         store.versions.get(2)

@@ -221,7 +221,7 @@ def add_console(app: FastAPI) -> None:
 def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -> Services:
     """Store, runner, versions, classifier, feedback, monitoring and the retraining policy of
     one app instance, wired: answers feed the drift watch, drift and corrections the policy."""
-    store = Store(settings.data_dir)
+    store = Store(settings.data_dir, settings.database_url)
     sync_client = async_client = None
     if torchserve is not None:
         timeout = settings.torchserve_timeout_s

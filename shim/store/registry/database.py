@@ -82,6 +82,8 @@ class Database:
                 driver.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
                 conn.execution_options(sqlite_begin="BEGIN IMMEDIATE")
             with conn.begin():
+                if not durable and not self.is_sqlite:
+                    conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
                 yield conn
 
     @contextmanager

@@ -29,7 +29,8 @@ logger = logging.getLogger(__name__)
 class Store:
     """The registry plus the files it points to; safe to use from several threads."""
 
-    def __init__(self, data_dir: str | Path) -> None:
+    def __init__(self, data_dir: str | Path, database_url: str | None = None) -> None:
+        """`database_url`: the registry's database (None: SQLite in the data directory)."""
         self.root = Path(data_dir).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
         # Only the service's user may enter: the files below hold tickets, models and keys.
@@ -41,11 +42,12 @@ class Store:
         for directory in (self.datasets_dir, self.jobs_dir, self.models_dir, self.model_store):
             directory.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / SQLITE_FILE
-        self.db = Database(sqlite_url(self.db_path), self.root)
+        self.db = Database(database_url or sqlite_url(self.db_path), self.root)
         old = self.db.upgrade()
         if old < SCHEMA_VERSION:
             logger.info("registry schema version %d -> %d", old, SCHEMA_VERSION)
-        self.db_path.chmod(PRIVATE_FILE)
+        if self.db.is_sqlite:
+            Path(str(self.db.url.database)).chmod(PRIVATE_FILE)
         # Held by uploads around "check the stored heads, then add": two never interleave.
         self.upload_lock = threading.Lock()
         self.datasets = Datasets(self.db, self.datasets_dir)

@@ -9,14 +9,28 @@ while the two disagree.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Float, Index, Integer, MetaData, PrimaryKeyConstraint, Table, Text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+)
 
 metadata = MetaData()
+
+# Milliseconds since 1970 and ever-growing row numbers pass 2**31: 64 bits where a database tells
+# the sizes apart (SQLite's INTEGER is 64 bits already, and its AUTOINCREMENT wants that name).
+Long = BigInteger().with_variant(Integer(), "sqlite")
 
 
 def _seq() -> Column:
     # Insertion order: pruning the oldest rows is a range delete, listings page by it.
-    return Column("seq", Integer, primary_key=True, autoincrement=True)
+    return Column("seq", Long, primary_key=True, autoincrement=True)
 
 
 # -- uploads, jobs and versions ----------------------------------------------------------------
@@ -81,7 +95,7 @@ predictions = Table(
     metadata,
     _seq(),
     Column("id", Text, unique=True, nullable=False),
-    Column("created_ms", Integer, nullable=False),
+    Column("created_ms", Long, nullable=False),
     Column("version", Integer),
     Column("text", Text),  # NULL when the service keeps no texts
     Column("text_sha256", Text, nullable=False),
@@ -118,7 +132,7 @@ connector_deliveries = Table(
     metadata,
     Column("connector", Text, nullable=False),
     Column("delivery_id", Text, nullable=False),
-    Column("created_ms", Integer, nullable=False),
+    Column("created_ms", Long, nullable=False),
     PrimaryKeyConstraint("connector", "delivery_id"),
 )
 
@@ -129,7 +143,7 @@ connector_tickets = Table(
     Column("connector", Text, nullable=False),
     Column("ticket_id", Text, nullable=False),
     Column("prediction_id", Text, nullable=False),
-    Column("created_ms", Integer, nullable=False),
+    Column("created_ms", Long, nullable=False),
     PrimaryKeyConstraint("connector", "ticket_id"),
 )
 
@@ -144,10 +158,10 @@ outbox = Table(
     Column("answer", Text, nullable=False),  # JSON
     Column("status", Text, nullable=False),  # pending, done, failed
     Column("attempts", Integer, nullable=False),
-    Column("next_ms", Integer, nullable=False),
+    Column("next_ms", Long, nullable=False),
     Column("last_error", Text),
-    Column("created_ms", Integer, nullable=False),
-    Column("done_ms", Integer),
+    Column("created_ms", Long, nullable=False),
+    Column("done_ms", Long),
     Index("outbox_due", "status", "next_ms"),
     sqlite_autoincrement=True,
 )
@@ -159,7 +173,7 @@ connector_cursors = Table(
     Column("connector", Text, nullable=False),
     Column("name", Text, nullable=False),
     Column("value", Text, nullable=False),
-    Column("updated_ms", Integer, nullable=False),
+    Column("updated_ms", Long, nullable=False),
     PrimaryKeyConstraint("connector", "name"),
 )
 

@@ -4,6 +4,9 @@
 import sqlalchemy as sa
 from alembic import op
 
+# As tables.Long: 64 bits, INTEGER on SQLite.
+LONG = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
 revision = "8"
 down_revision = None
 branch_labels = None
@@ -16,14 +19,14 @@ def upgrade() -> None:
         sa.Column("connector", sa.Text(), nullable=False),
         sa.Column("name", sa.Text(), nullable=False),
         sa.Column("value", sa.Text(), nullable=False),
-        sa.Column("updated_ms", sa.Integer(), nullable=False),
+        sa.Column("updated_ms", LONG, nullable=False),
         sa.PrimaryKeyConstraint("connector", "name"),
     )
     op.create_table(
         "connector_deliveries",
         sa.Column("connector", sa.Text(), nullable=False),
         sa.Column("delivery_id", sa.Text(), nullable=False),
-        sa.Column("created_ms", sa.Integer(), nullable=False),
+        sa.Column("created_ms", LONG, nullable=False),
         sa.PrimaryKeyConstraint("connector", "delivery_id"),
     )
     op.create_table(
@@ -56,7 +59,7 @@ def upgrade() -> None:
         sa.Column("connector", sa.Text(), nullable=False),
         sa.Column("ticket_id", sa.Text(), nullable=False),
         sa.Column("prediction_id", sa.Text(), nullable=False),
-        sa.Column("created_ms", sa.Integer(), nullable=False),
+        sa.Column("created_ms", LONG, nullable=False),
         sa.PrimaryKeyConstraint("connector", "ticket_id"),
     )
     op.create_table(
@@ -73,7 +76,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "feedback",
-        sa.Column("seq", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("seq", LONG, autoincrement=True, nullable=False),
         sa.Column("id", sa.Text(), nullable=False),
         sa.Column("prediction_id", sa.Text(), nullable=True),
         sa.Column("created_at", sa.Text(), nullable=False),
@@ -93,7 +96,7 @@ def upgrade() -> None:
 
     op.create_table(
         "jobs",
-        sa.Column("seq", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("seq", LONG, autoincrement=True, nullable=False),
         sa.Column("id", sa.Text(), nullable=False),
         sa.Column("record", sa.Text(), nullable=False),
         sa.PrimaryKeyConstraint("seq"),
@@ -108,17 +111,17 @@ def upgrade() -> None:
     )
     op.create_table(
         "outbox",
-        sa.Column("seq", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("seq", LONG, autoincrement=True, nullable=False),
         sa.Column("connector", sa.Text(), nullable=False),
         sa.Column("ticket_id", sa.Text(), nullable=False),
         sa.Column("mode", sa.Text(), nullable=False),
         sa.Column("answer", sa.Text(), nullable=False),
         sa.Column("status", sa.Text(), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_ms", sa.Integer(), nullable=False),
+        sa.Column("next_ms", LONG, nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_ms", sa.Integer(), nullable=False),
-        sa.Column("done_ms", sa.Integer(), nullable=True),
+        sa.Column("created_ms", LONG, nullable=False),
+        sa.Column("done_ms", LONG, nullable=True),
         sa.PrimaryKeyConstraint("seq"),
         sqlite_autoincrement=True,
     )
@@ -127,9 +130,9 @@ def upgrade() -> None:
 
     op.create_table(
         "predictions",
-        sa.Column("seq", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("seq", LONG, autoincrement=True, nullable=False),
         sa.Column("id", sa.Text(), nullable=False),
-        sa.Column("created_ms", sa.Integer(), nullable=False),
+        sa.Column("created_ms", LONG, nullable=False),
         sa.Column("version", sa.Integer(), nullable=True),
         sa.Column("text", sa.Text(), nullable=True),
         sa.Column("text_sha256", sa.Text(), nullable=False),
