@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import subprocess
+import threading
 from pathlib import Path
 
 from alembic import command
@@ -94,3 +95,26 @@ def test_db_upgrade_creates_a_postgresql_registry_and_backup_sends_to_pg_dump(
     refused = subprocess.run(backup, env=env, capture_output=True, text=True, timeout=120)
     assert refused.returncode == 1 and "pg_dump" in refused.stderr
     assert not (tmp_path / "b.tar.gz").exists()
+
+
+def test_replicas_starting_together_on_one_postgresql_all_open_it(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Each creates or finds the tables; the upgrade lock keeps two from creating them at once."""
+    url = postgres.database()
+    failures: list[str] = []
+
+    def start(replica: int) -> None:
+        try:
+            Store(tmp_path / f"replica{replica}", url).close()
+        except Exception as exc:  # recorded, so the test fails with it
+            failures.append(f"replica {replica}: {exc!r}")
+
+    replicas = [threading.Thread(target=start, args=(i,), daemon=True) for i in range(4)]
+    for replica in replicas:
+        replica.start()
+    for replica in replicas:
+        replica.join(timeout=60)
+    assert not [r for r in replicas if r.is_alive()], "a replica is stuck in its start"
+    assert failures == []
+    assert differences(url) == []

@@ -38,6 +38,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions (tests/test_schema.py holds them equal).
 SCHEMA_VERSION = 8
 SQLITE_FILE = "registry.sqlite3"
+# PostgreSQL advisory lock held while the schema is upgraded (any number; ours alone).
+UPGRADE_LOCK = 0x7469636B
 
 
 class RegistryError(UserError):
@@ -101,6 +103,8 @@ class Database:
 
         found = self._upgrade_legacy() if self.is_sqlite else None
         with self.transaction() as conn:
+            if not self.is_sqlite:  # replicas starting together upgrade one after the other
+                conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({UPGRADE_LOCK})")
             config = _alembic_config(conn)
             current = MigrationContext.configure(conn).get_current_revision()
             if current is not None:
