@@ -21,6 +21,7 @@ from training.errors import UserError
 if TYPE_CHECKING:
     from shim.settings import Settings
     from shim.store.backup import Summary
+    from shim.store.registry.database import Database
 
 
 def build_parser() -> tuple[argparse.ArgumentParser, Any]:
@@ -67,11 +68,23 @@ def build_parser() -> tuple[argparse.ArgumentParser, Any]:
 
     database = commands.add_parser(
         "db",
-        help="the registry's database: `db upgrade` brings it to this release's schema",
+        help="the registry's database: `db upgrade` to this release's schema, `db copy --to URL` "
+        "into another database",
         description="The service upgrades its registry when it starts; `db upgrade` does it "
-        "beforehand, e.g. before several replicas start on one database.",
+        "beforehand. `db copy --to URL` copies the registry (SQLite in the data directory, or "
+        "TICKETSERVE_DATABASE_URL) into an empty database, e.g. PostgreSQL; stop the service "
+        "first, then start it with TICKETSERVE_DATABASE_URL=URL.",
     )
-    database.add_argument("action", choices=["upgrade"], help="what to do")
+    database.add_argument(
+        "action",
+        choices=["upgrade", "copy"],
+        help="upgrade: to this release's schema; copy: into the empty database --to names",
+    )
+    database.add_argument(
+        "--to",
+        metavar="URL",
+        help="for copy: the target database, e.g. postgresql+psycopg://ticketserve@db/ticketserve",
+    )
     _add_data_dir(database, "data directory whose registry to upgrade")
     _add_env_file(database)
     database.set_defaults(handler=cmd_db)
@@ -213,7 +226,7 @@ def cmd_restore(args: argparse.Namespace) -> None:
 
 
 def cmd_db(args: argparse.Namespace) -> None:
-    """Upgrade the registry's schema in place (nothing else in the data directory changes)."""
+    """Upgrade the registry's schema in place, or copy the registry into another database."""
     from shim.store.registry import SCHEMA_VERSION
     from shim.store.registry.database import SQLITE_FILE, Database, sqlite_url
 
@@ -225,8 +238,13 @@ def cmd_db(args: argparse.Namespace) -> None:
         if not registry.is_file():
             raise UserError(f"no registry at {registry}: is {root} a ticketserve data directory?")
         url = sqlite_url(registry)
+    if (args.action == "copy") != (args.to is not None):
+        raise UserError("--to URL goes with copy, and only with copy")
     database = Database(url, root)
     try:
+        if args.action == "copy":
+            _copy(database, args.to, root)
+            return
         old = database.upgrade()
     except OSError as exc:  # e.g. run as a user who may not write the data directory
         _fail(exc, args.command)
@@ -237,6 +255,31 @@ def cmd_db(args: argparse.Namespace) -> None:
         print(f"the registry {where} has schema version {SCHEMA_VERSION}, this release's")
     else:
         print(f"upgraded the registry {where}: schema version {old} -> {SCHEMA_VERSION}")
+
+
+def _copy(source: Database, to: str, root: Path) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    from shim.settings import check_database_url
+    from shim.store.registry.copy import copy_registry
+    from shim.store.registry.database import Database
+
+    try:
+        check_database_url(to)
+    except ValueError as exc:
+        raise UserError(f"--to: {exc}") from None
+    target = Database(to, root)
+    try:
+        copied = copy_registry(source, target)
+    except OperationalError as exc:  # a server that does not answer, a refused login
+        raise UserError(f"cannot copy into {target.where()}: {exc.orig}") from None
+    finally:
+        target.close()
+    print(
+        f"copied the registry {source.where()} into {target.where()}: "
+        f"{sum(copied.values())} rows in {len(copied)} tables; start the service with "
+        "TICKETSERVE_DATABASE_URL set to it"
+    )
 
 
 def cmd_retrain(args: argparse.Namespace) -> None:

@@ -58,6 +58,19 @@ LogFormat = Literal["text", "json"]
 DATABASES = ("sqlite", "postgresql")
 
 
+def check_database_url(value: str) -> str:
+    """A database URL the registry can use; a ValueError says why not (never the password)."""
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError("not a database URL, e.g. postgresql+psycopg://user@host/name") from None
+    if url.get_backend_name() not in DATABASES:
+        raise ValueError(
+            f"the registry is kept in {' or '.join(DATABASES)}, not {url.get_backend_name()!r}"
+        )
+    return value
+
+
 class SettingsError(ValueError):
     """A setting is missing or unusable; the message names it."""
 
@@ -193,19 +206,7 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _known_database(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            url = make_url(value)
-        except ArgumentError:
-            raise ValueError(
-                "not a database URL, e.g. postgresql+psycopg://user@host/name"
-            ) from None
-        if url.get_backend_name() not in DATABASES:
-            raise ValueError(
-                f"the registry is kept in {' or '.join(DATABASES)}, not {url.get_backend_name()!r}"
-            )
-        return value
+        return None if value is None else check_database_url(value)
 
     @field_validator("confidence_thresholds")
     @classmethod
