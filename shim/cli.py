@@ -196,10 +196,12 @@ def cmd_backup(args: argparse.Namespace) -> None:
     from shim.store.backup import backup
 
     settings = _settings(args)
-    if settings.database_url is not None and not settings.database_url.startswith("sqlite"):
+    if settings.database_url is not None or settings.shared_dir is not None:
         raise UserError(
-            "backup copies a SQLite registry; this service's is TICKETSERVE_DATABASE_URL: back "
-            "it up with its database's tools (pg_dump), beside the data directory's files"
+            "backup copies a data directory that holds everything (SQLite registry and files); "
+            "this service's registry is TICKETSERVE_DATABASE_URL or its files are in "
+            "TICKETSERVE_SHARED_DIR: back up the database with its own tools (pg_dump) and the "
+            "shared directory's datasets/, models/ and model_store/ beside it"
         )
     try:
         summary = backup(settings.data_dir, args.out)

@@ -40,7 +40,7 @@ def serve(settings: Settings) -> None:
     settings.check_exposure()
     # Before the store: its start-up (a registry migration) is logged too.
     configure_logging(settings.log_format, settings.data_dir.resolve() / "logs" / "service.log")
-    store = Store(settings.data_dir, settings.database_url)
+    store = Store(settings.data_dir, settings.database_url, settings.shared_dir)
     workdir = store.root / "torchserve"
     workdir.mkdir(exist_ok=True)
     stop_stale_torchserve(workdir)

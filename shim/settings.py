@@ -90,6 +90,25 @@ class Settings(BaseSettings):
         "postgresql+psycopg://ticketserve@db.example.com/ticketserve (None: SQLite in the data "
         "directory)",
     )
+    shared_dir: Path | None = Field(
+        None,
+        description="uploads, model directories and archives, on a volume every replica mounts "
+        "(None: the data directory)",
+    )
+    training_lease_s: int = Field(
+        30,
+        ge=5,
+        le=3600,
+        description="seconds a replica's hold on the training job lasts unless renewed (it "
+        "renews every third of it): a stopped replica's job is failed and freed after this",
+    )
+    replica_sync_s: int = Field(
+        5,
+        ge=1,
+        le=300,
+        description="seconds between two looks at the registry for another replica's new "
+        "default version and for a training job whose replica stopped",
+    )
     api_key: str | None = Field(None, description="Bearer key for /api/v1 (None: no auth)")
     api_key_file: Path | None = Field(None, description="file holding the API key")
     max_upload_bytes: int = Field(

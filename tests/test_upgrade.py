@@ -246,6 +246,7 @@ def test_the_first_migration_step_is_the_first_releases_schema(tmp_path: Path) -
         "connector_imports",
         "connector_imported",
         "alembic_version",  # Alembic's, from the baseline on
+        "leases",
     }
     assert dump(new)["user_version"] == SCHEMA_VERSION
 
@@ -291,6 +292,8 @@ def test_migration_is_idempotent(tmp_path: Path, caplog: pytest.LogCaptureFixtur
         assert legacy.upgrade(db, old.root) == 0
         for _, step in legacy.MIGRATIONS:  # and every step once more, outside upgrade()
             step(db, old.root)
+        assert legacy.schema_version(db) == legacy.VERSION  # the steps' own last version
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     finally:
         db.close()
     assert dump(old.registry) == migrated

@@ -31,6 +31,7 @@ from swagger_ui_bundle import swagger_ui_path
 from shim.api.deps import Services
 from shim.api.desk_poller import build_pollers
 from shim.api.guard import RequestGuard
+from shim.api.replica_watch import watch_replicas
 from shim.api.request_id import RequestIdMiddleware
 from shim.api.routes import (
     classify,
@@ -70,6 +71,10 @@ from shim.store.predictions import PredictionLog
 from shim.store.registry import Store
 
 logger = logging.getLogger(__name__)
+
+# A file or folder in a shared directory that no record names, after this long, was left by a
+# crash: an upload or a publication on any replica finishes sooner.
+SHARED_ORPHAN_AGE_S = 3600
 
 API_PREFIX = "/api/v1"
 DOCS_STATIC = "/docs/static"
@@ -115,7 +120,11 @@ def create_app(
         recovered = services.runner.recover()
         for job in recovered:
             logger.warning("job %s was unfinished at start: marked failed (interrupted)", job.id)
-        services.store.remove_orphans()
+        # Another replica may be writing into a shared directory: only what is long untouched.
+        shared = (
+            services.settings.database_url is not None or services.settings.shared_dir is not None
+        )
+        services.store.remove_orphans(min_age_s=SHARED_ORPHAN_AGE_S if shared else 0)
         # Loading the model takes seconds: answer /healthz meanwhile, /readyz says when it is done.
         threading.Thread(
             target=services.versions.load_at_start, name="load-default", daemon=True
@@ -123,6 +132,7 @@ def create_app(
         services.outbox.start()  # write-backs left pending by the last run go out first
         services.imports.resume()  # after remove_orphans: a page's file is only kept committed
         pollers = [asyncio.create_task(poller.run()) for poller in build_pollers(services)]
+        pollers.append(asyncio.create_task(watch_replicas(services)))
         try:
             yield
         finally:
@@ -221,7 +231,7 @@ def add_console(app: FastAPI) -> None:
 def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -> Services:
     """Store, runner, versions, classifier, feedback, monitoring and the retraining policy of
     one app instance, wired: answers feed the drift watch, drift and corrections the policy."""
-    store = Store(settings.data_dir, settings.database_url)
+    store = Store(settings.data_dir, settings.database_url, settings.shared_dir)
     sync_client = async_client = None
     if torchserve is not None:
         timeout = settings.torchserve_timeout_s

@@ -5,8 +5,11 @@ persists it after each one. The training itself runs as `python -m training.job 
 in its own process (and session, so a Ctrl-C in the terminal reaches only the service, which
 then stops it), and talks back through JSON events on stdout.
 
-At start-up `recover()` fails every job a previous service left queued or running: its process
-is gone (the child exits when its parent dies) or is stopped here, and nothing resumes it.
+One job runs at a time across every replica on one registry: a replica takes the `training`
+lease (shim/store/registry/leases.py) before it starts a job and renews it while the job runs. At
+start-up `recover()`, and every `replica_sync_s` after, `reap()` fails each queued or running job
+that no live lease covers: its replica stopped (the child exits when its parent dies, and a
+process left on this host is stopped here), and nothing resumes it.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import threading
@@ -24,12 +28,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from shim.errors import BadRequest, Conflict, Unprocessable
 from shim.serving.processes import child_environment, is_job_process, terminate
 from shim.settings import Settings
 from shim.store.feedback import FEEDBACK_FILE, superseded_rows, training_file, usable
-from shim.store.job_record import INTERRUPTED, Job, JobStatus, PublishResult, Trigger
+from shim.store.job_record import INTERRUPTED, REPLICA_GONE, Job, JobStatus, PublishResult, Trigger
 from shim.store.registry import Store
+from shim.store.registry.leases import now_ms
 from training.config import TrainConfig
 from training.encoders.base_models import BUNDLED_ALIASES, PREPARED_MODELS
 from training.errors import ConfigError
@@ -41,6 +48,7 @@ logger = logging.getLogger(__name__)
 # Archives a trained model as a version (shim.serving.versions.ModelVersions.publish).
 Publisher = Callable[[Job, Path, dict[str, Any]], PublishResult]
 PROGRESS_SAVE_INTERVAL_S = 0.5
+TRAINING = "training"  # the lease of the one training job
 MAX_ERROR_CHARS = 400
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
@@ -84,20 +92,39 @@ class JobRunner:
         self._process: subprocess.Popen[str] | None = None
         self._thread: threading.Thread | None = None
         self._stopping = False
+        # This replica, as its leases name it.
+        self.replica = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.lease_ms = settings.training_lease_s * 1000
 
     # -- life cycle -------------------------------------------------------------------------
 
     def recover(self) -> list[Job]:
-        """Fail the jobs a previous service left unfinished; stop their process if it lives."""
-        recovered = []
-        for job in self.store.jobs.unfinished():
+        """At start: fail the jobs no replica runs any more; stop their process if it lives."""
+        return self.reap(INTERRUPTED)
+
+    def reap(self, reason: str = REPLICA_GONE) -> list[Job]:
+        """Fail each unfinished job that neither this replica runs nor a live lease covers."""
+        unfinished = self.store.jobs.unfinished()  # before the lease: a job is saved after it
+        lease = self.store.leases.get(TRAINING)
+        if lease is not None and (lease.expired(now_ms()) or _holder_gone(lease.holder)):
+            self.store.leases.free_expired(TRAINING, lease)
+            lease = None
+        failed = []
+        for job in unfinished:
+            with self._lock:
+                if self._active is not None and self._active.id == job.id:
+                    continue
+            if lease is not None and lease.job_id == job.id:
+                continue
+            if self.store.jobs.get(job.id).status.is_terminal:  # it ended meanwhile
+                continue
             if job.pid is not None and is_job_process(job.pid, job.id):
                 logger.warning("stopping orphaned training process %d of job %s", job.pid, job.id)
                 terminate(job.pid)
-            job.fail(INTERRUPTED)
+            job.fail(reason)
             self.store.jobs.save(job)
-            recovered.append(job)
-        return recovered
+            failed.append(job)
+        return failed
 
     def shutdown(self, timeout_s: float = 15.0) -> None:
         """Stop a running training process and record its job as interrupted."""
@@ -158,8 +185,20 @@ class JobRunner:
                 job.expected_duration_s = self._expected_duration(
                     sum(d.rows for d in datasets) + feedback_rows
                 )
-                spec = self._write_spec(job, [d.file for d in datasets], feedback, rows)
-            self.store.jobs.save(job)
+                lease = self.store.leases.take(TRAINING, self.replica, job.id, self.lease_ms)
+                if lease.holder != self.replica:
+                    raise Conflict(
+                        f"training job {lease.job_id} is running on another replica; wait for "
+                        "it to finish",
+                        {"job_id": lease.job_id},
+                        code="job_running",
+                    )
+                try:
+                    spec = self._write_spec(job, [d.file for d in datasets], feedback, rows)
+                    self.store.jobs.save(job)
+                except BaseException:
+                    self.store.leases.give_back(TRAINING, self.replica)
+                    raise
             self._active = job
             # In a copy of this request's context: the job's log lines carry its request id.
             self._thread = threading.Thread(
@@ -255,6 +294,10 @@ class JobRunner:
 
     def _run(self, job: Job, spec: Path) -> None:
         log_path = spec.parent / "train.log"
+        done = threading.Event()
+        threading.Thread(
+            target=self._hold_lease, args=(job, done), name=f"lease-{job.id}", daemon=True
+        ).start()
         try:
             outcome = self._train(job, spec, log_path)
             if outcome is not None:
@@ -268,8 +311,20 @@ class JobRunner:
         finally:
             with self._lock:
                 self._active, self._process = None, None
+            done.set()
+            self.store.leases.give_back(TRAINING, self.replica)  # after the job's last save
             for link in (spec.parent / "data").glob("*"):
                 link.unlink(missing_ok=True)
+
+    def _hold_lease(self, job: Job, done: threading.Event) -> None:
+        """Renew the training lease until the job ends (every third of its length)."""
+        while not done.wait(self.lease_ms / 3000):
+            try:
+                if not self.store.leases.renew(TRAINING, self.replica, self.lease_ms):
+                    logger.error("job %s: this replica lost its hold on the training job", job.id)
+                    return
+            except Exception:  # the database out of reach: try again at the next beat
+                logger.exception("job %s: cannot renew the training lease", job.id)
 
     def _train(self, job: Job, spec: Path, log_path: Path) -> tuple[Path, dict[str, Any]] | None:
         """Run the child to its end; returns (model dir, metrics), or None after a failure."""
@@ -338,6 +393,13 @@ class JobRunner:
             method(*args)
             self.store.jobs.save(job)
             return True
+
+
+def _holder_gone(holder: str) -> bool:
+    """A lease holder on this host whose process is gone: its lease need not wait to expire."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
 def last_log_line(path: Path) -> str:

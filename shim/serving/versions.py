@@ -13,7 +13,6 @@ version loads or the default changes (TorchServe switches the default atomically
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import threading
 import time
@@ -77,6 +76,9 @@ class ModelVersions:
         self._last_used: dict[int, float] = {}
         # Versions registered with TorchServe by us: what `restore` brings back after a restart.
         self._registered: set[int] = set()
+        # The version TorchServe answers with by default here (another replica may change the
+        # registry's: `follow_default`).
+        self.serving: int | None = None
         self.startup_error: str | None = None
         self.starting = False
 
@@ -89,7 +91,7 @@ class ModelVersions:
         final_dir = self.store.models_dir / f"v{version}"
         archive: Path | None = None
         try:
-            os.replace(model_dir, final_dir)
+            shutil.move(model_dir, final_dir)  # a rename, or a copy onto a shared volume
             archive = build_archive(
                 final_dir,
                 self.store.model_store,
@@ -104,6 +106,7 @@ class ModelVersions:
                 promote, note = self._decide(version, score)
                 if promote:
                     client.set_default(self.name, str(version))
+                    self.serving = version
                 record = VersionRecord(
                     version=version,
                     job_id=job.id,
@@ -172,6 +175,7 @@ class ModelVersions:
                 self._register(client, version, known[version].archive)
                 if version == default:
                     client.set_default(self.name, str(version))
+                    self.serving = version
             logger.info("model versions loaded again after the restart: %s", wanted or "none")
 
     def ensure_loaded(self, version: int) -> None:
@@ -245,9 +249,27 @@ class ModelVersions:
         with self._lock:
             self.ensure_loaded(version)
             client.set_default(self.name, str(version))
+            self.serving = version
             self.store.versions.set_default(version)
             self._evict(client)
         return record
+
+    def follow_default(self) -> int | None:
+        """Serve the registry's default version when another replica changed it (trained,
+        promoted or rolled back there): load it and make it TorchServe's default here. Returns
+        the version it switched to, else None."""
+        if self.client is None or self.starting:
+            return None
+        with self._lock:  # read under the lock: an activation here may be changing it
+            default = self.store.versions.default()
+            if default is None or default == self.serving:
+                return None
+            self.ensure_loaded(default)
+            self.client.set_default(self.name, str(default))
+            self.serving = default
+            self._evict(self.client)
+        logger.info("serving model version %d: the registry's default now", default)
+        return default
 
     def delete(self, version: int) -> int | None:
         """Remove a version (not the default while others exist); returns the default after."""

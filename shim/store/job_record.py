@@ -15,6 +15,10 @@ from typing import Any
 from shim.schemas import JobStatus, Trigger
 
 INTERRUPTED = "interrupted: the service stopped during training"
+REPLICA_GONE = (
+    "interrupted: the replica that ran it stopped renewing its hold on the training job "
+    "(stopped, crashed or cut off)"
+)
 
 
 def _now() -> datetime:

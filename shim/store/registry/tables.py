@@ -1,10 +1,9 @@
 """Every table the service stores, in one place: the queries, the Alembic migrations, the backup
 and the schema check in the tests all read these definitions.
 
-The columns are those the registry has had since its schema version 8 (the last one before
-Alembic): an existing SQLite registry matches them as it is. A change here is a new Alembic
-revision in `migrations/versions/`, never an edit of a shipped one; `tests/test_schema.py` fails
-while the two disagree.
+Schema version 8 (the last one before Alembic) is the baseline revision; each later version is
+one more revision in `migrations/versions/`. A change here is a new revision, never an edit of a
+shipped one; `tests/test_schema.py` fails while the two disagree.
 """
 
 from __future__ import annotations
@@ -84,6 +83,17 @@ meta = Table(
     metadata,
     Column("key", Text, primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+# Work one replica does at a time for all (the training job): who holds it, until when. The
+# holder renews it while it works; a lease not renewed is free again once it expires.
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("holder", Text, nullable=False),  # the replica: host, process and a random part
+    Column("job_id", Text),
+    Column("expires_ms", Long, nullable=False),
 )
 
 # -- predictions and feedback --------------------------------------------------------------------
