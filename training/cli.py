@@ -234,6 +234,7 @@ def cmd_sample_data(args: argparse.Namespace) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from training.encoders.base_models import check_base_model
     from training.export.export import check_output_dir
+    from training.fit.distributed import NotMainProcess
     from training.train import train
 
     config = TrainConfig.from_dict(config_overrides(args))
@@ -248,7 +249,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         config.cleaning(),
         config.feature_columns,
     )
-    result = train(data, config, args.out, progress_bar=True, on_plan=print_plan)
+    try:
+        result = train(data, config, args.out, progress_bar=True, on_plan=print_plan)
+    except NotMainProcess:  # one of several torchrun processes: the first exports and reports
+        return
     metrics = result.metrics
     epochs = f", best epoch {metrics['best_epoch']}" if metrics["epochs_run"] else ""
     print(f"model written to {result.model_dir} ({metrics['train_seconds']}s{epochs})")

@@ -30,7 +30,7 @@ from training.encoders.vocab_trim import is_trimmable, trim_vocabulary
 from training.errors import ConfigError
 from training.export.export import export_model
 from training.export.predict import Predictor
-from training.fit import label_issues
+from training.fit import distributed, label_issues
 from training.fit.calibration import (
     class_curves,
     class_gate,
@@ -132,6 +132,8 @@ def train(
     if config.num_threads:
         torch.set_num_threads(config.num_threads)
     device = pick_device()
+    distributed.start(device)
+    main = distributed.is_main()
     if splits is None:
         splits = split_tickets(
             data.frame, data.heads[0], config.val_fraction, config.test_fraction, config.seed
@@ -152,7 +154,15 @@ def train(
         config, device, lambda: project_fine_tune(model, tokenizer, train_split, config, device)
     )
     logger.info("mode %s: %s", plan.mode, plan.reason)
-    reporter = Reporter(progress, progress_bar, started, plan, on_plan)
+    if distributed.active() and plan.mode != "full":
+        raise ConfigError(
+            f"torchrun runs full mode's fine-tune on several processes; this run is in {plan.mode} "
+            "mode: run it as one process, or with --mode full"
+        )
+    # Only the first of several processes reports.
+    reporter = Reporter(
+        progress if main else None, progress_bar and main, started, plan, on_plan if main else None
+    )
 
     # fast: the heads are chosen, calibrated and gated by cross-fitting on train + validation,
     # refitted there and scored on the test split; then the shipped heads learn every row, the
@@ -207,6 +217,9 @@ def train(
         best_epoch, epochs_run = fit(
             model, tokenizer, train_split, splits, labels, config, device, reporter, weighting
         )
+        distributed.stop()
+        if not main:
+            raise distributed.NotMainProcess
         validation_frame = splits["validation"]
         validation_logits = predict_logits(
             model.eval(), tokenizer, validation_texts, fields=row_fields(splits["validation"])

@@ -5,7 +5,8 @@ transaction before the webhook is answered (`accept`); a worker thread then deli
 (`deliver_due`), retrying timeouts and 5xx answers with exponential back-off across restarts,
 and giving up on a 4xx with its reason. A delivery id is accepted once: a redelivered webhook
 writes nothing twice. Delivery is at least once: a crash between a write and its record repeats
-that write after the restart.
+that write after the restart. Replicas on one registry share the outbox: each write is claimed by
+one of them before it is sent (`claim`).
 """
 
 from __future__ import annotations
@@ -177,18 +178,34 @@ class Outbox:
         now = _now_ms() if now_ms is None else now_ms
         o = outbox.c
         query = (
-            select(o.seq, o.connector, o.ticket_id, o.mode, o.answer, o.attempts)
+            select(o.seq, o.connector, o.ticket_id, o.mode, o.answer, o.attempts, o.next_ms)
             .where(o.status == "pending", o.next_ms <= now)
             .order_by(o.seq)
             .limit(BATCH)
         )
         with self.store.reading() as conn:
             rows = conn.execute(query).all()
-        for seq, connector, ticket_id, mode, answer, attempts in rows:
+        for seq, connector, ticket_id, mode, answer, attempts, due_ms in rows:
             if self._stop.is_set():
                 break
-            self._deliver(seq, connector, ticket_id, mode, json.loads(answer), attempts)
+            if self.claim(seq, due_ms, now):
+                self._deliver(seq, connector, ticket_id, mode, json.loads(answer), attempts)
         return len(rows)
+
+    def claim(self, seq: int, due_ms: int, now_ms: int) -> bool:
+        """Take a due write for this replica: move it out of the others' reach for as long as a
+        delivery may take (it is due again after that, if this replica stops meanwhile). False
+        when another replica took it since it was read as due at `due_ms`."""
+        hold_ms = (3 * self.settings.connector_timeout_s + 30) * 1000
+        with self.store.transaction() as conn:
+            taken = conn.execute(
+                update(outbox)
+                .where(
+                    outbox.c.seq == seq, outbox.c.status == "pending", outbox.c.next_ms == due_ms
+                )
+                .values(next_ms=now_ms + hold_ms)
+            )
+        return bool(taken.rowcount)
 
     def _deliver(
         self, seq: int, connector: str, ticket_id: str, mode: Mode, answer: dict, attempts: int
@@ -274,12 +291,14 @@ class Outbox:
 
 def _record_delivery(conn: Connection, connector: str, delivery_id: str, now: int) -> bool:
     """Insert a delivery; False when it was seen."""
+    # RETURNING tells an insert from a conflict on every database (psycopg's INSERT rowcount is -1).
     inserted = conn.execute(
         insert(conn, connector_deliveries)
         .values(connector=connector, delivery_id=delivery_id, created_ms=now)
         .on_conflict_do_nothing()
+        .returning(connector_deliveries.c.delivery_id)
     )
-    return bool(inserted.rowcount)
+    return inserted.first() is not None
 
 
 def _link(

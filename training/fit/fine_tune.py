@@ -22,6 +22,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from transformers import PreTrainedTokenizerBase, get_linear_schedule_with_warmup
 
 from training.config import TrainConfig
+from training.fit import distributed
 from training.fit.evaluate import evaluate_heads, mean_macro_f1
 from training.fit.fields import row_fields
 from training.inference.model import TicketClassifier, TicketFields, predict_proba
@@ -128,11 +129,16 @@ def fit(
     best_score, best_epoch, best_state, stale, step = -1.0, 0, None, 0, 0
     started = time.monotonic()
     reporter.stage("fine-tuning", total_steps)
+    forward = distributed.wrap(model, device)
     for epoch in range(1, config.epochs + 1):
         model.train()
-        for batch_ids in length_grouped_batches(lengths, config.batch_size, generator):
+        for batch in length_grouped_batches(lengths, config.batch_size, generator):
+            if len(batch) < distributed.size():
+                step += 1  # a last batch too small to share: every process skips it alike
+                continue
+            batch_ids = distributed.share(batch)
             with autocast:
-                logits = model(**_batch(model, tokenizer, train_split, batch_ids, device))
+                logits = forward(**_batch(model, tokenizer, train_split, batch_ids, device))
                 loss = sum(
                     config.head_weight(head)
                     * losses[head](
