@@ -1,22 +1,26 @@
-"""Full mode's fine-tune under torchrun: two CPU processes (gloo) on the tiny model learn what one
-process learns from the same data and settings, within what their different dropout draws allow;
-the first process alone writes the model."""
+"""Full mode's fine-tune on several processes: one step of two processes (gloo) moves the weights
+exactly as one process's step on the whole batch does; and under torchrun two CPU processes learn
+on the tiny model what one process learns, within what their different dropout draws allow (those
+hide a missing gradient average, hence the exact step), the first process alone writing it."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import PROBE_TEXTS, TINY_ROWS
+import torch
+from api_service import free_port
+from conftest import TINY_ROWS
 
 from training.export.predict import Predictor
+from training.fit import distributed
+from training.text.data import load_tickets
 from training.text.sample_data import write_sample_csv
-
-pytestmark = pytest.mark.slow  # two trainings, one of them in two processes
 
 FLAGS = [
     "--base-model", "all-MiniLM-L6-v2", "--mode", "full", "--epochs", "2", "--max-length", "32",
@@ -40,6 +44,7 @@ def train(data: Path, out: Path, processes: int, cache: Path) -> subprocess.Comp
     )
 
 
+@pytest.mark.slow  # two trainings, one of them in two processes
 def test_two_processes_learn_what_one_learns(tmp_path: Path) -> None:
     data = tmp_path / "tickets.csv"
     write_sample_csv(data, TINY_ROWS * 2, seed=4)
@@ -51,12 +56,45 @@ def test_two_processes_learn_what_one_learns(tmp_path: Path) -> None:
     metrics = {
         name: json.loads((tmp_path / name / "metrics.json").read_text()) for name in ("one", "two")
     }
+    texts = load_tickets(data).frame["text"].tolist()
+    one_probs, two_probs = (
+        Predictor.load(tmp_path / name).predict_proba(texts) for name in ("one", "two")
+    )
     for head in ("queue", "priority"):
         scores = [metrics[name]["validation"][head]["macro_f1"] for name in ("one", "two")]
-        assert abs(scores[0] - scores[1]) <= 0.1, (head, scores)
-    one_probs, two_probs = (
-        Predictor.load(tmp_path / name).predict_proba(PROBE_TEXTS) for name in ("one", "two")
-    )
-    gap = max(float(np.abs(one_probs[h] - two_probs[h]).max()) for h in ("queue", "priority"))
-    print(f"largest probability gap on the probes, one vs two processes: {gap:.3f}")
-    assert gap <= 0.15
+        gap = float(np.abs(one_probs[head] - two_probs[head]).mean())
+        same = float((one_probs[head].argmax(1) == two_probs[head].argmax(1)).mean())
+        print(f"{head}: macro-F1 {scores}, mean probability gap {gap:.4f}, same label {same:.3f}")
+        # Dropout draws differ between the runs; measured: the same macro-F1, gap 0.003, 99.5 %.
+        assert abs(scores[0] - scores[1]) <= 0.02 and gap <= 0.02 and same >= 0.97
+
+
+def one_step(rank: int, processes: int, port: int, out: str) -> None:
+    """One SGD step of a small linear model on 8 rows, sharing them among `processes`."""
+    if processes > 1:
+        os.environ.update(
+            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(processes),
+            RANK=str(rank), LOCAL_RANK=str(rank),
+        )  # fmt: skip
+    cpu = torch.device("cpu")
+    distributed.start(cpu)
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 3)
+    rows = torch.arange(32.0).reshape(8, 4) / 10
+    targets = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    ids = distributed.share(list(range(8)))
+    forward = distributed.wrap(model, cpu)  # kept: DDP's hooks live as long as its wrapper
+    loss = torch.nn.functional.cross_entropy(forward(rows[ids]), targets[ids])
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.5).step()
+    if distributed.is_main():
+        torch.save(model.state_dict(), out)
+    distributed.stop()
+
+
+def test_a_shared_step_is_the_whole_batchs_step(tmp_path: Path) -> None:
+    one_step(0, 1, 0, str(tmp_path / "one.pt"))
+    torch.multiprocessing.spawn(one_step, args=(2, free_port(), str(tmp_path / "two.pt")), nprocs=2)
+    one, two = (torch.load(tmp_path / f"{n}.pt") for n in ("one", "two"))
+    for name in one:
+        torch.testing.assert_close(one[name], two[name], rtol=0, atol=1e-6)
