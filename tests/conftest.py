@@ -37,6 +37,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.slow)
 
 
+E5 = "multilingual-e5-small"
+
 # Small enough to train in a few minutes on 2 CPU cores, large enough to learn both heads.
 TEST_ROWS = 300
 TEST_CONFIG = TrainConfig(
@@ -174,6 +176,19 @@ def build_once(
             work.mkdir(exist_ok=True)
             record.write_text(json.dumps(build(work)))
     return json.loads(record.read_text())
+
+
+@pytest.fixture(scope="session")
+def e5_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ticketserve cache folder holding multilingual-e5-small, prepared once for the whole run
+    (its conversion takes seconds) where the cache keeps it: `<cache>/base-models/<name>`."""
+    from training.encoders.base_models import prepare_base_model
+
+    def build(folder: Path) -> dict:
+        prepare_base_model(E5, folder / "base-models" / E5)
+        return {"cache": str(folder)}
+
+    return Path(build_once(tmp_path_factory, "e5", build)["cache"])
 
 
 @pytest.fixture(scope="session")

@@ -39,14 +39,14 @@ SENTENCES = [
 
 
 @pytest.fixture(scope="session")
-def cache_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("ticketserve-cache")
+def cache_root(e5_cache: Path) -> Path:
+    return e5_cache
 
 
 @pytest.fixture(scope="session")
 def e5_dir(cache_root: Path) -> Path:
-    """multilingual-e5-small prepared once per session, where the cache would put it."""
-    return prepare_base_model(NAME, cache_root / "base-models" / NAME)
+    """multilingual-e5-small prepared once per run, where the cache puts it."""
+    return cache_root / "base-models" / NAME
 
 
 @pytest.fixture(scope="session")

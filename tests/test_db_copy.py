@@ -3,12 +3,10 @@ table, row numbers going on after the copied ones), into an empty database only.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import uuid
 from pathlib import Path
 
-from api_service import TICKETSERVE
+from cli_run import Run, ticketserve
 from postgres_server import PostgresServer
 from sqlalchemy import func, select
 from test_store import csv_bytes, version_record
@@ -24,14 +22,8 @@ from shim.store.registry import FeedbackRecord, PredictionRecord, Store, utcnow
 from shim.store.registry.tables import metadata
 
 
-def db(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [TICKETSERVE, "db", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, **(env or {})},
-    )
+def db(*args: str) -> Run:
+    return ticketserve("db", *args)
 
 
 def counts(store: Store) -> dict[str, int]:

@@ -6,7 +6,6 @@ hide a missing gradient average, hence the exact step), the first process alone 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,9 +15,9 @@ import pytest
 import torch
 from api_service import free_port
 from conftest import TINY_ROWS
+from distributed_step import one_step
 
 from training.export.predict import Predictor
-from training.fit import distributed
 from training.text.data import load_tickets
 from training.text.sample_data import write_sample_csv
 
@@ -67,29 +66,6 @@ def test_two_processes_learn_what_one_learns(tmp_path: Path) -> None:
         print(f"{head}: macro-F1 {scores}, mean probability gap {gap:.4f}, same label {same:.3f}")
         # Dropout draws differ between the runs; measured: the same macro-F1, gap 0.003, 99.5 %.
         assert abs(scores[0] - scores[1]) <= 0.02 and gap <= 0.02 and same >= 0.97
-
-
-def one_step(rank: int, processes: int, port: int, out: str) -> None:
-    """One SGD step of a small linear model on 8 rows, sharing them among `processes`."""
-    if processes > 1:
-        os.environ.update(
-            MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(processes),
-            RANK=str(rank), LOCAL_RANK=str(rank),
-        )  # fmt: skip
-    cpu = torch.device("cpu")
-    distributed.start(cpu)
-    torch.manual_seed(0)
-    model = torch.nn.Linear(4, 3)
-    rows = torch.arange(32.0).reshape(8, 4) / 10
-    targets = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
-    ids = distributed.share(list(range(8)))
-    forward = distributed.wrap(model, cpu)  # kept: DDP's hooks live as long as its wrapper
-    loss = torch.nn.functional.cross_entropy(forward(rows[ids]), targets[ids])
-    loss.backward()
-    torch.optim.SGD(model.parameters(), lr=0.5).step()
-    if distributed.is_main():
-        torch.save(model.state_dict(), out)
-    distributed.stop()
 
 
 def test_a_shared_step_is_the_whole_batchs_step(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import E5
 from tokenizers import normalizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
@@ -35,12 +36,9 @@ def parity() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> PreTrainedTokenizerBase:
-    """Written as `convert` writes it, loaded as a prepared directory is loaded."""
-    model = e5_convert.read_q4_model(e5_convert.find_sources().weights)
-    out = tmp_path_factory.mktemp("e5-tokenizer")
-    e5_convert.write_tokenizer(model, out)
-    return AutoTokenizer.from_pretrained(str(out))
+def tokenizer(e5_cache: Path) -> PreTrainedTokenizerBase:
+    """As `convert` wrote it into the prepared directory, loaded as that directory is loaded."""
+    return AutoTokenizer.from_pretrained(str(e5_cache / "base-models" / E5))
 
 
 def test_ids_match_the_replaced_tokenizer(

@@ -4,16 +4,14 @@ Alembic revisions from nothing) must end exactly there, or autogenerate would se
 
 from __future__ import annotations
 
-import os
 import sqlite3
-import subprocess
 import threading
 from pathlib import Path
 
 from alembic import command
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from api_service import TICKETSERVE
+from cli_run import ticketserve
 from postgres_server import PostgresServer
 from sqlalchemy import create_engine
 from test_upgrade import FIRST_RELEASE_SCHEMA
@@ -83,16 +81,16 @@ def test_db_upgrade_creates_a_postgresql_registry_and_backup_sends_to_pg_dump(
     tmp_path: Path, postgres: PostgresServer
 ) -> None:
     url = postgres.database()
-    env = {**os.environ, "TICKETSERVE_DATABASE_URL": url}
-    command = [TICKETSERVE, "db", "upgrade", "--data-dir", str(tmp_path)]
-    first = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    env = {"TICKETSERVE_DATABASE_URL": url}
+    upgrade = ("db", "upgrade", "--data-dir", str(tmp_path))
+    first = ticketserve(*upgrade, env=env)
     assert first.returncode == 0, first.stderr
     assert first.stdout == f"upgraded the registry {url}: schema version 0 -> {SCHEMA_VERSION}\n"
     assert differences(url) == []
-    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
+    again = ticketserve(*upgrade, env=env)
     assert again.stdout.endswith(f"has schema version {SCHEMA_VERSION}, this release's\n")
-    backup = [TICKETSERVE, "backup", str(tmp_path / "b.tar.gz"), "--data-dir", str(tmp_path)]
-    refused = subprocess.run(backup, env=env, capture_output=True, text=True, timeout=120)
+    backup = ("backup", str(tmp_path / "b.tar.gz"), "--data-dir", str(tmp_path))
+    refused = ticketserve(*backup, env=env)
     assert refused.returncode == 1 and "pg_dump" in refused.stderr
     assert not (tmp_path / "b.tar.gz").exists()
 

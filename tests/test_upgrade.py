@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 from api_service import TICKETSERVE, Service, free_port
+from cli_run import Run, ticketserve
 from conftest import PROBE_TEXTS, TrainedModel
 
 from shim.store.backup import backup
@@ -338,13 +339,8 @@ def test_a_registry_of_a_newer_release_is_refused(tmp_path: Path) -> None:
     assert dump(registry) == before
 
 
-def ticketserve_db(data_dir: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [TICKETSERVE, "db", "upgrade", "--data-dir", str(data_dir)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+def ticketserve_db(data_dir: Path) -> Run:
+    return ticketserve("db", "upgrade", "--data-dir", str(data_dir))
 
 
 def test_db_upgrade_brings_a_first_release_registry_to_this_releases_schema(
