@@ -20,7 +20,7 @@ from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, delete, select, update
+from sqlalchemy import ColumnElement, Connection, delete, select, update
 
 from connectors.base import DESK_HEADS, DeskError, HelpDesk, HistoryPage, HistoryTicket
 from connectors.label_map import LabelMap
@@ -189,7 +189,7 @@ class HistoryImports:
         """Mark the import running: at its cursor when one was interrupted, else afresh (a
         finished one starts again from the first page, its tickets count as duplicates)."""
         now = utcnow().isoformat()
-        this = (imports.connector == connector) & (imports.since == since)
+        this = _row(connector, since)
         with self.store.transaction() as conn:
             # One import per connector runs: another one left running is over.
             conn.execute(
@@ -296,10 +296,7 @@ class HistoryImports:
             now = utcnow().isoformat()
             conn.execute(
                 update(connector_imports)
-                .where(
-                    imports.connector == state.connector,
-                    imports.since == state.since.isoformat(),
-                )
+                .where(_row(state.connector, state.since.isoformat()))
                 .values(
                     cursor=page.cursor,
                     pages=imports.pages + 1,
@@ -411,11 +408,13 @@ class HistoryImports:
         with self.store.transaction() as conn:
             conn.execute(
                 update(connector_imports)
-                .where(
-                    imports.connector == state.connector,
-                    imports.since == state.since.isoformat(),
-                )
+                .where(_row(state.connector, state.since.isoformat()))
                 .values(
                     status="failed", error=error[:MAX_ERROR_CHARS], updated_at=now, finished_at=now
                 )
             )
+
+
+def _row(connector: str, since: str) -> ColumnElement[bool]:
+    """The registry's row of one import (`since` as YYYY-MM-DD)."""
+    return (imports.connector == connector) & (imports.since == since)
