@@ -22,7 +22,7 @@ NEWEST_MODEL   = $(patsubst %/model.safetensors,%,$(firstword $(shell ls -t \
                  2>/dev/null)))
 ARCHIVE_MODEL  = $(if $(filter command line environment,$(origin MODEL)),$(MODEL),$(NEWEST_MODEL))
 
-.PHONY: help install test test-fast lint format demo serve train archive torchserve torchserve-stop bench bundle clean
+.PHONY: help install test test-fast lint format demo serve train archive torchserve torchserve-stop bench bundle image clean
 
 help:
 	@echo "make install   create $(VENV) and install the project with its dev tools"
@@ -36,6 +36,7 @@ help:
 	@echo "make torchserve / torchserve-stop   start / stop TorchServe with config.properties"
 	@echo "make bench     TorchServe vs the handler's in-process pass vs pipeline() (MODEL=dir optional)"
 	@echo "make bundle    dist/ticketserve-<version>-offline.tar: every wheel + install.sh, for servers without internet"
+	@echo "make image     the container image localhost/ticketserve:<version> with podman, no registry needed (BASE=, MIRROR=, IMAGE=)"
 
 $(BIN)/ticketserve: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -83,6 +84,9 @@ torchserve-stop: install
 
 bundle: install
 	bash scripts/bundle.sh
+
+image: install
+	bash scripts/image.sh
 
 bench: install
 	$(BIN)/python bench/serve.py $(if $(filter command line environment,$(origin MODEL)),--model $(MODEL))
