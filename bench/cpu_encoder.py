@@ -56,6 +56,7 @@ BATCH = 32
 SMOKE = {"rows": 160, "base_model": "all-MiniLM-L6-v2", "max_length": 64}
 DENSE_WEIGHT = 4.0
 Embed = Callable[[Sequence[str]], np.ndarray]
+PATHS = ("torch fp32", "torch int8", "ONNX fp32", "ONNX int8", "ONNX int8 per channel")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -67,7 +68,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads of every path")
     parser.add_argument("--smoke", action="store_true", help="generated tickets, MiniLM, seconds")
     parser.add_argument("--json", type=Path, help="write the table's rows here")
+    parser.add_argument(
+        "--paths",
+        default=",".join(PATHS),
+        help=f"the paths to measure, comma-separated (default all: {', '.join(PATHS)})",
+    )
     args = parser.parse_args(argv)
+    args.paths = [p.strip() for p in args.paths.split(",") if p.strip()]
+    if unknown := set(args.paths) - set(PATHS):
+        parser.error(f"--paths: unknown {', '.join(sorted(unknown))}; known: {', '.join(PATHS)}")
     if not 100 <= args.rows <= 100_000:
         parser.error(f"--rows must be between 100 and 100000, got {args.rows}")
     if not 1 <= args.threads <= 256:
@@ -228,27 +237,30 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{len(texts)} tickets ({len(train_frame)} train, {len(test_frame)} test), "
           f"{args.base_model}, max_length {args.max_length}, {args.threads} threads")  # fmt: skip
 
+    # torch fp32 always: it is what the others are compared with.
     candidates: list[tuple[str, Embed, float, float]] = []  # name, embed, build s, size MB
     candidates.append(("torch fp32", torch_embedder(model, tokenizer), 0.0, size_mb(base)))
-    started = time.monotonic()
-    quantized = torch.ao.quantization.quantize_dynamic(
-        TicketClassifier.from_encoder(str(base), labels, 0.0, args.max_length, normalize=True),
-        {torch.nn.Linear},
-        dtype=torch.qint8,
-    ).eval()
-    candidates.append(
-        ("torch int8", torch_embedder(quantized, tokenizer), time.monotonic() - started, 0.0)
-    )
-    fp32_path, export_s = export_onnx(base, tokenizer, work)
-    int8_path, quantize_s = quantize_onnx(fp32_path, per_channel=False)
-    channel_path, channel_s = quantize_onnx(fp32_path, per_channel=True)
-    for name, path, seconds in (
-        ("ONNX fp32", fp32_path, export_s),
-        ("ONNX int8", int8_path, export_s + quantize_s),
-        ("ONNX int8 per channel", channel_path, export_s + channel_s),
-    ):
-        embed = onnx_embedder(path, tokenizer, args.max_length, args.threads)
-        candidates.append((name, embed, seconds, path.stat().st_size / 2**20))
+    if "torch int8" in args.paths:
+        started = time.monotonic()
+        quantized = torch.ao.quantization.quantize_dynamic(
+            TicketClassifier.from_encoder(str(base), labels, 0.0, args.max_length, normalize=True),
+            {torch.nn.Linear},
+            dtype=torch.qint8,
+        ).eval()
+        candidates.append(
+            ("torch int8", torch_embedder(quantized, tokenizer), time.monotonic() - started, 0.0)
+        )
+    if any(name.startswith("ONNX") for name in args.paths):
+        fp32_path, export_s = export_onnx(base, tokenizer, work)
+        onnx_paths = [("ONNX fp32", fp32_path, export_s)]
+        for name, per_channel in (("ONNX int8", False), ("ONNX int8 per channel", True)):
+            if name in args.paths:
+                path, quantize_s = quantize_onnx(fp32_path, per_channel=per_channel)
+                onnx_paths.append((name, path, export_s + quantize_s))
+        for name, path, seconds in onnx_paths:
+            if name in args.paths:
+                embed = onnx_embedder(path, tokenizer, args.max_length, args.threads)
+                candidates.append((name, embed, seconds, path.stat().st_size / 2**20))
 
     words = make_union(
         TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=2),

@@ -64,8 +64,8 @@ mv "$WORK"/bundle/ticketserve-*-offline.tar "$WORK/context/ticketserve-offline.t
 
 echo "== podman build $IMAGE on $BASE"
 start=$(date +%s)
-# Docker format: OCI images have no HEALTHCHECK. No layer cache: the install stage (with the
-# bundle in it) is left behind by neither a build nor a rebuild.
+# Docker format: OCI images have no HEALTHCHECK. No layer cache: a rebuild installs the bundle
+# anew, and no intermediate image is left behind.
 podman build --quiet --layers=false --format docker "${ulimit_flags[@]}" \
   --build-arg "BASE=$BASE" --file Containerfile --tag "$IMAGE" "$WORK/context" >/dev/null
 size=$(podman image inspect --format '{{.Size}}' "$IMAGE")

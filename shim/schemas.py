@@ -140,6 +140,25 @@ def _train_request_model() -> type[BaseModel]:
 TrainRequest = _train_request_model()
 
 
+class ClassifyJobPublic(BaseModel):
+    """A file classified in the background: its status, progress and where its result is."""
+
+    job_id: str
+    status: Literal["queued", "running", "succeeded", "failed", "cancelled"]
+    created_at: datetime
+    updated_at: datetime
+    format: Literal["csv", "jsonl"] = Field(description="of the file, and of the result")
+    rows: int = Field(description="tickets in the file")
+    rows_done: int = Field(description="tickets answered so far (labels or an error each)")
+    errors: int = Field(description="tickets answered with an error instead of labels")
+    model_version: int | None = Field(
+        description="the version that answers: the one asked for, else the default at the start"
+    )
+    heads: list[str]
+    error: str | None = Field(description="why the job failed")
+    result_url: str | None = Field(description="where the result is, once the job succeeded")
+
+
 class TrainJobPublic(BaseModel):
     """A training job: its status, live progress, and the resulting version or the error."""
 

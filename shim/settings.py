@@ -112,7 +112,10 @@ class Settings(BaseSettings):
     api_key: str | None = Field(None, description="Bearer key for /api/v1 (None: no auth)")
     api_key_file: Path | None = Field(None, description="file holding the API key")
     max_upload_bytes: int = Field(
-        50 * 1024 * 1024, ge=1, le=2**34, description="largest upload body (train-data)"
+        50 * 1024 * 1024,
+        ge=1,
+        le=2**34,
+        description="largest upload body (train-data, classify-jobs)",
     )
     max_request_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, le=2**30, description="largest body of every other request"
@@ -121,6 +124,9 @@ class Settings(BaseSettings):
         MAX_TICKET_CHARS, ge=1, le=TICKET_CHARS_LIMIT, description="longest ticket text accepted"
     )
     max_batch: int = Field(64, ge=1, le=1024, description="most tickets in one classify request")
+    max_classify_job_rows: int = Field(
+        1_000_000, ge=1, le=100_000_000, description="most tickets in one classify job's file"
+    )
     model_name: str = Field("ticket", description="model name inside TorchServe")
     max_loaded_versions: int = Field(
         2, ge=1, le=64, description="versions kept registered in TorchServe (others load on use)"

@@ -41,6 +41,10 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         [PYTHON, "bench/cpu_encoder.py", "--smoke"],
         (re.escape("| path | ms/ticket | speed-up | cosine | queue same | queue F1 |"),),
     ),
+    "scale": (
+        [PYTHON, "bench/scale.py", "--smoke"],
+        (r"rows +train s +s per 1,000 +peak RSS MB +test F1 \(trained\) +embed ms",),
+    ),
     "drift": (
         [PYTHON, "bench/drift.py", "--smoke"],
         (r"scenario +size +queue score +priority score", r"scenario +size +queue labels"),

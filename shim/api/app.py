@@ -35,6 +35,7 @@ from shim.api.replica_watch import watch_replicas
 from shim.api.request_id import RequestIdMiddleware
 from shim.api.routes import (
     classify,
+    classify_jobs,
     connectors,
     feedback,
     imports,
@@ -51,6 +52,7 @@ from shim.desks.helpdesks import build_connectors, label_map
 from shim.desks.history_import import HistoryImports
 from shim.desks.outbox import Outbox
 from shim.errors import ApiError
+from shim.jobs.classify_jobs import ClassifyJobs
 from shim.jobs.retrain import RetrainPolicy
 from shim.jobs.runner import JobRunner
 from shim.metrics import ApiMetrics
@@ -133,6 +135,7 @@ def create_app(
         services.imports.resume()  # after remove_orphans: a page's file is only kept committed
         pollers = [asyncio.create_task(poller.run()) for poller in build_pollers(services)]
         pollers.append(asyncio.create_task(watch_replicas(services)))
+        pollers.append(asyncio.create_task(services.classify_jobs.run()))  # resumes any
         try:
             yield
         finally:
@@ -165,7 +168,7 @@ def create_app(
         RequestGuard,
         api_key=services.api_key,
         max_body_bytes=settings.max_request_bytes,
-        upload_path=f"{API_PREFIX}/train-data",
+        upload_paths=(f"{API_PREFIX}/train-data", f"{API_PREFIX}/classify-jobs"),
         max_upload_bytes=settings.max_upload_bytes,
         protected_prefix=API_PREFIX,
         signed_paths=(
@@ -177,7 +180,8 @@ def create_app(
 
     api = APIRouter(prefix=API_PREFIX)
     for module in (
-        train_data, train, retrain, classify, similar, feedback, monitoring, models, connectors,
+        train_data, train, retrain, classify, classify_jobs, similar, feedback, monitoring, models,
+        connectors,
     ):  # fmt: skip
         api.include_router(module.router)
     api.include_router(znuny.router)
@@ -252,13 +256,14 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
     desks = {name: connector.desk for name, connector in connectors.items()}
     labels = label_map(settings)
     outbox = Outbox(store, settings, desks, labels, metrics)
+    classifier = Classifier(settings, store, versions, async_client, metrics, predictions)
     return Services(
         settings=settings,
         api_key=settings.resolved_api_key(),
         store=store,
         runner=runner,
         versions=versions,
-        classifier=Classifier(settings, store, versions, async_client, metrics, predictions),
+        classifier=classifier,
         feedback=corrections,
         monitoring=Monitoring(settings, store, metrics, drift),
         retrain=retrain,
@@ -266,6 +271,7 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
         connectors=connectors,
         outbox=outbox,
         imports=HistoryImports(store, settings, desks, labels),
+        classify_jobs=ClassifyJobs(store, settings, classifier, runner.replica),
     )
 
 

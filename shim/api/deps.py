@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from shim.desks.helpdesks import Connector
 from shim.desks.history_import import HistoryImports
 from shim.desks.outbox import Outbox
+from shim.jobs.classify_jobs import ClassifyJobs
 from shim.jobs.retrain import RetrainPolicy
 from shim.jobs.runner import JobRunner
 from shim.metrics import ApiMetrics
@@ -39,6 +40,7 @@ class Services:
     connectors: dict[str, Connector]
     outbox: Outbox
     imports: HistoryImports
+    classify_jobs: ClassifyJobs
     supervisor: Supervisor | None = None
 
 
@@ -78,6 +80,10 @@ def get_retrain(request: Request) -> RetrainPolicy:
     return get_services(request).retrain
 
 
+def get_classify_jobs(request: Request) -> ClassifyJobs:
+    return get_services(request).classify_jobs
+
+
 ServicesDep = Annotated[Services, Depends(get_services)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 StoreDep = Annotated[Store, Depends(get_store)]
@@ -87,3 +93,4 @@ ClassifierDep = Annotated[Classifier, Depends(get_classifier)]
 FeedbackDep = Annotated[Feedback, Depends(get_feedback)]
 MonitoringDep = Annotated[Monitoring, Depends(get_monitoring)]
 RetrainDep = Annotated[RetrainPolicy, Depends(get_retrain)]
+ClassifyJobsDep = Annotated[ClassifyJobs, Depends(get_classify_jobs)]

@@ -1,6 +1,6 @@
 """The gate every request passes before any route sees it: API key first, then body size.
 
-    app.add_middleware(RequestGuard, api_key=..., max_body_bytes=..., upload_path=...,
+    app.add_middleware(RequestGuard, api_key=..., max_body_bytes=..., upload_paths=...,
                        max_upload_bytes=...)
 
 A pure ASGI middleware, so nothing of the body has been read when it answers: a request without
@@ -33,7 +33,7 @@ class RequestGuard:
         app: ASGIApp,
         api_key: str | None,
         max_body_bytes: int,
-        upload_path: str,
+        upload_paths: tuple[str, ...],
         max_upload_bytes: int,
         protected_prefix: str = "/api/v1",
         signed_paths: tuple[str, ...] = (),
@@ -41,7 +41,7 @@ class RequestGuard:
         self.app = app
         self.api_key = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
-        self.upload_path = upload_path
+        self.upload_paths = upload_paths
         self.max_upload_bytes = max_upload_bytes
         self.protected_prefix = protected_prefix
         # Webhooks a help desk sends: signed with their own secret (checked by the route), as
@@ -55,7 +55,7 @@ class RequestGuard:
         headers = {k.decode("latin-1").lower(): v for k, v in scope["headers"]}
         try:
             self._authorize(scope["path"], headers)
-            limit = self.max_upload_bytes if scope["path"] == self.upload_path else (
+            limit = self.max_upload_bytes if scope["path"] in self.upload_paths else (
                 self.max_body_bytes)  # fmt: skip
             _check_declared_length(headers.get("content-length"), limit)
         except ApiError as error:

@@ -106,7 +106,7 @@ class JobRunner:
         """Fail each unfinished job that neither this replica runs nor a live lease covers."""
         unfinished = self.store.jobs.unfinished()  # before the lease: a job is saved after it
         lease = self.store.leases.get(TRAINING)
-        if lease is not None and (lease.expired(now_ms()) or _holder_gone(lease.holder)):
+        if lease is not None and (lease.expired(now_ms()) or holder_gone(lease.holder)):
             self.store.leases.free_expired(TRAINING, lease)
             lease = None
         failed = []
@@ -395,7 +395,7 @@ class JobRunner:
             return True
 
 
-def _holder_gone(holder: str) -> bool:
+def holder_gone(holder: str) -> bool:
     """A lease holder on this host whose process is gone: its lease need not wait to expire."""
     host, _, rest = holder.partition(":")
     pid = rest.partition(":")[0]

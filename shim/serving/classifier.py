@@ -67,11 +67,12 @@ class Classifier:
         self._curves: dict[int, dict[str, Any]] = {}
 
     async def classify(
-        self, request: ClassifyRequest, version: int | None = None
+        self, request: ClassifyRequest, version: int | None = None, record: bool = True
     ) -> TicketPredictionPublic | ClassifyBatchPublic:
         """Classify one ticket or a batch; `version` None asks the default version. Similar
         tickets asked of a version that keeps none leave `similar` None: the classification
-        stands (POST /similar says why)."""
+        stands (POST /similar says why). `record` False keeps the answers out of the
+        predictions log (a classify job's scoring is not live traffic)."""
         tickets = request.items()
         if len(tickets) > self.settings.max_batch:
             raise Unprocessable(
@@ -93,15 +94,16 @@ class Classifier:
         answer = await self._predict(payload, version)
         if request.tickets is None:
             result = self.ticket(answer)
-            await run_in_threadpool(self.predictions.record, texts, [result])
+            if record:
+                await run_in_threadpool(self.predictions.record, texts, [result])
             return result
         predictions = [self.ticket(p) for p in answer["predictions"]]
         if len(predictions) != len(tickets):
             raise UpstreamError(
                 f"TorchServe answered {len(predictions)} predictions for {len(tickets)} tickets"
             )
-        # One transaction for the whole batch, off the event loop.
-        await run_in_threadpool(self.predictions.record, texts, predictions)
+        if record:  # one transaction for the whole batch, off the event loop
+            await run_in_threadpool(self.predictions.record, texts, predictions)
         served = predictions[0].model_version if predictions else version
         return ClassifyBatchPublic(predictions=predictions, model_version=served)
 

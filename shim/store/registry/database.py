@@ -36,7 +36,7 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # The newest revision in migrations/versions (tests/test_schema.py holds them equal).
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 SQLITE_FILE = "registry.sqlite3"
 # PostgreSQL advisory lock held while the schema is upgraded (any number; ours alone).
 UPGRADE_LOCK = 0x7469636B

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Connection
 
+from shim.store.registry.classify_jobs import ClassifyJobs
 from shim.store.registry.database import SCHEMA_VERSION, SQLITE_FILE, Database, sqlite_url
 from shim.store.registry.datasets import Datasets
 from shim.store.registry.feedback import FeedbackRows
@@ -68,6 +69,8 @@ class Store:
         self.feedback = FeedbackRows(self.db)
         self.quality = Quality(self.db)
         self.leases = Leases(self.db)
+        self.classify_jobs = ClassifyJobs(self.db)
+        self.classify_jobs_dir = self.shared / "classify_jobs"
 
     def transaction(self, durable: bool = True) -> AbstractContextManager[Connection]:
         """One write transaction, for the modules that keep their own tables here

@@ -64,6 +64,16 @@ jobs = Table(
     sqlite_autoincrement=True,
 )
 
+# A bulk classification of a file (POST /api/v1/classify-jobs): its record, JSON, like a job's.
+classify_jobs = Table(
+    "classify_jobs",
+    metadata,
+    _seq(),
+    Column("id", Text, unique=True, nullable=False),
+    Column("record", Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
 versions = Table(
     "versions",
     metadata,
