@@ -19,7 +19,9 @@ from training.fit.heads import (
     LinearHead,
     Scored,
     candidates,
+    cross_fit,
     fit_head,
+    fold_assignment,
     install_head,
     one_standard_error_choice,
     paired_standard_error,
@@ -110,6 +112,41 @@ def test_selection_picks_the_block_that_carries_the_labels(signal_in):
     assert selection.out_of_fold.shape == (300, 3)
     summary = selection.to_dict()
     assert summary["features"] == signal_in and len(summary["candidates"]) == len(selection.scored)
+
+
+def test_with_more_rows_than_selection_rows_the_choice_is_made_on_a_sample():
+    """The candidates are compared on `selection_rows` rows, as if those were all the data;
+    the chosen one alone is then cross-fitted on every row, whose scores the head keeps."""
+    features, y = _blocks("lexical", rows=1200)
+    labels = {"queue": ["a", "b", "c"]}
+    config = TrainConfig(linear_c=[0.3, 1.0], dense_weight=[2.0], folds=5, seed=3)
+    sampled = TrainConfig.from_dict({**config.to_dict(), "selection_rows": 500})
+    whole = select_heads(features, {"queue": y}, labels, config)["queue"]
+    selection = select_heads(features, {"queue": y}, labels, sampled)["queue"]
+    assert whole.compared_rows is None and selection.compared_rows == 500
+    assert selection.to_dict()["compared_rows"] == 500
+    # The comparison is the one the sample alone gets (same rows, same folds).
+    first = np.sort(np.random.default_rng(3).choice(1200, size=500, replace=False))
+    folds = fold_assignment(y, 5, 3)[first]
+    alone = [s.macro_f1 for s in selection.scored]
+    scored = [
+        result.macro_f1
+        for group in ([c] for c in candidates(config, True))
+        for result, _ in cross_fit(
+            group[0].matrix(features)[first], y[first], folds, 5, 3, group, config, 1
+        )
+    ]
+    assert alone == pytest.approx(scored)
+    # The chosen candidate's out-of-fold scores cover every row, from a cross-fit on all.
+    assert selection.out_of_fold.shape == (1200, 3)
+    assert (np.abs(selection.out_of_fold).sum(axis=1) > 0).all()
+    [(on_all, scores)] = cross_fit(
+        selection.candidate.matrix(features), y, fold_assignment(y, 5, 3), 5, 3,
+        [selection.candidate], config, 1,
+    )  # fmt: skip
+    assert selection.chosen.macro_f1 == pytest.approx(on_all.macro_f1)
+    assert np.allclose(selection.out_of_fold, scores, atol=1e-5)
+    assert selection.chosen.macro_f1 > 0.9 and selection.candidate.features == "lexical"
 
 
 def test_the_refit_weighs_each_row_as_the_fold_models_did():

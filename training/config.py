@@ -137,6 +137,12 @@ class TrainConfig(BaseModel):
         description="fast mode chooses, calibrates and gates the heads by cross-fitting on "
         "this many folds of train + validation",
     )
+    selection_rows: Annotated[int, _between(500, 10_000_000)] = Field(
+        10_000,
+        description="fast mode: with more rows than this, the candidates are compared on a "
+        "random sample of this many, and only the chosen one is cross-fitted on every row "
+        "(its out-of-fold scores calibrate and gate the head): training time stays linear",
+    )
     target_precision: Annotated[float, Field(allow_inf_nan=False), _between(0, 1, True)] = Field(
         0.9,
         description="auto-routing gate: per head, the lowest confidence above which the "

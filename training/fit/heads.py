@@ -16,13 +16,17 @@ the baseline where the departure pays beyond the noise, and then takes the best 
 whole (keeping a middle way, e.g. the lexical features with a tuned C "within the noise" of the
 best, lost to the baseline on held-out tickets: docs/benchmarks.md).
 
-The chosen candidate's out-of-fold scores are what calibration and the auto-routing gate are
-fitted on; `fit_head` then fits it on all rows, its C scaled so that each row weighs against the
-regularisation as in the fold models (which have fewer rows): a refit with the same C is more
-confident than the out-of-fold scores, and routes more tickets at a lower precision than its
-gate promises (seen on an inner validation split of the shared dataset: the scaled C matched the
-out-of-fold mean confidence at the same accuracy). `install_head` copies that
-decision function into the model's torch layers, so the exported model computes exactly it.
+With more rows than `selection_rows` (10,000 by default), the candidates are compared on a
+seeded random sample of that many rows, and only the chosen one is then cross-fitted on every
+row: the comparison costs what it costs at 10,000 rows, and training time grows linearly beyond.
+
+The chosen candidate's out-of-fold scores (of every row) are what calibration and the
+auto-routing gate are fitted on; `fit_head` then fits it on all rows, its C scaled so that each
+row weighs against the regularisation as in the fold models (which have fewer rows): a refit
+with the same C is more confident than the out-of-fold scores, and routes more tickets at a
+lower precision than its gate promises (seen on an inner validation split of the shared dataset:
+the scaled C matched the out-of-fold mean confidence at the same accuracy). `install_head` copies
+that decision function into the model's torch layers, so the exported model computes exactly it.
 """
 
 from __future__ import annotations
@@ -185,6 +189,7 @@ class HeadSelection:
     scored: list[Scored]
     out_of_fold: np.ndarray  # the chosen candidate's out-of-fold scores of every row
     fold_rows: float  # rows each fold's SVM learned from, on average
+    compared_rows: int | None = None  # the sample the candidates were compared on (None: all)
 
     @property
     def candidate(self) -> Candidate:
@@ -200,6 +205,7 @@ class HeadSelection:
             "best_cross_validated_macro_f1": round(self.best.macro_f1, 6),
             "best_candidate": self.best.candidate.describe(),
             "standard_error": round(self.standard_error, 6),
+            "compared_rows": self.compared_rows,
             "candidates": [
                 {**s.candidate.to_dict(), "cross_validated_macro_f1": round(s.macro_f1, 6)}
                 for s in ranked
@@ -253,7 +259,19 @@ def fit_units(labels: dict[str, list[str]], rows: int, config: TrainConfig) -> i
     same: one class of one head, one candidate, over all rows (liblinear trains one-vs-rest, in
     time ~ rows)."""
     settings = len(candidates(config, config.lexical))
-    return sum(len(names) for names in labels.values()) * (settings + 2) * rows
+    compared = min(rows, config.selection_rows)
+    cross_fit_all = rows if rows > compared else 0  # the chosen one's, on every row
+    work = settings * compared + cross_fit_all + 2 * rows
+    return sum(len(names) for names in labels.values()) * work
+
+
+def selection_sample(rows: int, config: TrainConfig) -> np.ndarray | None:
+    """The rows the candidates are compared on when there are more than `selection_rows`: a
+    seeded random sample, in row order (None: all rows)."""
+    if rows <= config.selection_rows:
+        return None
+    rng = np.random.default_rng(config.seed)
+    return np.sort(rng.choice(rows, size=config.selection_rows, replace=False))
 
 
 def select_heads(
@@ -263,13 +281,19 @@ def select_heads(
     config: TrainConfig,
     progress: FitProgress | None = None,
 ) -> dict[str, HeadSelection]:
-    """Cross-fit every candidate of every head and choose one per head."""
+    """Cross-fit every candidate of every head and choose one per head. With more rows than
+    `selection_rows`, the candidates are compared on a sample of them, and the chosen one is
+    cross-fitted on every row after (its out-of-fold scores are the head's)."""
     first = next(iter(labels))
     fold_of = fold_assignment(targets[first], config.folds, config.seed)
     folds = int(fold_of.max()) + 1
     jobs = config.num_threads or os.cpu_count() or 1
     grid = candidates(config, features.lexical is not None)
-    total = sum(len(n) for n in labels.values()) * len(grid) * len(features)
+    sample = selection_sample(len(features), config)
+    compared = len(features) if sample is None else len(sample)
+    total = fit_units(labels, len(features), config) - 2 * len(features) * sum(
+        len(n) for n in labels.values()
+    )
     done, started = 0, time.monotonic()
     out = {}
     for head, names in labels.items():
@@ -282,46 +306,41 @@ def select_heads(
             groups.setdefault((candidate.features, candidate.dense_weight), []).append(candidate)
         for group in groups.values():
             x = group[0].matrix(features)
-            fitted = Parallel(n_jobs=jobs, prefer="threads")(
-                delayed(_fit)(x[fold_of != fold], y[fold_of != fold], len(names), cand, config)
-                for cand in group
-                for fold in range(folds)
-            )
-            for i, candidate in enumerate(group):
-                scores = np.zeros((len(y), len(names)))
-                for fold in range(folds):
-                    rows = fold_of == fold
-                    coef, bias = fitted[i * folds + fold]
-                    scores[rows] = np.asarray(x[rows] @ coef.T) + bias
-                predicted = scores.argmax(axis=1)
-                result = Scored(
-                    candidate,
-                    _macro_f1(y, predicted),
-                    tuple(
-                        _macro_f1(y[fold_of == f], predicted[fold_of == f]) for f in range(folds)
-                    ),
-                )
+            rows = slice(None) if sample is None else sample
+            for result, scores in cross_fit(
+                x[rows], y[rows], fold_of[rows], folds, len(names), group, config, jobs
+            ):
                 scored.append(result)
-                out_of_fold[candidate] = scores
+                out_of_fold[result.candidate] = scores
                 logger.info(
                     "%s: %s -> out-of-fold macro-F1 %.4f",
                     head,
-                    candidate.describe(),
+                    result.candidate.describe(),
                     result.macro_f1,
                 )
-            done += len(names) * len(group) * len(y)
+            done += len(names) * len(group) * compared
             if progress is not None:
                 progress(done, total, time.monotonic() - started)
         chosen, best, error = one_standard_error_choice(scored)
         logger.info(
-            "%s: chose %s (out-of-fold macro-F1 %.4f; best %.4f, standard error %.4f: %s)",
+            "%s: chose %s (out-of-fold macro-F1 %.4f; best %.4f, standard error %.4f: %s)%s",
             head,
             chosen.candidate.describe(),
             chosen.macro_f1,
             best.macro_f1,
             error,
             best.candidate.describe(),
+            "" if sample is None else f", compared on {compared} of {len(features)} rows",
         )
+        if sample is not None:
+            x = chosen.candidate.matrix(features)
+            [(chosen, scores)] = cross_fit(
+                x, y, fold_of, folds, len(names), [chosen.candidate], config, jobs
+            )
+            out_of_fold[chosen.candidate] = scores
+            done += len(names) * len(features)
+            if progress is not None:
+                progress(done, total, time.monotonic() - started)
         out[head] = HeadSelection(
             chosen,
             best,
@@ -329,7 +348,38 @@ def select_heads(
             scored,
             out_of_fold[chosen.candidate].astype(np.float32),
             fold_rows=float(len(y) - len(y) / folds),
+            compared_rows=None if sample is None else compared,
         )
+    return out
+
+
+def cross_fit(
+    x: sparse.csr_matrix,
+    y: np.ndarray,
+    fold_of: np.ndarray,
+    folds: int,
+    classes: int,
+    group: list[Candidate],
+    config: TrainConfig,
+    jobs: int,
+) -> list[tuple[Scored, np.ndarray]]:
+    """Each candidate of `group` (one feature matrix `x`) fitted on all folds but one, for
+    every fold in parallel: its pooled and per-fold macro-F1 and its out-of-fold scores."""
+    fitted = Parallel(n_jobs=jobs, prefer="threads")(
+        delayed(_fit)(x[fold_of != fold], y[fold_of != fold], classes, candidate, config)
+        for candidate in group
+        for fold in range(folds)
+    )
+    out = []
+    for i, candidate in enumerate(group):
+        scores = np.zeros((len(y), classes))
+        for fold in range(folds):
+            rows = fold_of == fold
+            coef, bias = fitted[i * folds + fold]
+            scores[rows] = np.asarray(x[rows] @ coef.T) + bias
+        predicted = scores.argmax(axis=1)
+        per_fold = tuple(_macro_f1(y[fold_of == f], predicted[fold_of == f]) for f in range(folds))
+        out.append((Scored(candidate, _macro_f1(y, predicted), per_fold), scores))
     return out
 
 
