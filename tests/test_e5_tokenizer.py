@@ -24,7 +24,7 @@ from conftest import E5
 from tokenizers import normalizers
 from transformers import AutoTokenizer, PreTrainedTokenizerBase
 
-from training.encoders import e5_convert
+from training.encoders import e5_tokenizer
 
 FIXTURE = Path(__file__).parent / "data" / "e5_tokenizer_parity.json.gz"
 
@@ -78,7 +78,7 @@ def test_precompiled_charsmap_finds_every_rule_and_nothing_else() -> None:
     chars = rng.sample(pool, 3200)
     rules = {c: rng.choice(["", "x", "yz", "\u00e9", "\u6f22\u5b57", c * 2]) for c in chars[:3000]}
     rules |= {"e\u0301": "\u00e9", "a\u030a": "\u00e5"}
-    normalizer = normalizers.Precompiled(e5_convert.precompiled_charsmap(rules))
+    normalizer = normalizers.Precompiled(e5_tokenizer.precompiled_charsmap(rules))
     for char in chars:
         assert normalizer.normalize_str(f"({char})") == f"({rules.get(char, char)})", repr(char)
     assert normalizer.normalize_str("ce\u0301 a\u030a") == "c\u00e9 \u00e5"

@@ -1,7 +1,8 @@
 """Two real replicas (`ticketserve serve` each, each with its own TorchServe and data directory)
 on one real PostgreSQL and one shared directory: what one stores the other sees, one training job
-runs at a time whichever replica started it, a new default version reaches both, and a replica
-killed during training frees the job for the other."""
+runs at a time whichever replica started it, a new default version reaches both, a replica
+killed during training frees the job for the other, and a history import runs on one replica
+and is resumed by the other when that one stops."""
 
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import requests
 from api_service import Service, tickets_csv
 from postgres_server import PostgresServer
 from test_api_restart import SLOW_TRAINING, training_processes, wait_gone
+from test_import import API_KEY, history, imported_labels, start, wait_import, zammad_env
+from zammad_standin import ZammadStandIn
 
 from shim.store.job_record import REPLICA_GONE
+from training.text import sample_data
 
 pytestmark = pytest.mark.slow  # two services, two TorchServes, trainings
 
@@ -94,3 +98,46 @@ def test_two_replicas_share_data_jobs_and_versions(replicas: tuple[Service, Serv
     assert done["status"] == "succeeded" and done["model_version"] == 2
     if done["is_default"]:
         assert served_version(a)[0] == 2
+
+
+def test_a_history_import_runs_on_one_replica_and_another_resumes_it(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Replica a imports, b answers 409; a stops during a page, b goes on at the cursor by
+    itself (its replica watch), and every ticket is stored once."""
+    zammad = ZammadStandIn(groups=list(sample_data.QUEUES)).start()
+    env = {
+        "TICKETSERVE_DATABASE_URL": postgres.database(),
+        "TICKETSERVE_SHARED_DIR": str(tmp_path / "shared"),
+        "TICKETSERVE_REPLICA_SYNC_S": "1",
+        **zammad_env(zammad, tmp_path),
+    }
+    a = Service(tmp_path / "a", env=env, api_key=API_KEY)
+    b = Service(tmp_path / "b", env=env, api_key=API_KEY)
+    since = "2024-03-04"
+    tickets, expected = history(5001, 10, seed=55)
+    zammad.tickets = tickets
+    try:
+        a.start()
+        b.start()
+        zammad.release.clear()
+        zammad.held.clear()
+        zammad.hold_searches = {zammad.search_calls + 2}  # a's second page waits
+        try:
+            start(a, since, page_size=4)
+            assert zammad.held.wait(30), a.log()
+            busy = b.post("/api/v1/connectors/zammad/import", json={"since": since})
+            assert busy.status_code == 409, busy.text
+            assert "another replica" in busy.json()["error"]["message"]
+            assert a.stop() == 0, a.log()  # page 2 is cut short by the stop
+        finally:
+            zammad.hold_searches = set()
+            zammad.release.set()
+        done = wait_import(b)
+        assert done["status"] == "done" and done["resumed"] is True, done
+        assert (done["imported"], done["duplicates"]) == (10, 0)
+        assert imported_labels(b, since) == (10, expected)
+    finally:
+        a.cleanup()
+        b.cleanup()
+        zammad.stop()

@@ -270,7 +270,7 @@ def build_services(settings: Settings, torchserve: TorchServeEndpoints | None) -
         metrics=metrics,
         connectors=connectors,
         outbox=outbox,
-        imports=HistoryImports(store, settings, desks, labels),
+        imports=HistoryImports(store, settings, desks, labels, runner.replica),
         classify_jobs=ClassifyJobs(store, settings, classifier, runner.replica),
     )
 

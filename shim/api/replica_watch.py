@@ -1,7 +1,8 @@
 """What each replica checks in the shared registry every `replica_sync_s`: a training job whose
-replica stopped (failed, its lease freed: shim/jobs/runner.py) and a default version another
-replica made (loaded and served here: shim/serving/versions.py). With one replica both find
-nothing to do."""
+replica stopped (failed, its lease freed: shim/jobs/runner.py), a default version another
+replica made (loaded and served here: shim/serving/versions.py), and a history import whose
+replica stopped (resumed here at its cursor: shim/desks/history_import.py). With one replica
+they find nothing to do."""
 
 from __future__ import annotations
 
@@ -23,5 +24,6 @@ async def watch_replicas(services: Services) -> None:
             for job in await run_in_threadpool(services.runner.reap):
                 logger.warning("job %s failed: its replica stopped renewing its lease", job.id)
             await run_in_threadpool(services.versions.follow_default)
+            await run_in_threadpool(services.imports.resume)  # one a stopped replica left
         except Exception:  # the database or TorchServe out of reach: look again next time
             logger.exception("replica watch failed")

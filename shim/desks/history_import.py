@@ -8,6 +8,10 @@ each page's rows as a dataset in the same transaction as the page's ticket ids a
 next page. So a ticket is stored once (by connector and help-desk id, while its dataset is kept),
 and an interrupted import (a failed call, a stop) goes on at its cursor: when it is started again
 with the same `since`, or by itself when the service starts again.
+
+With replicas, one of them runs a connector's import (a lease in the registry, renewed after
+every page); a replica whose peer stopped during an import resumes it at its cursor within
+`replica_sync_s` (shim/api/replica_watch.py calls `resume`).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from connectors.label_map import LabelMap
 from shim.errors import Conflict, NotFound
 from shim.settings import Settings
 from shim.store.registry import DatasetRecord, Store, utcnow
+from shim.store.registry.leases import new_holder
 from shim.store.registry.tables import connector_imported, connector_imports, datasets
 from training.text.data import DEFAULT_MIN_CLASS_EXAMPLES, Columns, DataError, TicketData, validate
 
@@ -35,6 +40,7 @@ imports = connector_imports.c  # its columns, as the queries below name them
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 500
+LEASE_PREFIX = "import:"
 
 
 class ImportProblem(Exception):
@@ -94,12 +100,20 @@ class PageRows:
 
 class HistoryImports:
     def __init__(
-        self, store: Store, settings: Settings, desks: dict[str, HelpDesk], label_map: LabelMap
+        self,
+        store: Store,
+        settings: Settings,
+        desks: dict[str, HelpDesk],
+        label_map: LabelMap,
+        replica: str | None = None,
     ) -> None:
         self.store = store
         self.settings = settings
         self.desks = desks
         self.label_map = label_map
+        self.replica = replica or new_holder()
+        # Renewed after every page: a page's call may take the connector's whole timeout.
+        self.lease_ms = int((settings.training_lease_s + 2 * settings.connector_timeout_s) * 1000)
         self._threads: dict[str, threading.Thread] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -121,7 +135,19 @@ class HistoryImports:
                     {"since": running.since.isoformat(), "pages": running.pages},
                     code="import_running",
                 )
-            state = self._begin(connector, since.isoformat(), page_size)
+            if not self._take(connector):
+                elsewhere = self.status(connector)
+                raise Conflict(
+                    f"an import of {connector} is running on another replica (since "
+                    f"{elsewhere.since.isoformat()}, {elsewhere.pages} page(s) read)",
+                    {"since": elsewhere.since.isoformat(), "pages": elsewhere.pages},
+                    code="import_running",
+                )
+            try:
+                state = self._begin(connector, since.isoformat(), page_size)
+            except BaseException:
+                self._give_back(connector)
+                raise
             self._launch(desk, state)
         return state
 
@@ -144,7 +170,8 @@ class HistoryImports:
     # -- the service's start and stop ---------------------------------------------------------
 
     def resume(self) -> None:
-        """Go on with the imports a stopped service left running, each at its cursor."""
+        """Go on with the imports a stopped service (or replica) left running, each at its
+        cursor; one that another live replica runs is left to it."""
         query = (
             select(connector_imports)
             .where(imports.status == "running")
@@ -154,10 +181,14 @@ class HistoryImports:
             rows = conn.execute(query).all()
         for state in map(ImportState.from_row, rows):
             desk = self.desks.get(state.connector)
-            if state.connector in self._threads:  # its newest was resumed, the others failed
+            thread = self._threads.get(state.connector)
+            if thread is not None and thread.is_alive():  # runs here (its newest, if several)
+                continue
+            if not self._take(state.connector):  # another replica runs it
                 continue
             if desk is None:
                 self._fail(state, f"the {state.connector} connector is not configured any more")
+                self._give_back(state.connector)
                 continue
             with self._lock:
                 logger.info("%s import since %s resumed", state.connector, state.since)
@@ -241,6 +272,14 @@ class HistoryImports:
             row = conn.execute(select(connector_imports).where(this)).one()
         return ImportState.from_row(row)
 
+    def _take(self, connector: str) -> bool:
+        return self.store.leases.take_if_free(
+            LEASE_PREFIX + connector, self.replica, None, self.lease_ms
+        )
+
+    def _give_back(self, connector: str) -> None:
+        self.store.leases.give_back(LEASE_PREFIX + connector, self.replica)
+
     def _launch(self, desk: HelpDesk, state: ImportState) -> None:
         thread = threading.Thread(
             target=self._run, args=(desk, state), name=f"import-{state.connector}", daemon=True
@@ -249,6 +288,12 @@ class HistoryImports:
         thread.start()
 
     def _run(self, desk: HelpDesk, state: ImportState) -> None:
+        try:
+            self._pages(desk, state)
+        finally:  # a stopped import, still running in the registry, is free to resume
+            self._give_back(state.connector)
+
+    def _pages(self, desk: HelpDesk, state: ImportState) -> None:
         since, cursor = state.since.isoformat(), state.cursor
         while not self._stop.is_set():
             try:
@@ -268,6 +313,10 @@ class HistoryImports:
                 logger.info("%s import since %s done", state.connector, since)
                 return
             cursor = page.cursor
+            lease = LEASE_PREFIX + state.connector
+            if not self.store.leases.renew(lease, self.replica, self.lease_ms):
+                logger.warning("%s import: another replica took it over", state.connector)
+                return
 
     def _store_page(self, state: ImportState, page: HistoryPage) -> None:
         """The page's new rows as a dataset, its tickets, the next cursor and the counts, in one

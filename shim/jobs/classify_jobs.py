@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from shim.errors import ApiError, Conflict, PayloadTooLarge, Unprocessable, UnsupportedMediaType
-from shim.jobs.runner import holder_gone, one_line
+from shim.jobs.runner import one_line
 from shim.schemas import ClassifyRequest, TicketIn
 from shim.serving.classifier import Classifier
 from shim.settings import Settings
@@ -65,7 +65,9 @@ class ClassifyJobs:
         self.settings = settings
         self.classifier = classifier
         self.replica = replica
-        self.lease_ms = settings.training_lease_s * 1000
+        # Renewed after every chunk, which may wait out TorchServe's timeout and the retries.
+        worst_chunk_s = settings.torchserve_timeout_s + CHUNK_ATTEMPTS * settings.retry_after_s
+        self.lease_ms = int((settings.training_lease_s + worst_chunk_s) * 1000)
         self.wake = asyncio.Event()  # a job was submitted here
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -141,26 +143,25 @@ class ClassifyJobs:
         """Work through unfinished jobs, oldest first, until cancelled (the app's life)."""
         self._loop = asyncio.get_running_loop()
         while True:
-            for job in await run_in_threadpool(self.store.classify_jobs.unfinished):
-                if await run_in_threadpool(self._take, job.id):
-                    try:
-                        await self._run(job.id)
-                    finally:
-                        await run_in_threadpool(
-                            self.store.leases.give_back, LEASE_PREFIX + job.id, self.replica
-                        )
+            try:
+                for job in await run_in_threadpool(self.store.classify_jobs.unfinished):
+                    if await run_in_threadpool(self._take, job.id):
+                        try:
+                            await self._run(job.id)
+                        finally:
+                            await run_in_threadpool(
+                                self.store.leases.give_back, LEASE_PREFIX + job.id, self.replica
+                            )
+            except Exception:  # the registry out of reach: look again next time
+                logger.exception("classify jobs: cannot read the registry")
             self.wake.clear()
             with contextlib.suppress(TimeoutError):  # another replica's job is looked for then
                 await asyncio.wait_for(self.wake.wait(), self.settings.replica_sync_s)
 
     def _take(self, job_id: str) -> bool:
-        """Take the job's lease: free, expired, or left by a process of this host that is gone."""
-        name = LEASE_PREFIX + job_id
-        lease = self.store.leases.get(name)
-        if lease is not None and lease.holder != self.replica and holder_gone(lease.holder):
-            self.store.leases.free_expired(name, lease)
-        lease = self.store.leases.take(name, self.replica, job_id, self.lease_ms)
-        return lease.holder == self.replica
+        return self.store.leases.take_if_free(
+            LEASE_PREFIX + job_id, self.replica, job_id, self.lease_ms
+        )
 
     async def _run(self, job_id: str) -> None:
         job = await run_in_threadpool(self.store.classify_jobs.get, job_id)

@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -28,15 +27,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from shim.errors import BadRequest, Conflict, Unprocessable
 from shim.serving.processes import child_environment, is_job_process, terminate
 from shim.settings import Settings
 from shim.store.feedback import FEEDBACK_FILE, superseded_rows, training_file, usable
 from shim.store.job_record import INTERRUPTED, REPLICA_GONE, Job, JobStatus, PublishResult, Trigger
 from shim.store.registry import Store
-from shim.store.registry.leases import now_ms
+from shim.store.registry.leases import holder_gone, new_holder, now_ms
 from training.config import TrainConfig
 from training.encoders.base_models import BUNDLED_ALIASES, PREPARED_MODELS
 from training.errors import ConfigError
@@ -93,7 +90,7 @@ class JobRunner:
         self._thread: threading.Thread | None = None
         self._stopping = False
         # This replica, as its leases name it.
-        self.replica = f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+        self.replica = new_holder()
         self.lease_ms = settings.training_lease_s * 1000
 
     # -- life cycle -------------------------------------------------------------------------
@@ -393,13 +390,6 @@ class JobRunner:
             method(*args)
             self.store.jobs.save(job)
             return True
-
-
-def holder_gone(holder: str) -> bool:
-    """A lease holder on this host whose process is gone: its lease need not wait to expire."""
-    host, _, rest = holder.partition(":")
-    pid = rest.partition(":")[0]
-    return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
 def last_log_line(path: Path) -> str:

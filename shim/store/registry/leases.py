@@ -4,9 +4,12 @@ stops (a crash, a kill) stops renewing, and its lease is free once it expires.""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from dataclasses import dataclass
 
+import psutil
 from sqlalchemy import delete, select, update
 
 from shim.store.registry.database import Database, insert
@@ -26,6 +29,18 @@ class Lease:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def new_holder() -> str:
+    """This process as a lease holder: host, process id and a random part."""
+    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+
+
+def holder_gone(holder: str) -> bool:
+    """A lease holder on this host whose process is gone: its lease need not wait to expire."""
+    host, _, rest = holder.partition(":")
+    pid = rest.partition(":")[0]
+    return host == socket.gethostname() and pid.isdigit() and not psutil.pid_exists(int(pid))
 
 
 class Leases:
@@ -68,6 +83,14 @@ class Leases:
         with self.db.reading() as conn:
             row = conn.execute(select(leases).where(leases.c.name == name)).first()
         return None if row is None else Lease(row.name, row.holder, row.job_id, row.expires_ms)
+
+    def take_if_free(self, name: str, holder: str, job_id: str | None, ttl_ms: int) -> bool:
+        """Take the lease `name` unless another holder keeps it alive; a holder on this host
+        whose process is gone keeps nothing. Says whether `holder` has it now."""
+        lease = self.get(name)
+        if lease is not None and lease.holder != holder and holder_gone(lease.holder):
+            self.free_expired(name, lease)
+        return self.take(name, holder, job_id, ttl_ms).holder == holder
 
     def free_expired(self, name: str, lease: Lease) -> bool:
         """Delete `lease` if it is still the one stored (an expired one); says whether it did."""
