@@ -43,7 +43,7 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
     ),
     "scale": (
         [PYTHON, "bench/scale.py", "--smoke"],
-        (r"rows +train s +s per 1,000 +peak RSS MB +test F1 \(trained\) +embed ms",),
+        (re.escape("| rows | train s | s per 1,000 | peak RSS MB | test F1 (trained) |"),),
     ),
     "drift": (
         [PYTHON, "bench/drift.py", "--smoke"],

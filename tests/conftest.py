@@ -31,10 +31,17 @@ SLOW_FIXTURES = {"trained_model", "fast_model", "trained_data_dir"}
 FAST_TIER = os.environ.get("TEST_TIER") == "fast"
 
 
+# Handed out first whatever the random order: `--dist loadfile` gives each process whole files
+# in order, and a file of minutes given out last leaves the other process idle meanwhile.
+LONG_FILES = ("test_image.py",)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+    items.sort(key=lambda item: item.path.name not in LONG_FILES)  # stable: the rest keep theirs
 
 
 E5 = "multilingual-e5-small"

@@ -113,6 +113,10 @@ def test_json_lines_with_a_version_answer_in_json_lines(service: Service) -> Non
     assert [a["row"] for a in answered] == list(range(1, 21))
     assert set(answered[0]) == {"row", "queue", "priority"}
     assert set(answered[0]["queue"]) == {"label", "confidence", "auto_route"}
+    # A result file removed behind the service's back is a 410, not a server error.
+    (service.data_dir / "classify_jobs" / started["job_id"] / "output.jsonl").unlink()
+    gone = service.get(f"/api/v1/classify-jobs/{started['job_id']}/result")
+    assert gone.status_code == 410 and gone.json()["error"]["code"] == "result_gone"
 
 
 @pytest.mark.parametrize(

@@ -180,21 +180,30 @@ class HistoryImports:
         with self.store.reading() as conn:
             rows = conn.execute(query).all()
         for state in map(ImportState.from_row, rows):
-            desk = self.desks.get(state.connector)
-            thread = self._threads.get(state.connector)
-            if thread is not None and thread.is_alive():  # runs here (its newest, if several)
-                continue
-            if not self._take(state.connector):  # another replica runs it
-                continue
-            if desk is None:
-                self._fail(state, f"the {state.connector} connector is not configured any more")
-                self._give_back(state.connector)
-                continue
+            # Under the lock a start here cannot slip in between the look and the launch.
             with self._lock:
+                thread = self._threads.get(state.connector)
+                if thread is not None and thread.is_alive():  # runs here (its newest, if several)
+                    continue
+                if not self._take(state.connector):  # another replica runs it
+                    continue
+                if not self._still_running(state):  # it ended since the look above
+                    self._give_back(state.connector)
+                    continue
+                desk = self.desks.get(state.connector)
+                if desk is None:
+                    self._fail(state, f"the {state.connector} connector is not configured any more")
+                    self._give_back(state.connector)
+                    continue
                 logger.info("%s import since %s resumed", state.connector, state.since)
                 self._launch(
                     desk, self._begin(state.connector, state.since.isoformat(), state.page_size)
                 )
+
+    def _still_running(self, state: ImportState) -> bool:
+        query = select(imports.status).where(_row(state.connector, state.since.isoformat()))
+        with self.store.reading() as conn:
+            return conn.execute(query).scalar() == "running"
 
     def stop(self) -> None:
         """Stop after the page in progress; a stopped import stays running in the registry and

@@ -28,7 +28,14 @@ import pandas as pd
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from shim.errors import ApiError, Conflict, PayloadTooLarge, Unprocessable, UnsupportedMediaType
+from shim.errors import (
+    ApiError,
+    Conflict,
+    Gone,
+    PayloadTooLarge,
+    Unprocessable,
+    UnsupportedMediaType,
+)
 from shim.jobs.runner import one_line
 from shim.schemas import ClassifyRequest, TicketIn
 from shim.serving.classifier import Classifier
@@ -132,7 +139,10 @@ class ClassifyJobs:
                 {"status": job.status},
                 code="result_not_ready",
             )
-        return job, self.folder(job_id) / f"output.{job.format}"
+        path = self.folder(job_id) / f"output.{job.format}"
+        if not path.is_file():  # removed by hand, or a registry restored without the files
+            raise Gone(f"classify job {job_id}'s result file is gone", code="result_gone")
+        return job, path
 
     def folder(self, job_id: str) -> Path:
         return self.store.classify_jobs_dir / job_id

@@ -35,14 +35,14 @@ from importlib import metadata
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, delete, select, update
 
 from shim.store.job_record import Job, JobStatus
 from shim.store.registry import PRIVATE_DIR, SCHEMA_VERSION, RegistryError
 from shim.store.registry.database import Database, sqlite_url
 from shim.store.registry.legacy import schema_version
 from shim.store.registry.meta import get_meta
-from shim.store.registry.tables import datasets, jobs, versions
+from shim.store.registry.tables import classify_jobs, datasets, jobs, versions
 from shim.store.registry.versions import DEFAULT as DEFAULT_VERSION
 from training.errors import UserError
 from training.files import PRIVATE_FILE, fsync_dir
@@ -124,6 +124,8 @@ def _snapshot(registry: Path, snapshot: Path, root: Path) -> None:
         copy.upgrade()
         with copy.transaction() as conn:
             _end_unfinished_jobs(conn)
+            # Classify jobs are scoring runs whose files a backup does not carry: none restored.
+            conn.execute(delete(classify_jobs))
     finally:
         copy.close()
     db = sqlite3.connect(snapshot, isolation_level=None)

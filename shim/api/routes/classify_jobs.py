@@ -87,6 +87,7 @@ def get_job(job_id: JobIdPath, jobs: JobsDep) -> ClassifyJobPublic:
         **NOT_FOUND,
         200: {"content": {media: {} for media in RESULT_TYPES.values()}},
         409: {"model": ErrorPublic, "description": "the job has not succeeded"},
+        410: {"model": ErrorPublic, "description": "the result file is gone"},
     },
     summary="Download a classify job's result",
 )

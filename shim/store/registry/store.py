@@ -51,7 +51,11 @@ class Store:
         self.jobs_dir = self.root / "jobs"
         self.models_dir = self.shared / "models"
         self.model_store = self.shared / "model_store"
-        for directory in (self.datasets_dir, self.jobs_dir, self.models_dir, self.model_store):
+        self.classify_jobs_dir = self.shared / "classify_jobs"
+        for directory in (
+            self.datasets_dir, self.jobs_dir, self.models_dir, self.model_store,
+            self.classify_jobs_dir,
+        ):  # fmt: skip
             directory.mkdir(parents=True, exist_ok=True)
         self.db_path = self.root / SQLITE_FILE
         self.db = Database(database_url or sqlite_url(self.db_path), self.root)
@@ -70,7 +74,6 @@ class Store:
         self.quality = Quality(self.db)
         self.leases = Leases(self.db)
         self.classify_jobs = ClassifyJobs(self.db)
-        self.classify_jobs_dir = self.shared / "classify_jobs"
 
     def transaction(self, durable: bool = True) -> AbstractContextManager[Connection]:
         """One write transaction, for the modules that keep their own tables here
