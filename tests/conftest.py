@@ -36,7 +36,8 @@ FAST_TIER = os.environ.get("TEST_TIER") == "fast"
 LONG_FILES = ("test_image.py",)
 
 
-@pytest.hookimpl(trylast=True)  # after pytest-randomly's shuffle
+# pytest-randomly shuffles before every plain implementation of this hook (its wrapper), and the
+# `-m` deselection of the fast tier runs after this one: the slow marks land in time.
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
