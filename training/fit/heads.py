@@ -56,6 +56,11 @@ logger = logging.getLogger(__name__)
 ABSENT_CLASS_BIAS = -1e4
 FeatureSet = Literal["lexical", "embedding", "both"]
 FEATURE_SETS: tuple[FeatureSet, ...] = ("lexical", "embedding", "both")
+# Memory the fold fits running at once may take: each holds its rows' copy of the feature matrix
+# and liblinear's own float64 copy of it (BYTES_PER_VALUE for each stored value). At 50,000
+# tickets one fit of lexical + embedding features takes about 1 GB, so such fits run one at a time.
+FIT_MEMORY_BYTES = 1 << 30
+BYTES_PER_VALUE = 12 + 16  # a CSR value and its column index; a liblinear feature_node
 # The classical baseline (the data README's TF-IDF + LinearSVC(C=0.5)): our lexical features are
 # scikit-learn's (tests/test_lexical.py), so this candidate is that recipe.
 BASELINE_C = 0.5
@@ -365,8 +370,12 @@ def cross_fit(
 ) -> list[tuple[Scored, np.ndarray]]:
     """Each candidate of `group` (one feature matrix `x`) fitted on all folds but one, for
     every fold in parallel: its pooled and per-fold macro-F1 and its out-of-fold scores."""
+    # Each fold's rows are sliced in its thread: only the fits running hold a copy of them, and
+    # no more run at once than FIT_MEMORY_BYTES allows.
+    per_fit = x.nnz * (folds - 1) / folds * BYTES_PER_VALUE
+    jobs = max(1, min(jobs, int(FIT_MEMORY_BYTES // max(per_fit, 1))))
     fitted = Parallel(n_jobs=jobs, prefer="threads")(
-        delayed(_fit)(x[fold_of != fold], y[fold_of != fold], classes, candidate, config)
+        delayed(_fit_rows)(x, y, fold_of != fold, classes, candidate, config)
         for candidate in group
         for fold in range(folds)
     )
@@ -411,6 +420,18 @@ def fit_head(
         start += dense_size
     fields = coef[:, start:] if features.fields is not None else None
     return LinearHead(lexical, dense, bias, fields)
+
+
+def _fit_rows(
+    x: sparse.csr_matrix,
+    y: np.ndarray,
+    rows: np.ndarray,
+    classes: int,
+    candidate: Candidate,
+    config: TrainConfig,
+) -> tuple[np.ndarray, np.ndarray]:
+    """`_fit` on the `rows` (a mask) of x and y."""
+    return _fit(x[rows], y[rows], classes, candidate, config)
 
 
 def _fit(
