@@ -8,7 +8,9 @@ Usage:
 Every candidate embeds the same tickets in the same run, on `--threads` CPU threads, in batches
 of 32 ordered by length (as fast-mode training does):
 
-- torch fp32: the product today (`training.encoders.embeddings.embed_texts` without a cache);
+- torch fp32: the product's default (`training.encoders.embeddings.embed_texts` without a cache);
+- torch bf16: the product's `encoder_precision: bf16` (the same code under bf16 autocast, fast on
+  CPUs with native bf16: AVX-512 BF16, AMX, Arm BF16);
 - torch int8: PyTorch's dynamic quantisation of the encoder's Linear layers;
 - ONNX fp32: the encoder exported to ONNX, run by ONNX Runtime;
 - ONNX int8: that graph with ONNX Runtime's dynamic quantisation (int8 weights, one scale per
@@ -56,7 +58,14 @@ BATCH = 32
 SMOKE = {"rows": 160, "base_model": "all-MiniLM-L6-v2", "max_length": 64}
 DENSE_WEIGHT = 4.0
 Embed = Callable[[Sequence[str]], np.ndarray]
-PATHS = ("torch fp32", "torch int8", "ONNX fp32", "ONNX int8", "ONNX int8 per channel")
+PATHS = (
+    "torch fp32",
+    "torch bf16",
+    "torch int8",
+    "ONNX fp32",
+    "ONNX int8",
+    "ONNX int8 per channel",
+)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -240,6 +249,12 @@ def main(argv: list[str] | None = None) -> int:
     # torch fp32 always: it is what the others are compared with.
     candidates: list[tuple[str, Embed, float, float]] = []  # name, embed, build s, size MB
     candidates.append(("torch fp32", torch_embedder(model, tokenizer), 0.0, size_mb(base)))
+    if "torch bf16" in args.paths:
+        bf16 = TicketClassifier.from_encoder(
+            str(base), labels, 0.0, args.max_length, normalize=True
+        ).eval()
+        bf16.encoder_precision = "bf16"
+        candidates.append(("torch bf16", torch_embedder(bf16, tokenizer), 0.0, size_mb(base)))
     if "torch int8" in args.paths:
         started = time.monotonic()
         quantized = torch.ao.quantization.quantize_dynamic(

@@ -1,5 +1,5 @@
-"""How fast-mode training scales with the number of tickets, and what the fastest CPU encoder
-path measured (ONNX Runtime int8, bench/cpu_encoder.py) would change at that size.
+"""How fast-mode training scales with the number of tickets, and what an optimised CPU encoder
+path (bench/cpu_encoder.py's) changes at that size.
 
 Usage:
     .venv/bin/python bench/scale.py --rows 5000 [--json scale.json]   # generated tickets
@@ -7,12 +7,14 @@ Usage:
     .venv/bin/python bench/scale.py --smoke                             # the bundled MiniLM
 
 1. Training: `ticketserve train --mode fast` with the default settings (or --base-model,
-   --max-length) on the N tickets, in a child process with an empty embedding cache: its wall
-   seconds, seconds per 1,000 tickets, peak resident memory, and the model's own test macro-F1
-   per head (from its held-out split, before the final fit on every row).
-2. The encoder, on --embed-rows of the same tickets: PyTorch fp32 (the path training and serving
-   use) against ONNX Runtime int8 with one scale per output channel (the best optimised path of
-   bench/cpu_encoder.py, run with the same arguments): the embedding speed-up, and a fast-mode
+   --max-length, --encoder-precision) on the N tickets, in a child process with an empty
+   embedding cache: its wall seconds, seconds per 1,000 tickets, peak resident memory, and the
+   model's own test macro-F1 per head (from its held-out split, before the final fit on every
+   row).
+2. The encoder, on --embed-rows of the same tickets: PyTorch fp32 (the default path of training
+   and serving) against --optimised (default: torch bf16, the product's `encoder_precision:
+   bf16`; any path of bench/cpu_encoder.py, run with the same arguments): the embedding
+   speed-up, and a fast-mode
    head fitted on each path's embeddings: the share of test labels the int8 head gives as the
    fp32 head does, and the macro-F1 of both.
 
@@ -38,7 +40,6 @@ from common import HEADS, SMOKE_CONFIG
 from training.text.data import load_tickets
 from training.text.sample_data import generate_tickets
 
-OPTIMISED = "ONNX int8 per channel"
 REFERENCE = "torch fp32"
 SMOKE = {"rows": 300, "embed_rows": 160}
 
@@ -52,6 +53,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--base-model", help="the encoder (default: training's default)")
     parser.add_argument("--max-length", type=int, help="tokens per ticket (default: training's)")
+    parser.add_argument(
+        "--encoder-precision", choices=("fp32", "bf16"), help="training's (default: its own)"
+    )
+    parser.add_argument(
+        "--optimised",
+        default="torch bf16",
+        choices=[p for p in cpu_encoder.PATHS if p != REFERENCE],
+        help="the encoder path compared with torch fp32 (default: torch bf16)",
+    )
     parser.add_argument("--json", type=Path, help="write the table's row here")
     parser.add_argument("--smoke", action="store_true", help="small, the bundled MiniLM")
     args = parser.parse_args(argv)
@@ -87,6 +97,8 @@ def train(args: argparse.Namespace, data: Path, work: Path) -> dict:
         command += ["--base-model", args.base_model]
     if args.max_length:
         command += ["--max-length", str(args.max_length)]
+    if args.encoder_precision:
+        command += ["--encoder-precision", args.encoder_precision]
     env = {**os.environ, "TICKETSERVE_CACHE": str(work / "cache")}  # nothing embedded before
     started = time.monotonic()
     subprocess.run(command, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -100,10 +112,10 @@ def train(args: argparse.Namespace, data: Path, work: Path) -> dict:
 
 
 def encoders(args: argparse.Namespace, data: Path, work: Path) -> dict:
-    """bench/cpu_encoder.py's fp32 and ONNX int8 per-channel rows on --embed-rows tickets."""
+    """bench/cpu_encoder.py's fp32 and --optimised rows on --embed-rows tickets."""
     out = work / "encoders.json"
     argv = [str(data), "--rows", str(args.embed_rows), "--json", str(out), "--threads",
-            str(os.cpu_count() or 1), "--paths", f"{REFERENCE},{OPTIMISED}"]  # fmt: skip
+            str(os.cpu_count() or 1), "--paths", f"{REFERENCE},{args.optimised}"]  # fmt: skip
     if args.base_model:
         argv += ["--base-model", args.base_model]
     if args.max_length:
@@ -111,9 +123,10 @@ def encoders(args: argparse.Namespace, data: Path, work: Path) -> dict:
     if cpu_encoder.main(argv) != 0:
         sys.exit("the encoder comparison failed")
     found = {row["path"]: row for row in json.loads(out.read_text())}
-    reference, optimised = found[REFERENCE], found[OPTIMISED]
+    reference, optimised = found[REFERENCE], found[args.optimised]
     heads = [h for h in HEADS if f"{h}_unchanged" in optimised]
     return {
+        "optimised": args.optimised,
         "embed_ms_fp32": reference["ms_per_ticket"],
         "embed_ms_optimised": optimised["ms_per_ticket"],
         "embed_speedup": optimised["speedup"],
@@ -129,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
     data = work / "tickets.csv"
     write_tickets(args, data)
     print(f"{args.rows} tickets ({args.data or 'generated'}), fast mode", file=sys.stderr)
-    row = {"rows": args.rows, **train(args, data, work)}
+    row = {"rows": args.rows, "encoder_precision": args.encoder_precision or "default"}
+    row.update(train(args, data, work))
     row["seconds_per_1000"] = round(row["train_seconds"] / args.rows * 1000, 1)
     row.update(encoders(args, data, work))
     print_table(row)
@@ -141,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
 def print_table(row: dict) -> None:
     heads = list(row["f1_fp32"])
     columns = ["rows", "train s", "s per 1,000", "peak RSS MB", "test F1 (trained)",
-               "embed ms fp32 / int8", "speed-up", "labels same", "head F1 fp32",
-               "head F1 int8"]  # fmt: skip
+               "embed ms fp32 / optimised", "speed-up", "labels same", "head F1 fp32",
+               "head F1 optimised"]  # fmt: skip
     f1 = "/".join(f"{row['test_f1'].get(h, float('nan')):.3f}" for h in heads)
     cells = [
         f"{row['rows']:,}",
@@ -156,7 +170,10 @@ def print_table(row: dict) -> None:
         "/".join(f"{row['f1_fp32'][h]:.3f}" for h in heads),
         "/".join(f"{row['f1_optimised'][h]:.3f}" for h in heads),
     ]
-    print(f"\nmacro-F1 per head: {'/'.join(heads)}")
+    print(
+        f"\ntraining's encoder precision: {row['encoder_precision']}; optimised path: "
+        f"{row['optimised']}; macro-F1 per head: {'/'.join(heads)}"
+    )
     print("| " + " | ".join(columns) + " |")
     print("|" + "---|" * len(columns))
     print("| " + " | ".join(cells) + " |")

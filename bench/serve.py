@@ -266,7 +266,7 @@ def torchserve_modes(url: str, texts: list[str], headers: dict[str, str]) -> lis
 def report_worker_device(server: TorchServe) -> None:
     with server.client() as client:
         worker = client.describe(MODEL)[0]["workers"][0]
-    loaded = re.search(r"loaded on (\S+)", server.model_log.read_text(errors="replace"))
+    loaded = re.search(r"loaded on ([^\s,]+)", server.model_log.read_text(errors="replace"))
     print(
         f"TorchServe gave the worker a GPU: {'yes' if worker['gpu'] else 'no'}; "
         f"the handler runs on {loaded.group(1) if loaded else '?'}",

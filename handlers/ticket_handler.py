@@ -61,12 +61,16 @@ class TicketHandler(BaseHandler):
             if int(settings.get("num_threads", 0)) > 0:
                 torch.set_num_threads(int(settings["num_threads"]))
         on_gpu = self.device.type == "cuda"
-        # On a GPU: SDPA kernels and half precision; on a CPU the exact model training used, fp32.
+        # On a GPU: SDPA kernels and half precision; on a CPU the precision training embedded
+        # in (fp32, or bf16 where this CPU computes it natively; emulated it is slower than fp32).
         model = ticket_model.TicketClassifier.load(
             model_dir, attn_implementation="sdpa" if on_gpu else None
         )
         if on_gpu:
             model = model.half()
+        elif model.encoder_precision == "bf16" and not ticket_model.native_bf16():
+            logger.warning("trained with bf16 embeddings; this CPU lacks native bf16: fp32")
+            model.encoder_precision = "fp32"
         self.model = model.to(self.device).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(model_dir)
         self.clean = _cleaner(model_dir)
@@ -77,11 +81,12 @@ class TicketHandler(BaseHandler):
         ticket_model.predict_proba(self.model, self.tokenizer, [WARM_UP_TEXT])
         self.initialized = True
         logger.info(
-            "ticket model %s version %s loaded on %s (heads %s, torch threads %d, batch size %s, "
-            "%s stored tickets for similar-ticket lookups)",
+            "ticket model %s version %s loaded on %s%s (heads %s, torch threads %d, batch size "
+            "%s, %s stored tickets for similar-ticket lookups)",
             context.model_name,
             self.model_version,
             self.device,
+            ", encoder in bf16" if not on_gpu and self.model.encoder_precision == "bf16" else "",
             ", ".join(self.model.labels),
             torch.get_num_threads(),
             properties.get("batch_size"),

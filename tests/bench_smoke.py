@@ -61,10 +61,6 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         [PYTHON, "bench/connector_latency.py", "--smoke"],
         (re.escape("| measure | measured | target | met |"),),
     ),
-    "serve": (
-        [PYTHON, "bench/serve.py", "--smoke"],
-        (r"mode +conc +tick/call +calls +tickets/s",),
-    ),
     "encoder_input": (
         [PYTHON, "bench/encoder_input.py", "--smoke"],
         (r"shape +prefix +max_len +embed s",),
@@ -83,8 +79,10 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
         ),
     ),
     # The GPU server kits, built and run here in a temporary directory (CPU without a GPU). The
-    # accuracy kit's run is the smoke run of bench/tune.py, bench/accuracy.py and
-    # bench/train_speed.py (each with --smoke, on the kit's copy of the bundled encoder).
+    # serving kit's run is the smoke run of bench/serve.py (`make bench`: TorchServe, the
+    # in-process pass and pipeline(), on the kit's model); the accuracy kit's, that of
+    # bench/tune.py, bench/accuracy.py and bench/train_speed.py (each with --smoke, on the kit's
+    # copy of the bundled encoder).
     "gpu_check": (
         ["bash", "bench/gpu_check.sh", "smoke"],
         (r"mode +conc +tick/call +calls +tickets/s",),
@@ -100,9 +98,19 @@ CASES: dict[str, tuple[list[str], tuple[str, ...]]] = {
 }
 
 
+# Scripts whose smoke run is another case's: the GPU server kits run them.
+RUN_BY = {
+    "serve.py": "gpu_check",
+    "tune.py": "gpu_accuracy",
+    "accuracy.py": "gpu_accuracy",
+    "train_speed.py": "gpu_accuracy",
+}
+# Modules the scripts import, not run on their own.
+LIBRARIES = ("common.py", "dirty_mail.py")
+
 # Those that start the service or TorchServe, or build a GPU server kit; the others train and
 # measure in process.
-SERVING = ("soak", "connectors", "serve", "gpu_check", "gpu_accuracy")
+SERVING = ("soak", "connectors", "gpu_check", "gpu_accuracy")
 
 
 def run_smoke(name: str) -> None:

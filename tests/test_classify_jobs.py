@@ -181,7 +181,7 @@ def test_a_running_job_is_cancelled_then_deleted(service: Service) -> None:
 def test_a_job_interrupted_by_a_restart_resumes_and_answers_every_row_once(
     service: Service,
 ) -> None:
-    rows = 3000
+    rows = 1200
     started = submit(service, as_csv(tickets(rows, seed=14)), CSV)
     job_id = started["job_id"]
     wait(service, job_id, lambda current: current["rows_done"] >= 128)

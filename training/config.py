@@ -49,6 +49,7 @@ DEFAULT_BASE_MODEL = "multilingual-e5-small"
 DEFAULT_TOP_K = 3  # labels listed per head in an answer
 Mode = Literal["auto", "fast", "full"]
 GateRule = Literal["head", "class"]
+EncoderPrecision = Literal["fp32", "bf16"]  # training/inference/model.py
 MAX_GRID = 8  # most values in one of the fast mode's candidate lists (and heads weighted)
 # The encoders' position limit: longer inputs would not fit their position embeddings.
 MAX_POSITIONS = 512
@@ -161,6 +162,13 @@ class TrainConfig(BaseModel):
         description="auto-routing gate: one threshold per head, or one per predicted class, "
         "each chosen by the same rule on the tickets predicted as that class (a class that "
         "reaches target_precision at no threshold never routes)",
+    )
+    encoder_precision: EncoderPrecision = Field(
+        "fp32",
+        description="fast mode on a CPU: the frozen encoder's arithmetic when it embeds (at "
+        "training and in TorchServe); bf16 is about twice as fast on a CPU with native bf16 "
+        "(AVX-512 BF16, AMX, Arm BF16) at a cosine of 0.9999 to fp32 (docs/benchmarks.md); "
+        "where the serving CPU lacks it, TorchServe runs the model in fp32",
     )
     max_length: Annotated[int, _between(8, MAX_POSITIONS)] = Field(
         256, description="tokens per ticket; longer ones are truncated"

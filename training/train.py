@@ -63,6 +63,7 @@ from training.inference.model import (
     TicketClassifier,
     TicketFields,
     gate_threshold,
+    native_bf16,
     predict_logits,
     probabilities,
     rare_token_shares,
@@ -173,8 +174,10 @@ def train(
     selection_texts = selection["text"].tolist()
     test_texts = splits["test"]["text"].tolist()
     embedded = train_texts + validation_texts + (test_texts if fast else [])
+    model.encoder_precision = encoder_precision(config, fast, device)
     cache = EmbeddingCache(
-        embedding_cache, encoder_fingerprint(base, config.max_length, model.normalize)
+        embedding_cache,
+        encoder_fingerprint(base, config.max_length, model.normalize, model.encoder_precision),
     )
     try:
         # Seconds per unit of head fitting, as the last run on this machine measured it.
@@ -513,6 +516,19 @@ def _fit_heads(
         )
         for head, names in labels.items()
     }
+
+
+def encoder_precision(config: TrainConfig, fast: bool, device: torch.device) -> str:
+    """The precision the model embeds in: the configured one for fast mode on a CPU, else fp32
+    (full mode fine-tunes the encoder in fp32; a GPU embeds in fp32)."""
+    if not fast or device.type != "cpu" or config.encoder_precision == "fp32":
+        return "fp32"
+    if not native_bf16():
+        logger.warning(
+            "encoder_precision bf16 on a CPU without native bf16 instructions: it is emulated, "
+            "and slower than fp32 here"
+        )
+    return config.encoder_precision
 
 
 def load_base(

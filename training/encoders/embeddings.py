@@ -37,9 +37,13 @@ CREATE TABLE IF NOT EXISTS measurements (name TEXT PRIMARY KEY, value REAL NOT N
 EmbedProgress = Callable[[int, int, float], None]  # texts done, texts to embed, seconds left
 
 
-def encoder_fingerprint(base_model: str, max_length: int, normalize: bool) -> str:
+def encoder_fingerprint(
+    base_model: str, max_length: int, normalize: bool, precision: str = "fp32"
+) -> str:
     """A key that changes whenever the embeddings of the same text could change."""
-    digest = hashlib.sha256(f"{max_length}|{normalize}|mean".encode())
+    # fp32's keys stay those written before the precision was a setting.
+    suffix = "" if precision == "fp32" else f"|{precision}"
+    digest = hashlib.sha256(f"{max_length}|{normalize}|mean{suffix}".encode())
     path = Path(base_model)
     if path.is_dir():
         for file in sorted(p for p in path.iterdir() if p.suffix in _FINGERPRINT_SUFFIXES):

@@ -42,6 +42,12 @@ LexicalBatch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # indices, weigh
 # A word the tokenizer splits into this many pieces or more (or maps to its unknown token) is one
 # its vocabulary barely knows: English words rarely, words of a language it never saw often.
 RARE_PIECES = 3
+# The frozen encoder's arithmetic on a CPU: fp32, or bf16 under autocast (matrix products in
+# bfloat16, normalisations and the pooling in float32; the weights stay float32).
+ENCODER_PRECISIONS = ("fp32", "bf16")
+# /proc/cpuinfo flags of CPUs that compute bf16 natively (x86: AVX-512 BF16, AMX; Arm: BF16).
+# Elsewhere bf16 is emulated and slower than fp32.
+NATIVE_BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
 class LexicalFeaturizer:
@@ -190,9 +196,13 @@ class TicketClassifier(nn.Module):
         temperature: dict[str, float] | None = None,
         gate: dict[str, dict[str, Any]] | None = None,
         fields: FieldEncoder | None = None,
+        encoder_precision: str = "fp32",
     ) -> None:
         super().__init__()
+        if encoder_precision not in ENCODER_PRECISIONS:
+            raise ValueError(f"unknown encoder precision {encoder_precision!r}")
         self.encoder = encoder
+        self.encoder_precision = encoder_precision
         self.labels = {head: list(names) for head, names in labels.items()}
         self.dropout_p = dropout
         # Never past the encoder's position embeddings, whatever a (older) model file says.
@@ -257,8 +267,15 @@ class TicketClassifier(nn.Module):
         return sum(len(self.labels[h]) for h in heads[: heads.index(head)])
 
     def pool(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """The ticket embedding the heads see (before dropout)."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        """The ticket embedding the heads see (before dropout). With `encoder_precision` bf16
+        on a CPU the encoder runs under bf16 autocast and its output is pooled in float32."""
+        bf16 = self.encoder_precision == "bf16" and input_ids.device.type == "cpu"
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            hidden = self.encoder(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state
+        if bf16:
+            hidden = hidden.float()
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
         if self.normalize:
@@ -318,6 +335,7 @@ class TicketClassifier(nn.Module):
             "fields": list(self.fields.columns) if self.fields is not None else [],
             "temperature": self.temperature,
             "gate": self.gate,
+            "encoder_precision": self.encoder_precision,
         }
 
     def save(self, directory: str | Path) -> None:
@@ -353,9 +371,23 @@ class TicketClassifier(nn.Module):
             temperature=settings.get("temperature"),
             gate=settings.get("gate"),
             fields=FieldEncoder.load(directory),
+            encoder_precision=settings.get("encoder_precision", "fp32"),
         )
         load_model(model, str(directory / WEIGHTS_FILE))
         return model.eval()
+
+
+def native_bf16(cpuinfo: str | Path = "/proc/cpuinfo") -> bool:
+    """Whether this CPU computes bf16 natively (False where its flags cannot be read)."""
+    try:
+        text = Path(cpuinfo).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return bool(NATIVE_BF16_FLAGS & set(value.split()))
+    return False
 
 
 def position_limit(encoder: PreTrainedModel) -> int:
