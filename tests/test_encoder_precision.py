@@ -10,11 +10,13 @@ import numpy as np
 import pytest
 import torch
 from conftest import TINY_CONFIG, TrainedModel
+from handler_context import FakeContext, archive_handler, unpack
 from transformers import AutoTokenizer
 
 from training.config import TrainConfig
 from training.encoders.base_models import bundled_minilm_path
 from training.encoders.embeddings import encoder_fingerprint
+from training.export.archive import build_archive
 from training.export.predict import Predictor
 from training.inference.model import MODEL_FILE, TicketClassifier, forward_texts, native_bf16
 from training.text.data import load_tickets
@@ -53,6 +55,20 @@ def test_a_bf16_model_embeds_and_labels_as_fp32_does(
         pairs = zip(ours, theirs, strict=True)
         same = np.mean([a[head]["label"] == b[head]["label"] for a, b in pairs])
         assert same >= 0.95, (head, same)
+
+    # The archive carries the choice: its handler embeds in bf16 too (this CPU has it natively)
+    # and answers as the in-process model does, up to bf16's dependence on the batch.
+    unpacked = unpack(build_archive(result.model_dir, tmp_path / "store"), tmp_path / "mar")
+    handler = archive_handler(unpacked)
+    assert handler.model.encoder_precision == ("bf16" if native_bf16() else "fp32")
+    probes = texts[:8]
+    rows = [{"body": {"ticket_data": text}} for text in probes]
+    served = [json.loads(raw) for raw in handler.handle(rows, FakeContext(unpacked).batch(
+        [{"Content-Type": "application/json"}] * len(rows)))]  # fmt: skip
+    for answer, want in zip(served, Predictor.load(result.model_dir).predict(probes), strict=True):
+        for head in ("queue", "priority"):
+            assert answer[head]["label"] == want[head]["label"]
+            assert answer[head]["confidence"] == pytest.approx(want[head]["confidence"], abs=2e-2)
 
 
 def test_the_cache_keeps_each_precision_apart() -> None:

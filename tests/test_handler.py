@@ -10,18 +10,15 @@ tested in test_torchserve.py.
 from __future__ import annotations
 
 import ast
-import importlib
 import json
 import shutil
-import sys
 import zipfile
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
+from handler_context import FakeContext, archive_handler, unpack
 
 from training.export.archive import build_archive
 from training.export.predict import Predictor
@@ -29,73 +26,16 @@ from training.inference.similar_index import excerpt
 from training.text.data import load_tickets
 
 
-@dataclass
-class FakeMetrics:
-    counters: Counter = field(default_factory=Counter)
-
-    def add_counter(self, name: str, value: int, idx: object, dimensions: list) -> None:
-        self.counters[name] += value
-
-
-@dataclass
-class FakeContext:
-    """The parts of TorchServe's `Context` the handler uses, recording what it sets."""
-
-    model_dir: Path
-    headers: list[dict[str, Any]] = field(default_factory=list)
-    statuses: dict[int, tuple[int, str]] = field(default_factory=dict)
-    content_types: dict[int, str] = field(default_factory=dict)
-    metrics: FakeMetrics = field(default_factory=FakeMetrics)
-    model_name: str = "ticket"
-
-    @property
-    def system_properties(self) -> dict[str, Any]:
-        return {"model_dir": str(self.model_dir), "gpu_id": None, "batch_size": 8}
-
-    @property
-    def manifest(self) -> dict[str, Any]:
-        return json.loads((self.model_dir / "MAR-INF" / "MANIFEST.json").read_text())
-
-    @property
-    def model_yaml_config(self) -> dict[str, Any]:
-        return yaml.safe_load((self.model_dir / "model-config.yaml").read_text())
-
-    def get_request_header(self, idx: int, key: str) -> Any:
-        return self.headers[idx].get(key) if idx < len(self.headers) else None
-
-    def set_response_content_type(self, idx: int, value: str) -> None:
-        self.content_types[idx] = value
-
-    def set_response_status(self, code: int, phrase: str, idx: int) -> None:
-        self.statuses[idx] = (code, phrase)
-
-    def batch(self, headers: list[dict[str, Any]]) -> FakeContext:
-        """The context of one batch: fresh per-request state, same model."""
-        return FakeContext(self.model_dir, headers=headers, metrics=self.metrics)
-
-
 @pytest.fixture(scope="module")
 def unpacked(tiny_model, tmp_path_factory: pytest.TempPathFactory) -> Path:
     archive = build_archive(tiny_model.model_dir, tmp_path_factory.mktemp("store"), version="3")
-    model_dir = tmp_path_factory.mktemp("unpacked")
-    with zipfile.ZipFile(archive) as mar:
-        mar.extractall(model_dir)
-    return model_dir
+    return unpack(archive, tmp_path_factory.mktemp("unpacked"))
 
 
 @pytest.fixture(scope="module")
 def handler(unpacked: Path) -> Any:
     """The archive's handler, initialised as a TorchServe worker initialises it."""
-    sys.path.insert(0, str(unpacked))  # as TorchServe puts the unpacked archive first
-    try:
-        module = importlib.import_module("ticket_handler")
-        handler = module.TicketHandler()
-        handler.initialize(FakeContext(unpacked))
-    finally:
-        sys.path.remove(str(unpacked))
-    assert Path(module.__file__).parent == unpacked  # the archive's copy, not the project's
-    assert Path(sys.modules["ticket_cleaning"].__file__).parent == unpacked
-    return handler
+    return archive_handler(unpacked)
 
 
 JSON = {"Content-Type": "application/json"}
