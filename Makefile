@@ -46,7 +46,7 @@ $(BIN)/ticketserve: pyproject.toml
 
 install: $(BIN)/ticketserve
 
-PYTEST = $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(if $(SEED),--randomly-seed=$(SEED))
+PYTEST = $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(if $(SEED),--randomly-seed=$(SEED))
 
 test: install
 	$(PYTEST)

@@ -28,6 +28,7 @@ TINY_TRAINING = (
     '{"base_model": "all-MiniLM-L6-v2", "epochs": 1, "max_length": 32, "batch_size": 16, "seed": 1}'
 )
 TERMINAL = ("succeeded", "failed")
+POLL_S = 0.1  # between two looks at the service's health, readiness or job: cheap calls
 
 
 def free_port() -> int:
@@ -110,7 +111,7 @@ class Service:
                     return self
             except requests.ConnectionError:
                 pass
-            time.sleep(0.5)
+            time.sleep(POLL_S)
         raise RuntimeError(f"service did not answer within {timeout}s:\n{self.log()}")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 120.0) -> int | None:
@@ -164,7 +165,7 @@ class Service:
                 return answer.json()
             if time.monotonic() > deadline:
                 raise AssertionError(f"not ready after {timeout}s: {answer.text}\n{self.log()}")
-            time.sleep(0.5)
+            time.sleep(POLL_S)
 
     def wait_job(
         self, job_id: str, until: tuple[str, ...] = TERMINAL, timeout: float = 600.0
@@ -181,7 +182,7 @@ class Service:
                 raise AssertionError(f"job ended as {job['status']}: {job}\n{self.log()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"job {job_id} still {job['status']} after {timeout}s")
-            time.sleep(0.5)
+            time.sleep(POLL_S)
 
 
 @contextmanager

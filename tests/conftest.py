@@ -31,9 +31,20 @@ SLOW_FIXTURES = {"trained_model", "fast_model", "trained_data_dir"}
 FAST_TIER = os.environ.get("TEST_TIER") == "fast"
 
 
-# Handed out first whatever the random order: `--dist loadfile` gives each process whole files
-# in order, and a file of minutes given out last leaves the other process idle meanwhile.
-LONG_FILES = ("test_image.py",)
+# Handed out first, longest first (seconds of a whole run), whatever the random order: `--dist
+# loadfile --no-loadscope-reorder` gives each process whole files in this order, so the last
+# files handed out are short ones, and no process idles while the other ends a file of minutes.
+# Only the suite's time depends on this list.
+LONG_FILES = (
+    *("test_bench.py", "test_bench_serving.py", "test_drift.py", "test_api.py"),
+    *("test_console.py", "test_fuzz_api.py", "test_image.py", "test_hardening.py"),
+    *("test_feedback.py", "test_cli.py", "test_replicas.py", "test_distributed.py"),
+    *("test_heads_api.py", "test_backup.py", "test_monitoring.py", "test_classify_jobs.py"),
+    *("test_label_issues_api.py", "test_fast_mode.py", "test_connectors_rt.py"),
+    # and those of the fast tier
+    *("test_fields.py", "test_base_models.py", "test_encoder_precision.py", "test_jobs.py"),
+    *("test_handler.py", "test_e5_tokenizer.py", "test_label_issues.py", "test_bulk.py"),
+)
 
 
 # pytest-randomly shuffles before every plain implementation of this hook (its wrapper), and the
@@ -42,7 +53,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
-    items.sort(key=lambda item: item.path.name not in LONG_FILES)  # stable: the rest keep theirs
+    rank = {name: i for i, name in enumerate(LONG_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep theirs
 
 
 E5 = "multilingual-e5-small"

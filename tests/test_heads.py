@@ -8,7 +8,10 @@ import pandas as pd
 import pytest
 import torch
 from conftest import FAST_CONFIG
+from hypothesis import given
+from hypothesis import strategies as st
 from scipy import sparse
+from sklearn.metrics import f1_score
 
 from training.config import TrainConfig
 from training.export.predict import Predictor
@@ -23,6 +26,7 @@ from training.fit.heads import (
     fit_head,
     fold_assignment,
     install_head,
+    macro_f1,
     one_standard_error_choice,
     paired_standard_error,
     select_heads,
@@ -216,3 +220,18 @@ def test_the_shipped_heads_learn_the_test_rows_after_the_test_report(tmp_path):
         expected = np.exp(scaled - scaled.max(axis=1, keepdims=True))
         expected /= expected.sum(axis=1, keepdims=True)
         assert np.allclose(probs[head], expected, atol=1e-4)
+
+
+@given(
+    st.integers(1, 6).flatmap(
+        lambda classes: st.lists(
+            st.tuples(st.integers(0, classes - 1), st.integers(0, classes - 1)),
+            min_size=1,
+            max_size=60,
+        )
+    )
+)
+def test_macro_f1_is_scikit_learns_over_the_classes_present(pairs: list[tuple[int, int]]) -> None:
+    truth, predicted = (np.array(column, dtype=np.int64) for column in zip(*pairs, strict=True))
+    expected = f1_score(truth, predicted, labels=np.unique(truth), average="macro", zero_division=0)
+    assert macro_f1(truth, predicted) == pytest.approx(expected, abs=1e-12)

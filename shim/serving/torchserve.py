@@ -74,6 +74,8 @@ JVM_MAIN_CLASS = "org.pytorch.serve.ModelServer"
 # Unix socket paths (TMPDIR/.ts.sock.9000) must stay under the kernel's 108-byte limit.
 MAX_TMPDIR_CHARS = 80
 LOG_TAIL_LINES = 40
+# Between two looks at the management API while TorchServe starts (a local, cheap call).
+START_POLL_S = 0.1
 
 
 class TorchServeStartError(RuntimeError):
@@ -353,7 +355,7 @@ class TorchServe:
                         f"TorchServe not ready after {timeout:.0f}s (waiting for {detail})\n"
                         f"{self.log_tail()}"
                     )
-                time.sleep(0.5)
+                time.sleep(START_POLL_S)
 
 
 def rotate_log(path: Path, limit: int = CONSOLE_LOG_BYTES, kept: int = CONSOLE_LOGS_KEPT) -> None:

@@ -18,9 +18,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize_scalar
-from scipy.special import log_softmax
-from scipy.stats import beta
 
 # Temperatures outside this range mean the validation split says nothing useful.
 TEMPERATURE_RANGE = (0.01, 100.0)
@@ -28,6 +25,9 @@ TEMPERATURE_RANGE = (0.01, 100.0)
 
 def fit_temperature(logits: np.ndarray, targets: np.ndarray) -> float:
     """The temperature minimising the NLL of `targets` (class indices) under softmax(logits/T)."""
+    from scipy.optimize import minimize_scalar
+    from scipy.special import log_softmax
+
     if len(targets) == 0:
         return 1.0
     logits = np.asarray(logits, dtype=np.float64)
@@ -49,7 +49,7 @@ def precision_lower_bound(hits: int, count: int, level: float) -> float:
     precision is at least this with probability `level`."""
     if count <= 0 or hits <= 0:
         return 0.0
-    return float(beta.ppf(1.0 - level, hits, count - hits + 1))
+    return float(_beta_ppf(1.0 - level, hits, count - hits + 1))
 
 
 def precision_interval(hits: int, count: int, level: float) -> tuple[float, float]:
@@ -57,8 +57,8 @@ def precision_interval(hits: int, count: int, level: float) -> tuple[float, floa
     if count <= 0:
         return 0.0, 1.0
     tail = (1.0 - level) / 2
-    low = float(beta.ppf(tail, hits, count - hits + 1)) if hits > 0 else 0.0
-    high = float(beta.ppf(1.0 - tail, hits + 1, count - hits)) if hits < count else 1.0
+    low = float(_beta_ppf(tail, hits, count - hits + 1)) if hits > 0 else 0.0
+    high = float(_beta_ppf(1.0 - tail, hits + 1, count - hits)) if hits < count else 1.0
     return low, high
 
 
@@ -79,12 +79,20 @@ def precision_curve(confidence: np.ndarray, correct: np.ndarray, level: float) -
     last = np.r_[sorted_conf[1:] != sorted_conf[:-1], True]
     hits, counts = hits[last].astype(np.int64), counts[last]
     # Clopper-Pearson for all points at once (precision_lower_bound, vectorised).
-    bounds = np.where(hits > 0, beta.ppf(1.0 - level, np.maximum(hits, 1), counts - hits + 1), 0.0)
+    bounds = np.where(hits > 0, _beta_ppf(1.0 - level, np.maximum(hits, 1), counts - hits + 1), 0.0)
     points = zip(sorted_conf[last], hits / counts, counts / len(order), bounds, strict=True)
     return [
         [float(t), round(float(p), 6), round(float(c), 6), round(float(b), 6)]
         for t, p, c, b in points
     ][::-1]
+
+
+def _beta_ppf(q: Any, a: Any, b: Any) -> Any:
+    """The beta distribution's quantile function. scipy is imported here: the API process reads
+    gates through this module, and scipy.stats costs it most of a second to start."""
+    from scipy.stats import beta
+
+    return beta.ppf(q, a, b)
 
 
 def threshold_for(curve: list[list[float]], target: float) -> float | None:

@@ -14,7 +14,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import jensenshannon
 
 CONFIDENCE_EDGES = tuple(round(i / 10, 1) for i in range(11))
 # Most tickets of a language the tokenizer knows have no rare piece at all: fine bins near 0.
@@ -30,6 +29,9 @@ def histogram(values: Iterable[float], edges: Sequence[float]) -> list[int]:
 def distance(live: Sequence[float], reference: Sequence[float]) -> float | None:
     """Jensen-Shannon distance (base 2) between two count vectors over the same bins: 0 for the
     same distribution, 1 for distributions with no bin in common; None when either is empty."""
+    # Imported here: scipy.spatial costs the API process a quarter of a second to start.
+    from scipy.spatial.distance import jensenshannon
+
     p, q = np.asarray(live, dtype=np.float64), np.asarray(reference, dtype=np.float64)
     if p.sum() <= 0 or q.sum() <= 0:
         return None

@@ -7,13 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import (
-    ConfusionMatrixDisplay,
-    accuracy_score,
-    confusion_matrix,
-    f1_score,
-    precision_recall_fscore_support,
-)
 
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
@@ -59,6 +52,15 @@ def reliability_bins(
 
 def head_metrics(y_true: list[str], probs: np.ndarray, labels: list[str]) -> dict[str, Any]:
     """Accuracy, macro/weighted F1, per-class P/R/F1, confusion matrix and ECE for one head."""
+    # Imported here: the API process reads summaries from this module, and scikit-learn costs
+    # it most of a second to start.
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
+
     index = {name: i for i, name in enumerate(labels)}
     truth = np.asarray([index[y] for y in y_true], dtype=np.int64)
     predicted = probs.argmax(axis=1)
@@ -321,6 +323,8 @@ def _figure(width: float, height: float) -> Any:
 
 
 def plot_confusion(metrics: dict[str, Any], path: Path, title: str) -> None:
+    from sklearn.metrics import ConfusionMatrixDisplay
+
     labels = metrics["labels"]
     size = max(4.0, 0.7 * len(labels) + 2)
     fig = _figure(size, size)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
 
 from training.errors import UserError
 from training.text.cleaning import (
@@ -563,6 +562,9 @@ def split_tickets(
 def _split(
     frame: pd.DataFrame, count: int, labels: pd.Series, seed: int
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    # Imported here: scikit-learn costs the API and CLI processes most of a second to start.
+    from sklearn.model_selection import train_test_split
+
     strata = labels.where(labels.map(labels.value_counts()) >= 2, "__rare__")
     if (strata == "__rare__").sum() == 1:
         # A lone rare example cannot form a stratum; let it join the largest class.
