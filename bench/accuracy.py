@@ -20,7 +20,6 @@ also trains without them on the same seeds, and the table has both rows: what th
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -44,6 +43,7 @@ from sklearn.metrics import accuracy_score, f1_score
 from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
+from training.cli import exit_with
 from training.config import TrainConfig
 from training.fit.fields import row_fields
 from training.text.data import TicketData
@@ -216,4 +216,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

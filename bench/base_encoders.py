@@ -39,6 +39,7 @@ from common import DEFAULT_DATA
 from transformers import AutoTokenizer
 from transformers.utils import logging as hf_logging
 
+from training.cli import exit_with
 from training.encoders.base_models import bundled_minilm_path, prepare_base_model
 from training.encoders.vocab_trim import trim_vocabulary
 from training.inference.model import TicketClassifier
@@ -212,4 +213,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -36,7 +36,6 @@ import argparse
 import difflib
 import random
 import re
-import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -62,6 +61,7 @@ from dirty_mail import (
 )
 from sklearn.metrics import f1_score
 
+from training.cli import exit_with
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
 from training.export.predict import Predictor
@@ -643,4 +643,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -37,6 +37,7 @@ import httpx
 import numpy as np
 from soak import TRAIN_ROWS, prepare_model, start_service
 
+from training.cli import exit_with
 from training.text.sample_data import QUEUES, generate_tickets
 
 # The test suite's Zammad stand-in (written from Zammad's REST API docs: Zammad itself cannot be
@@ -262,4 +263,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

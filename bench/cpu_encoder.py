@@ -48,6 +48,7 @@ from sklearn.pipeline import make_union
 from sklearn.svm import LinearSVC
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from training.cli import exit_with
 from training.encoders.base_models import resolve_base_model
 from training.encoders.embeddings import embed_texts
 from training.inference.model import TicketClassifier
@@ -333,4 +334,4 @@ def print_table(rows: list[dict], heads: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -21,7 +21,6 @@ and common.SMOKE_CONFIG's small settings (flags given still win).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from common import DEFAULT_DATA, HEADS, SMOKE_CONFIG, fixed_split, tickets_with_
 
 from shim.quality.drift import assess
 from shim.settings import Settings
+from training.cli import exit_with
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
 from training.inference.model import rare_token_shares
@@ -162,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

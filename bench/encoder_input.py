@@ -20,6 +20,7 @@ from pathlib import Path
 from common import DEFAULT_DATA, SMOKE_CONFIG
 from robustness import shapes
 
+from training.cli import exit_with
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
 from training.encoders.embeddings import embed_texts
@@ -97,4 +98,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -19,7 +19,6 @@ both ways round, and the two halves' tickets pooled.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -39,6 +38,7 @@ from common import (
 )
 from common import tickets_with_languages as tickets
 
+from training.cli import exit_with
 from training.config import TrainConfig
 from training.fit.calibration import class_curves, precision_curve, threshold_for
 from training.inference.model import format_predictions, probabilities
@@ -194,4 +194,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

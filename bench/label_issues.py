@@ -19,7 +19,6 @@ head's choice with the full grid on this data); `--linear-c` / `--dense-weight` 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -38,6 +37,7 @@ from common import (
 )
 from common import tickets_with_languages as tickets
 
+from training.cli import exit_with
 from training.config import TrainConfig
 from training.fit.label_issues import flag_issues
 from training.text.data import TicketData
@@ -158,4 +158,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -47,6 +47,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline, make_union
 from sklearn.svm import LinearSVC
 
+from training.cli import exit_with
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
 from training.fit.calibration import point_estimate_threshold
@@ -344,4 +345,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

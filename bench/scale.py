@@ -37,6 +37,7 @@ from pathlib import Path
 import cpu_encoder
 from common import HEADS, SMOKE_CONFIG
 
+from training.cli import exit_with
 from training.text.data import load_tickets
 from training.text.sample_data import generate_tickets
 
@@ -180,4 +181,4 @@ def print_table(row: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -19,7 +19,6 @@ request pays anyway), p50 over the first queries.
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
@@ -27,6 +26,7 @@ import numpy as np
 from common import DEFAULT_DATA, fixed_split
 from usearch.index import Index
 
+from training.cli import exit_with
 from training.config import TrainConfig
 from training.encoders.base_models import resolve_base_model
 from training.encoders.embeddings import EmbeddingCache, embed_texts, encoder_fingerprint
@@ -183,4 +183,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

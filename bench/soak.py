@@ -31,6 +31,7 @@ import httpx
 import numpy as np
 import psutil
 
+from training.cli import exit_with
 from training.text.sample_data import generate_tickets
 
 TICKETSERVE = str(Path(sys.executable).with_name("ticketserve"))
@@ -261,4 +262,4 @@ def _listening_pid(url: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -30,6 +29,7 @@ from common import (
     tickets_with_languages,
 )
 
+from training.cli import exit_with
 from training.config import TrainConfig
 from training.config_flags import add_config_flags, config_overrides
 from training.errors import ConfigError
@@ -115,4 +115,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_with(main())

@@ -385,9 +385,14 @@ def _fail(exc: Exception, command: str = "serve") -> NoReturn:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the `ticketserve` console script; returns the exit status."""
+    """The `ticketserve` command on `argv`; returns the exit status."""
     return training_cli.main(argv, build=build_parser)
 
 
+def run() -> NoReturn:
+    """Entry point of the `ticketserve` console script: `main`, then a quick exit."""
+    training_cli.exit_with(main())
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

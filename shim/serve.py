@@ -87,6 +87,7 @@ def serve(settings: Settings) -> None:
             supervisor.stop()
         torchserve.stop()
         (workdir / PID_FILE).unlink(missing_ok=True)
+        store.close()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         logger.info("service stopped")

@@ -210,3 +210,21 @@ def test_clean_shows_what_the_model_reads(tmp_path, run):
         run("clean", str(page), "--model", str(tmp_path))
     )
     assert "cannot read" in one_line_error(run("clean", str(tmp_path / "missing.eml")))
+
+
+def test_the_quick_exit_keeps_the_status_and_runs_atexit_handlers(tmp_path):
+    """`ticketserve` and `python -m training.*` end through training.cli.exit_with (no final
+    collection): the status is the command's, and what atexit flushes is flushed."""
+    log = tmp_path / "flushed.log"
+    script = (
+        "import atexit, logging, sys\n"
+        "from training.cli import exit_with\n"
+        f"logging.basicConfig(filename={str(log)!r}, level=logging.INFO)\n"
+        "logging.info('written before the exit')\n"
+        "atexit.register(print, 'atexit ran')\n"
+        "exit_with(3)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.strip() == "atexit ran"
+    assert "written before the exit" in log.read_text()

@@ -149,6 +149,7 @@ def create_app(
                 await services.classifier.client.aclose()
             if services.versions.client is not None:
                 services.versions.client.close()
+            services.store.close()  # its connections, explicitly: the exit does not collect them
 
     app = _App(
         title="ticketserve",
