@@ -28,7 +28,9 @@ TINY_TRAINING = (
     '{"base_model": "all-MiniLM-L6-v2", "epochs": 1, "max_length": 32, "batch_size": 16, "seed": 1}'
 )
 TERMINAL = ("succeeded", "failed")
-POLL_S = 0.1  # between two looks at the service's health, readiness or job: cheap calls
+# Between two looks at the service's health, readiness or job. Each look costs the service and
+# the test CPU the other test process could use: 0.1 s made the suite no faster.
+POLL_S = 0.5
 
 
 def free_port() -> int:
