@@ -46,7 +46,9 @@ $(BIN)/ticketserve: pyproject.toml
 
 install: $(BIN)/ticketserve
 
-PYTEST = $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(if $(SEED),--randomly-seed=$(SEED))
+# The tests start hundreds of Python processes: they keep bytecode caches (and pytest its
+# rewritten test modules) even where PYTHONDONTWRITEBYTECODE is set, as many container images do.
+PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(if $(SEED),--randomly-seed=$(SEED))
 
 test: install
 	$(PYTEST)

@@ -42,7 +42,7 @@ from training.text.data import load_tickets
 from training.text.sample_data import generate_tickets
 
 REFERENCE = "torch fp32"
-SMOKE = {"rows": 300, "embed_rows": 160}
+SMOKE = {"rows": 200, "embed_rows": 100}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

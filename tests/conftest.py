@@ -19,15 +19,15 @@ from postgres_server import PostgresServer
 from training.config import TrainConfig
 from training.text.data import Columns, load_tickets
 from training.text.sample_data import write_sample_csv
-from training.train import train
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 # `make test-fast` runs `-m "not slow"` with TEST_TIER=fast: no TorchServe, no training beyond
-# the tiny model. Tests using these fixtures are marked slow here; a test that starts the
-# service or trains more without the mark fails in the fast tier (api_service.Service.start,
-# shared_model), so the tier cannot quietly grow slow.
-SLOW_FIXTURES = {"trained_model", "fast_model", "trained_data_dir"}
+# the one tiny model, no converted e5 encoder, no child process that loads torch. Tests using
+# these fixtures are marked slow here (the rest by hand); a test that starts the service or uses
+# a shared model beyond the tiny one without the mark fails in the fast tier
+# (api_service.Service.start, shared_model, e5_cache), so the tier cannot quietly grow slow.
+SLOW_FIXTURES = {"trained_model", "fast_model", "trained_data_dir", "tiny_fields_model", "e5_cache"}
 FAST_TIER = os.environ.get("TEST_TIER") == "fast"
 
 
@@ -41,9 +41,11 @@ LONG_FILES = (
     *("test_feedback.py", "test_cli.py", "test_replicas.py", "test_distributed.py"),
     *("test_heads_api.py", "test_backup.py", "test_monitoring.py", "test_classify_jobs.py"),
     *("test_label_issues_api.py", "test_fast_mode.py", "test_connectors_rt.py"),
-    # and those of the fast tier
-    *("test_fields.py", "test_base_models.py", "test_encoder_precision.py", "test_jobs.py"),
-    *("test_handler.py", "test_e5_tokenizer.py", "test_label_issues.py", "test_bulk.py"),
+    # and those of the fast tier: the tiny model's first user, then a file that needs no model
+    # while it trains
+    *("test_fields.py", "test_fuzz_loaders.py", "test_handler.py", "test_base_models.py"),
+    *("test_encoder_precision.py", "test_layout.py", "test_upgrade.py", "test_cleaning.py"),
+    *("test_e5_tokenizer.py", "test_heads.py", "test_store.py", "test_bulk.py"),
 )
 
 
@@ -125,10 +127,12 @@ def shared_model(
     tmp_path_factory: pytest.TempPathFactory, name: str, config: TrainConfig, rows: int = TEST_ROWS
 ) -> TrainedModel:
     """`config` trained on `rows` test tickets once for the whole run."""
-    if FAST_TIER and config not in (TINY_CONFIG, TINY_FIELDS_CONFIG):
+    if FAST_TIER and config != TINY_CONFIG:
         raise RuntimeError(f"the {name!r} model is not for the fast tier: mark the test slow")
 
     def build(work: Path) -> dict:
+        from training.train import train  # torch: here, so xdist's controller starts without it
+
         data_path = work / "tickets.csv"
         write_sample_csv(data_path, rows=rows, seed=1)
         tickets = load_tickets(data_path, Columns(features=tuple(config.feature_columns or ())))
@@ -203,6 +207,9 @@ def e5_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ticketserve cache folder holding multilingual-e5-small, prepared once for the whole run
     (its conversion takes seconds) where the cache keeps it: `<cache>/base-models/<name>`."""
     from training.encoders.base_models import prepare_base_model
+
+    if FAST_TIER:
+        raise RuntimeError("the e5 encoder is not for the fast tier: mark the test slow")
 
     def build(folder: Path) -> dict:
         prepare_base_model(E5, folder / "base-models" / E5)

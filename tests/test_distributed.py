@@ -68,6 +68,7 @@ def test_two_processes_learn_what_one_learns(tmp_path: Path) -> None:
         assert abs(scores[0] - scores[1]) <= 0.02 and gap <= 0.02 and same >= 0.97
 
 
+@pytest.mark.slow  # two processes that load torch
 def test_a_shared_step_is_the_whole_batchs_step(tmp_path: Path) -> None:
     one_step(0, 1, 0, str(tmp_path / "one.pt"))
     torch.multiprocessing.spawn(one_step, args=(2, free_port(), str(tmp_path / "two.pt")), nprocs=2)

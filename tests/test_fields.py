@@ -144,6 +144,7 @@ def test_a_model_trained_with_fields_carries_and_applies_them(tiny_fields_model)
     assert np.allclose(unknown["queue"], none["queue"])  # an unknown value is no value
 
 
+@pytest.mark.slow  # a second model, through the command line
 def test_the_command_line_trains_and_evaluates_with_feature_columns(tmp_path: Path) -> None:
     write_sample_csv(tmp_path / "t.csv", rows=TINY_ROWS, seed=1)
     args = ["train", str(tmp_path / "t.csv"), "--out", str(tmp_path / "model"),
@@ -166,6 +167,7 @@ def test_train_reports_a_missing_feature_column(tmp_path: Path, capsys) -> None:
     assert code != 0 and "missing feature column 'tier'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # a second model
 def test_fast_training_with_fields_uses_them(tmp_path: Path) -> None:
     """A field that decides the priority on its own: the model reads it."""
     frame = generate_tickets(TINY_ROWS, seed=4)

@@ -118,6 +118,7 @@ def test_predictor_output_shape(trained_model):
     assert Predictor.load(trained_model.model_dir).predict([]) == []
 
 
+@pytest.mark.slow  # a second model
 def test_a_dataset_with_only_queue_trains_one_head(tmp_path):
     frame = generate_tickets(60, seed=5)
     body = frame[["subject", "body", "queue"]].to_csv(index=False).encode()

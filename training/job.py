@@ -37,6 +37,7 @@ from typing import IO, Any
 import pandas as pd
 
 from training.config import TrainConfig
+from training.encoders.base_models import check_base_model
 from training.errors import ConfigError, UserError
 from training.text.cleaning import CleaningSettings
 from training.text.data import FIELDS_COLUMN, Columns, DataError, TicketData, read_table, validate
@@ -144,9 +145,10 @@ def load_job_data(
 
 def run(spec: JobSpec, events: EventWriter) -> None:
     """Load, train and export; progress and the result go out as events."""
+    config = spec.config
+    check_base_model(config.base_model)  # a missing encoder fails in a second, before torch loads
     from training.train import train  # torch and transformers load here, after the spec is ok
 
-    config = spec.config
     data = load_job_data(
         spec.data_files,
         config.min_class_examples,
