@@ -49,12 +49,33 @@ LONG_FILES = (
 )
 
 
+# Files that hold only slow tests: the fast tier does not import them (seconds of imports in each
+# process), and the full run stops if one of them gains a test that is not slow.
+SLOW_FILES = (
+    *("test_api.py", "test_api_restart.py", "test_bench_serving.py", "test_classify_jobs.py"),
+    *("test_connectors_rt.py", "test_connectors_zammad.py", "test_console.py"),
+    *("test_console_connectors.py", "test_distributed.py", "test_fuzz_api.py"),
+    *("test_hardening.py", "test_heads_api.py", "test_image.py", "test_import.py"),
+    *("test_label_issues_api.py", "test_logs.py", "test_mail_api.py", "test_monitoring.py"),
+    *("test_replicas.py", "test_torchserve.py", "test_usage_line.py"),
+)
+
+
+def pytest_ignore_collect(collection_path: Path) -> bool | None:
+    return True if FAST_TIER and collection_path.name in SLOW_FILES else None
+
+
 # pytest-randomly shuffles before every plain implementation of this hook (its wrapper), and the
 # `-m` deselection of the fast tier runs after this one: the slow marks land in time.
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if SLOW_FIXTURES & set(item.fixturenames):
             item.add_marker(pytest.mark.slow)
+        if item.path.name in SLOW_FILES and item.get_closest_marker("slow") is None:
+            raise pytest.UsageError(
+                f"{item.nodeid} is not marked slow: mark it, or take its file out of "
+                "conftest.SLOW_FILES (the fast tier does not collect those files)"
+            )
     rank = {name: i for i, name in enumerate(LONG_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the rest keep theirs
 

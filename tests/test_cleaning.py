@@ -1,12 +1,22 @@
 """training.text.cleaning on hand-written mails (English and German), HTML edge cases, personal data
-of each kind, and properties over any text: it never raises and cleaning twice changes nothing."""
+of each kind, and properties over any text: it never raises and cleaning twice changes nothing;
+and a model directory's copy of it, loaded."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from training.inference.model_cleaning import (
+    CLEANING_FILE,
+    CLEANING_MODULE_FILE,
+    ModelCleaning,
+    write_cleaning,
+)
 from training.text.cleaning import (
     CONTENT_TYPES,
     CleaningSettings,
@@ -274,3 +284,17 @@ def test_hidden_preheaders_are_dropped() -> None:
         '<span class="preheader">More preview</span><p style="opacity:0.5">Visible</p>'
     )
     assert html_to_text(markup) == "Visible"
+
+
+def test_a_model_s_cleaning_loads_without_writing_into_its_directory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_cleaning(tmp_path, CleaningSettings())
+    copy = tmp_path / CLEANING_MODULE_FILE  # a module of its own, not loaded by another test
+    copy.write_text(copy.read_text(encoding="utf-8") + f"\n# {tmp_path}\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "dont_write_bytecode", False)  # as Python's default is
+    cleaning = ModelCleaning.load(tmp_path)
+    assert cleaning.ticket(None, "<p>Drucker <b>kaputt</b></p>", "text/html") == "Drucker kaputt"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [CLEANING_MODULE_FILE, CLEANING_FILE]
+    )
