@@ -182,12 +182,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
         settings.check_exposure()  # before the heavy imports below: a refusal is immediate
     except SettingsError as exc:
         _fail(exc)
-    from shim.serve import serve
+    from shim.serve import ListenError, serve
     from shim.serving.torchserve import TorchServeStartError
 
     try:
         serve(settings)
-    except (SettingsError, TorchServeStartError) as exc:
+    except (SettingsError, ListenError, TorchServeStartError) as exc:
         _fail(exc)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import socket
 from pathlib import Path
 from types import FrameType
 
@@ -35,9 +36,15 @@ class Stop(Exception):
     """SIGTERM arrived outside uvicorn's own handling (while TorchServe starts)."""
 
 
+class ListenError(Exception):
+    """The API cannot listen on its host and port (in use, not an address of this host, a
+    privileged port)."""
+
+
 def serve(settings: Settings) -> None:
     """Run until interrupted; TorchServe is always stopped on the way out."""
     settings.check_exposure()
+    api_socket = bind_api_socket(settings.host, settings.port)
     # Before the store: its start-up (a registry migration) is logged too.
     configure_logging(settings.log_format, settings.data_dir.resolve() / "logs" / "service.log")
     store = Store(settings.data_dir, settings.database_url, settings.shared_dir)
@@ -76,7 +83,9 @@ def serve(settings: Settings) -> None:
             access_log=False,
             http=LingeringH11Protocol,
         )
-        uvicorn.Server(config).run()
+        # uvicorn logs no address for a socket it is given: this line says where the API is.
+        logger.info("API on http://%s:%d", settings.host, settings.port)
+        uvicorn.Server(config).run(sockets=[api_socket])
     except (Stop, KeyboardInterrupt):
         logger.info("stopping")
     finally:
@@ -88,9 +97,25 @@ def serve(settings: Settings) -> None:
         torchserve.stop()
         (workdir / PID_FILE).unlink(missing_ok=True)
         store.close()
+        api_socket.close()
         signal.signal(signal.SIGTERM, previous)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         logger.info("service stopped")
+
+
+def bind_api_socket(host: str, port: int) -> socket.socket:
+    """The API's socket, bound before TorchServe starts: TorchServe's free ports (picked by the
+    kernel) can then never be the API's, and a port in use stops the service at once instead of
+    after TorchServe's start. uvicorn listens on it, with the options it gives its own sockets."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
 
 
 def stop_stale_torchserve(workdir: Path) -> None:

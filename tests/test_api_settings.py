@@ -247,3 +247,30 @@ def test_the_admin_commands_read_the_environment_file(tmp_path: Path, capsys, mo
     assert status(["serve", "--env-file", str(env_file), "--data-dir", str(tmp_path / "var")]) == 1
     assert f"TICKETSERVE_PORT (port) in {env_file}" in capsys.readouterr().err
     assert not (tmp_path / "var").exists()
+
+
+def test_a_port_in_use_stops_serve_before_anything_starts(tmp_path: Path, capsys) -> None:
+    """The API's socket is bound first: a taken port is one line and exit status 1, with no
+    TorchServe started and nothing written (and TorchServe's own ports can never take it)."""
+    import socket
+
+    from shim.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        argv = [
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(tmp_path / "var"),
+        ]
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+    assert exit_.value.code == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in capsys.readouterr().err
+    assert not (tmp_path / "var").exists()

@@ -169,8 +169,10 @@ def test_json_lines_on_the_console_and_in_the_file(service: Service) -> None:
         cancelled = [line for line in lines if line["message"] == f"job {job_id} cancelled"]
         assert [line["request_id"] for line in cancelled] == ["cancel-7"], path
         # uvicorn's own lines go the same way; outside a request the id is null.
-        started = [line for line in lines if line["message"].startswith("Uvicorn running on")]
+        started = [line for line in lines if line["message"] == "Application startup complete."]
         assert started and started[0]["request_id"] is None, path
+        # The API's address (uvicorn names none for the socket the service bound first).
+        assert f"API on http://127.0.0.1:{service.port}" in [line["message"] for line in lines]
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])
