@@ -11,8 +11,11 @@ HOST   ?= 127.0.0.1
 PORT   ?= 8000
 STORE  ?= model_store
 # Test files run in this many processes (a file's tests stay together in one), in a random
-# order (pytest-randomly prints the seed; SEED=N repeats an order).
-TEST_WORKERS ?= 2
+# order (pytest-randomly prints the seed; SEED=N repeats an order). Three on two cores: much of
+# a served test's time is waiting (a JVM starting and stopping, a training child or TorchServe
+# worker starting, polls), which a third process fills. The fast tier waits on nothing: two.
+TEST_WORKERS ?= 3
+FAST_WORKERS ?= 2
 SEED   ?=
 # `make archive` packs MODEL when given (command line or environment), else the newest trained
 # model under $(VAR): make train -> $(VAR)/models/<name>, the service -> $(VAR)/models/v<N>,
@@ -26,7 +29,7 @@ ARCHIVE_MODEL  = $(if $(filter command line environment,$(origin MODEL)),$(MODEL
 
 help:
 	@echo "make install   create $(VENV) and install the project with its dev tools"
-	@echo "make test      run the test suite (real training, real TorchServe; TEST_WORKERS=2 processes)"
+	@echo "make test      run the test suite (real training, real TorchServe; TEST_WORKERS=3 processes)"
 	@echo "make test-fast the tests without TorchServe or training beyond a tiny model (about a minute)"
 	@echo "make lint      ruff check + format check"
 	@echo "make demo      sample data -> service -> upload -> train -> classify (through the API)"
@@ -48,13 +51,17 @@ install: $(BIN)/ticketserve
 
 # The tests start hundreds of Python processes: they keep bytecode caches (and pytest its
 # rewritten test modules) even where PYTHONDONTWRITEBYTECODE is set, as many container images do.
-PYTEST = PYTHONDONTWRITEBYTECODE= $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder $(if $(SEED),--randomly-seed=$(SEED))
+# Each uses one thread for torch and BLAS (TEST_THREADS): several of them run at once on every
+# core, and threads beyond one per process spin-wait against each other (measured: a training
+# beside two busy processes took 110 s of CPU with 2 threads, 48 s with 1).
+TEST_THREADS ?= 1
+PYTEST = PYTHONDONTWRITEBYTECODE= OMP_NUM_THREADS=$(TEST_THREADS) $(BIN)/python -m pytest --dist loadfile --no-loadscope-reorder $(if $(SEED),--randomly-seed=$(SEED))
 
 test: install
-	$(PYTEST)
+	$(PYTEST) -n $(TEST_WORKERS)
 
 test-fast: install
-	TEST_TIER=fast $(PYTEST) -m "not slow"
+	TEST_TIER=fast $(PYTEST) -n $(FAST_WORKERS) -m "not slow"
 
 lint: install
 	$(BIN)/ruff check .

@@ -85,8 +85,9 @@ def test_backup_while_serving_restores_a_service_with_the_same_answers(run, tmp_
         first = source.post("/api/v1/train", json={**SMALL_JOB, "mode": "fast"}).json()
         assert source.wait_job(first["job_id"])["status"] == "succeeded"
         assert source.wait_ready()["model_version"] == 1
-        # A fine-tune that runs for minutes (no early stop): it runs while the backup is taken.
-        long_job = {**SMALL_JOB, "mode": "full", "epochs": 100, "patience": 100}
+        # A fine-tune that runs for minutes (no early stop): it runs while the backup is taken,
+        # on one core, so that the backup, the restore and the second service get the other.
+        long_job = {**SMALL_JOB, "mode": "full", "epochs": 100, "patience": 100, "num_threads": 1}
         running = source.post("/api/v1/train", json=long_job)
         job_id = running.json()["job_id"]
         assert source.wait_job(job_id, until=("progress",))["status"] == "running"

@@ -22,7 +22,7 @@ from training.text.data import load_tickets
 from training.text.sample_data import write_sample_csv
 
 FLAGS = [
-    "--base-model", "all-MiniLM-L6-v2", "--mode", "full", "--epochs", "2", "--max-length", "32",
+    "--base-model", "all-MiniLM-L6-v2", "--mode", "full", "--epochs", "1", "--max-length", "32",
     "--batch-size", "16", "--seed", "3", "--no-similar-tickets",
 ]  # fmt: skip
 
@@ -64,7 +64,8 @@ def test_two_processes_learn_what_one_learns(tmp_path: Path) -> None:
         gap = float(np.abs(one_probs[head] - two_probs[head]).mean())
         same = float((one_probs[head].argmax(1) == two_probs[head].argmax(1)).mean())
         print(f"{head}: macro-F1 {scores}, mean probability gap {gap:.4f}, same label {same:.3f}")
-        # Dropout draws differ between the runs; measured: the same macro-F1, gap 0.003, 99.5 %.
+        # Dropout draws differ between the runs; measured with one epoch (half the time of two):
+        # the same macro-F1, gap 0.0014 on the queue head (two epochs: 0.003, 99.5 % the same).
         assert abs(scores[0] - scores[1]) <= 0.02 and gap <= 0.02 and same >= 0.97
 
 

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow  # the real service and TorchServe
 API_KEY = "fuzz-key-0123456789"
 # Per route and mode (valid, invalid), each sent twice (with and without the key): bounded so
 # that the suite stays within CI's budget.
-EXAMPLES_PER_ROUTE = 30
+EXAMPLES_PER_ROUTE = 20
 CASES = {"sent": 0}
 
 

@@ -8,6 +8,7 @@ import sys
 
 import pytest
 import torch
+from conftest import TEST_CONFIG
 
 from training.config import TrainConfig
 from training.encoders.base_models import resolve_base_model
@@ -58,7 +59,7 @@ def test_model_directory_holds_everything_and_no_pickle(trained_model):
     assert list(labels) == ["queue", "priority"]
     assert len(labels["queue"]) == 7 and labels["priority"] == ["high", "low", "medium"]
     config = TrainConfig.from_json(trained_model.model_dir / "training_config.json")
-    assert config.max_length == 128
+    assert config.max_length == TEST_CONFIG.max_length
 
 
 def test_metrics_file_has_every_measure_per_head(trained_model):
