@@ -6,16 +6,21 @@
 A pure ASGI middleware, so nothing of the body has been read when it answers: a request without
 the right key gets its 401 before a byte of its body is received, and a body is refused (413) as
 soon as its Content-Length, or the bytes received so far, pass the route's limit (uploads have
-their own, larger one). Routes outside `protected_prefix` (health, metrics, docs) need no key.
+their own, larger one). Before a 413 the rest of the body is read and dropped, for LINGER_S at
+most: the connection closes after the answer, and a client still sending would get a reset
+instead of it. Routes outside `protected_prefix` (health, metrics, docs) need no key.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
+from shim.api.http_protocol import LINGER_S
 from shim.errors import ApiError, BadRequest, PayloadTooLarge, Unauthorized
 
 Scope = MutableMapping[str, Any]
@@ -58,6 +63,10 @@ class RequestGuard:
             limit = self.max_upload_bytes if scope["path"] in self.upload_paths else (
                 self.max_body_bytes)  # fmt: skip
             _check_declared_length(headers.get("content-length"), limit)
+        except PayloadTooLarge as error:
+            await _drain(receive)
+            await _answer(send, error)
+            return
         except ApiError as error:
             await _answer(send, error)
             return
@@ -103,6 +112,8 @@ class _Capped:
                 if self.received > self.limit:
                     if not self.answered:
                         self.answered = True
+                        if message.get("more_body", False):
+                            await _drain(receive)
                         await _answer(send, too_large(self.received, self.limit))
                     return {"type": "http.disconnect"}
             return message
@@ -112,6 +123,18 @@ class _Capped:
                 await send(message)
 
         await self.app(scope, capped_receive, guarded_send)
+
+
+async def _drain(receive: Receive) -> None:
+    """Read and drop the rest of a refused body, for LINGER_S at most."""
+    deadline = time.monotonic() + LINGER_S
+    while (left := deadline - time.monotonic()) > 0:
+        try:
+            message = await asyncio.wait_for(receive(), left)
+        except TimeoutError:
+            return
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return
 
 
 def too_large(size: int, limit: int) -> PayloadTooLarge:

@@ -306,12 +306,13 @@ class JobRunner:
             logger.exception("job %s failed", job.id)
             self._change(job, job.fail, one_line(f"{type(exc).__name__}: {exc}"))
         finally:
+            # The links first: once the runner is free, the job is over in every respect.
+            for link in (spec.parent / "data").glob("*"):
+                link.unlink(missing_ok=True)
             with self._lock:
                 self._active, self._process = None, None
             done.set()
             self.store.leases.give_back(TRAINING, self.replica)  # after the job's last save
-            for link in (spec.parent / "data").glob("*"):
-                link.unlink(missing_ok=True)
 
     def _hold_lease(self, job: Job, done: threading.Event) -> None:
         """Renew the training lease until the job ends (every third of its length)."""
